@@ -1,0 +1,428 @@
+"""Model cards: one TOML file per pretrained weight set, validated into a frozen dataclass.
+
+A card is plain data (stdlib only, never torch): the registry, ``zoo list`` and ``zoo info`` read
+cards without importing any ML library. Every number on a card says where it comes from:
+``metrics_source`` for top-1/top-5, ``weights_mb_source`` for the published size, and
+``provenance`` for the rest (``params``/``depth`` are computed from the built timm model).
+
+Validation is strict: unknown keys are errors (a typo must not silently drop a field), and every
+error names the file and the field (:class:`~zoo.errors.CardError`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import CardError, UriError
+from .uri import parse_uri
+
+#: Card names follow timm's ``arch.tag`` scheme, lowercase.
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*\.[a-z0-9][a-z0-9_]*$")
+_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
+CROP_MODES = ("center", "squash", "border")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One place the weights can come from, tried in card order (the first that works wins).
+
+    ``sha256`` and ``converter`` are set when the bytes at ``uri`` are not the card's safetensors
+    file but a legacy checkpoint that a named converter turns into it: ``sha256`` then pins the raw
+    file (None where no published hash exists yet).
+    """
+
+    uri: str
+    sha256: str | None = None
+    converter: str | None = None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """An extra published accuracy figure at another evaluation resolution."""
+
+    img_size: int
+    top1: float
+    top5: float | None = None
+    crop_pct: float | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class KerasFigures:
+    """The Keras Applications table row for the model this card stands in for.
+
+    Kept beside our own figures because Keras' port differs (other weights, or a different layer
+    count: Xception, NASNetLarge and EfficientNet are counted differently by Keras).
+    """
+
+    name: str
+    source: str
+    top1: float | None = None
+    top5: float | None = None
+    params: int | None = None
+    depth: int | None = None
+    size_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class Card:
+    """A pretrained weight set: what to build (timm architecture), where its bytes are, what it scores."""
+
+    name: str
+    architecture: str
+    tag: str
+    hub_repo: str
+    sources: tuple[Source, ...]
+    input_size: tuple[int, int, int]
+    interpolation: str
+    crop_pct: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    num_classes: int
+    license: str
+    aliases: tuple[str, ...] = ()
+    default: bool = False
+    paper: str | None = None
+    notes: str | None = None
+    sha256: str | None = None
+    size_bytes: int | None = None
+    params: int | None = None
+    depth: int | None = None
+    test_input_size: tuple[int, int, int] | None = None
+    crop_mode: str = "center"
+    top1: float | None = None
+    top5: float | None = None
+    metrics_source: str | None = None
+    metrics_img_size: int | None = None
+    metrics_crop_pct: float | None = None
+    extra_metrics: tuple[Metric, ...] = ()
+    weights_mb: float | None = None
+    weights_mb_source: str | None = None
+    keras: KerasFigures | None = None
+    provenance: Mapping[str, str] = field(default_factory=dict, hash=False)
+    #: Where the card was read from (None for cards built in code); not part of its identity.
+    path: str | None = field(default=None, compare=False)
+
+    @property
+    def resolution(self) -> int:
+        """Input side in pixels (the ``res`` column)."""
+        return self.input_size[-1]
+
+    @property
+    def size_mb(self) -> float | None:
+        """Weights size in MB: the exact safetensors size when known, else the published figure."""
+        if self.size_bytes:
+            return self.size_bytes / 1e6
+        return self.weights_mb
+
+    def to_record(self) -> dict[str, Any]:
+        """Every field as JSON-ready data (None stays None), plus the derived ``size_mb``."""
+        record = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        record["size_mb"] = self.size_mb
+        return record
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        """The card as it is written to a file: None fields omitted, except an empty ``sha256``
+        slot, kept visible so a maintainer sees it waits to be pinned."""
+        out: dict[str, Any] = {}
+        for key in CARD_SPEC:  # the spec's order reads best: identity, weights, preprocessing, metrics
+            value = _plain(getattr(self, key), drop_none=True)
+            if key == "sha256" and value is None:
+                value = ""
+            if value is None or (value in ([], {}) and key != "aliases"):
+                continue
+            out[key] = value
+        return out
+
+
+def _plain(value: Any, drop_none: bool = False) -> Any:
+    """Dataclasses/tuples/mappings -> dicts/lists, for JSON and TOML."""
+    if hasattr(value, "__dataclass_fields__"):
+        items = ((f.name, getattr(value, f.name)) for f in fields(value))
+        return {k: _plain(v, drop_none) for k, v in items if not (drop_none and v is None)}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v, drop_none) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v, drop_none) for k, v in value.items()}
+    return value
+
+
+# --- field validators: each takes the raw TOML value and returns the typed one or raises ValueError
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError(f"expected a non-empty string, got {v!r}")
+    return v
+
+
+def _opt_str(v: Any) -> str | None:
+    if v == "":
+        return None
+    return _str(v)
+
+
+def _int(minimum: int = 0) -> Callable[[Any], int]:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ValueError(f"expected an integer >= {minimum}, got {v!r}")
+        return v
+
+    return check
+
+
+def _float(lo: float, hi: float) -> Callable[[Any], float]:
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+            raise ValueError(f"expected a number in [{lo}, {hi}], got {v!r}")
+        return float(v)
+
+    return check
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v
+
+
+def _sha256(v: Any) -> str | None:
+    if v in ("", None):
+        return None
+    if not isinstance(v, str) or not _SHA256_RE.match(v):
+        raise ValueError(f"expected 64 lowercase hex digits (a sha256), got {v!r}")
+    return v
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if v not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {v!r}")
+        return v
+
+    return check
+
+
+def _name(v: Any) -> str:
+    v = _str(v)
+    if not NAME_RE.match(v):
+        raise ValueError(f"{v!r} is not a lowercase timm-style 'architecture.tag' name")
+    return v
+
+
+def _repo_id(v: Any) -> str:
+    v = _str(v)
+    if not _REPO_ID_RE.match(v):
+        raise ValueError(f"{v!r} is not a Hugging Face repo id 'org/name'")
+    return v
+
+
+def _aliases(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(a, str) and a.strip() and a == a.strip() for a in v):
+        raise ValueError(f"expected a list of non-empty strings, got {v!r}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"duplicate aliases in {v!r}")
+    return tuple(v)
+
+
+def _size3(v: Any) -> tuple[int, int, int]:
+    if not isinstance(v, list) or len(v) != 3 or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v):
+        raise ValueError(f"expected [channels, height, width] as positive integers, got {v!r}")
+    return tuple(v)  # type: ignore[return-value]
+
+
+def _rgb(v: Any) -> tuple[float, float, float]:
+    ok = isinstance(v, list) and len(v) == 3
+    ok = ok and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+    if not ok:
+        raise ValueError(f"expected three numbers (one per RGB channel), got {v!r}")
+    return tuple(float(x) for x in v)  # type: ignore[return-value]
+
+
+def _sub(cls: type, spec: dict[str, tuple[Callable[[Any], Any], bool]]) -> Callable[[Any], Any]:
+    """Validate an inline table into the dataclass ``cls``; errors name the inner key."""
+
+    def check(v: Any) -> Any:
+        if not isinstance(v, Mapping):
+            raise ValueError(f"expected a table, got {v!r}")
+        return cls(**_check_table(v, spec))
+
+    return check
+
+
+def _list_of(check_one: Callable[[Any], Any], min_len: int = 0) -> Callable[[Any], tuple]:
+    def check(v: Any) -> tuple:
+        if not isinstance(v, list) or len(v) < min_len:
+            raise ValueError(f"expected a list of at least {min_len} entries, got {v!r}")
+        out = []
+        for i, item in enumerate(v):
+            try:
+                out.append(check_one(item))
+            except _FieldError as exc:
+                raise _FieldError(f"[{i}].{exc.field}", exc.problem) from None
+            except ValueError as exc:
+                raise _FieldError(f"[{i}]", str(exc)) from None
+        return tuple(out)
+
+    return check
+
+
+def _source_uri(v: Any) -> str:
+    v = _str(v)
+    try:
+        parse_uri(v)
+    except UriError as exc:
+        raise ValueError(str(exc)) from None
+    return v
+
+
+def _provenance(v: Any) -> dict[str, str]:
+    if not isinstance(v, Mapping) or not all(isinstance(k, str) and isinstance(t, str) and t for k, t in v.items()):
+        raise ValueError(f"expected a table of field = \"where the number comes from\", got {v!r}")
+    return dict(v)
+
+
+def _check_table(data: Mapping[str, Any], spec: dict[str, tuple[Callable[[Any], Any], bool]]) -> dict[str, Any]:
+    """Apply ``spec`` (key -> (validator, required)); unknown keys are errors."""
+    unknown = sorted(set(data) - set(spec))
+    if unknown:
+        raise _FieldError(unknown[0], f"unknown field; known fields are: {', '.join(spec)}")
+    out: dict[str, Any] = {}
+    for key, (check, required) in spec.items():
+        if key not in data:
+            if required:
+                raise _FieldError(key, "missing required field")
+            continue
+        try:
+            out[key] = check(data[key])
+        except _FieldError as exc:
+            inner = exc.field if exc.field.startswith("[") else f".{exc.field}"
+            raise _FieldError(key + inner, exc.problem) from None
+        except ValueError as exc:
+            raise _FieldError(key, str(exc)) from None
+    return out
+
+
+class _FieldError(ValueError):
+    def __init__(self, field: str, problem: str):
+        self.field, self.problem = field, problem
+        super().__init__(problem)
+
+
+_SOURCE_SPEC = {"uri": (_source_uri, True), "sha256": (_sha256, False), "converter": (_opt_str, False)}
+_METRIC_SPEC = {
+    "img_size": (_int(1), True),
+    "top1": (_float(0, 100), True),
+    "top5": (_float(0, 100), False),
+    "crop_pct": (_float(0.01, 1.0), False),
+    "source": (_opt_str, False),
+}
+_KERAS_SPEC = {
+    "name": (_str, True),
+    "source": (_str, True),
+    "top1": (_float(0, 100), False),
+    "top5": (_float(0, 100), False),
+    "params": (_int(1), False),
+    "depth": (_int(1), False),
+    "size_mb": (_float(0, 1e6), False),
+}
+CARD_SPEC: dict[str, tuple[Callable[[Any], Any], bool]] = {
+    "name": (_name, True),
+    "aliases": (_aliases, False),
+    "architecture": (_str, True),
+    "tag": (_str, True),
+    "default": (_bool, False),
+    "hub_repo": (_repo_id, True),
+    "license": (_str, True),
+    "paper": (_opt_str, False),
+    "notes": (_opt_str, False),
+    "sources": (_list_of(_sub(Source, _SOURCE_SPEC), min_len=1), True),
+    "sha256": (_sha256, False),
+    "size_bytes": (_int(1), False),
+    "params": (_int(1), False),
+    "depth": (_int(1), False),
+    "input_size": (_size3, True),
+    "test_input_size": (_size3, False),
+    "interpolation": (_choice(INTERPOLATIONS), True),
+    "crop_pct": (_float(0.01, 1.0), True),
+    "crop_mode": (_choice(CROP_MODES), False),
+    "mean": (_rgb, True),
+    "std": (_rgb, True),
+    "num_classes": (_int(0), True),
+    "top1": (_float(0, 100), False),
+    "top5": (_float(0, 100), False),
+    "metrics_source": (_opt_str, False),
+    "metrics_img_size": (_int(1), False),
+    "metrics_crop_pct": (_float(0.01, 1.0), False),
+    "extra_metrics": (_list_of(_sub(Metric, _METRIC_SPEC)), False),
+    "weights_mb": (_float(0, 1e7), False),
+    "weights_mb_source": (_opt_str, False),
+    "keras": (_sub(KerasFigures, _KERAS_SPEC), False),
+    "provenance": (_provenance, False),
+}
+
+
+def card_from_dict(data: Mapping[str, Any], where: str = "<card>") -> Card:
+    """Validate ``data`` (a parsed card file) into a :class:`Card`; errors name ``where`` and the field."""
+    if not isinstance(data, Mapping):
+        raise CardError(where, None, f"expected a table of fields, got {type(data).__name__}")
+    try:
+        values = _check_table(data, CARD_SPEC)
+    except _FieldError as exc:
+        raise CardError(where, exc.field, exc.problem) from None
+    expected = f"{values['architecture']}.{values['tag']}"
+    if values["name"] != expected:
+        raise CardError(where, "name", f"{values['name']!r} must be architecture.tag = {expected!r}")
+    if ("top1" in values or "top5" in values) and "metrics_source" not in values:
+        raise CardError(where, "metrics_source", "top1/top5 are set, so say which published table they come from")
+    if "weights_mb" in values and "weights_mb_source" not in values:
+        raise CardError(where, "weights_mb_source", "weights_mb is set, so say where the figure comes from")
+    std = values["std"]
+    if any(s <= 0 for s in std):
+        raise CardError(where, "std", f"every std must be > 0, got {list(std)}")
+    return Card(**values, path=where if where != "<card>" else None)
+
+
+def read_card(path: str | os.PathLike[str]) -> Card:
+    """Read and validate one card file; a malformed file raises :class:`CardError` naming it."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise CardError(str(path), None, f"not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise CardError(str(path), None, f"cannot read: {exc.strerror or exc}") from None
+    return card_from_dict(data, str(path))
+
+
+def dump_card(card: Card, header: str | None = None) -> str:
+    """The card as TOML text (tomlkit, imported only here: writing cards is rare, reading is hot)."""
+    import tomlkit
+
+    doc = tomlkit.document()
+    if header:
+        for line in header.strip().splitlines():
+            doc.add(tomlkit.comment(line))
+        doc.add(tomlkit.nl())
+    for key, value in card.to_toml_dict().items():
+        doc[key] = value
+    return tomlkit.dumps(doc)
+
+
+def write_card(card: Card, path: str | os.PathLike[str], header: str | None = None) -> Path:
+    """Write ``card`` to ``path`` atomically (temp file in the same directory, then rename)."""
+    path = Path(path)
+    text = dump_card(card, header)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,238 @@
+"""The ``zoo`` command: parse arguments, call the library, render with rich, map errors to exit codes.
+
+Exit codes: 0 ok, 1 an operation failed (:class:`~zoo.errors.ZooError`), 2 bad usage or an unknown
+name (:class:`~zoo.errors.UsageError`, argparse errors). ``zoo list`` and ``zoo info`` read cards
+only: nothing here imports torch, timm or huggingface_hub at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Any, Callable, Sequence
+
+from . import __version__
+from .cards import Card
+from .errors import UsageError, ZooError
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def _size(card: Card) -> str:
+    """Exact size once pinned; '~' marks the computed estimate before that."""
+    if card.size_bytes:
+        return f"{card.size_bytes / 1e6:.1f}"
+    return "" if card.weights_mb is None else f"~{card.weights_mb:.1f}"
+
+
+#: ``--columns`` keys -> (header, cell text, right-aligned)
+COLUMNS: dict[str, tuple[str, Callable[[Card], str], bool]] = {
+    "name": ("name", lambda c: c.name, False),
+    "aliases": ("aliases", lambda c: ", ".join(c.aliases), False),
+    "arch": ("architecture", lambda c: c.architecture, False),
+    "top1": ("top1", lambda c: _num(c.top1, ".2f"), True),
+    "top5": ("top5", lambda c: _num(c.top5, ".2f"), True),
+    "params": ("params M", lambda c: _num(c.params and c.params / 1e6, ".1f"), True),
+    "size": ("size MB", _size, True),
+    "depth": ("depth", lambda c: _num(c.depth, "d"), True),
+    "res": ("res", lambda c: str(c.resolution), True),
+    "interp": ("interp", lambda c: c.interpolation, False),
+    "crop": ("crop", lambda c: _num(c.crop_pct, ".3g"), True),
+    "license": ("license", lambda c: c.license, False),
+    "hub_repo": ("hub repo", lambda c: c.hub_repo, False),
+    "keras": ("keras top1", lambda c: _num(c.keras.top1 if c.keras else None, ".1f"), True),
+}
+DEFAULT_COLUMNS = "name,aliases,top1,top5,params,size,depth,res"
+
+
+def parse_count(text: str) -> int:
+    """'25M', '1.5e7', '800k', '25000000' -> an int (for ``--max-params``)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kKmMgGbB]?)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r} (try 25M, 800k or 25000000)")
+    scale = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+def parse_columns(text: str) -> list[str]:
+    cols = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in cols if c not in COLUMNS]
+    if unknown or not cols:
+        raise argparse.ArgumentTypeError(f"unknown column {', '.join(unknown) or text!r}; choose from {', '.join(COLUMNS)}")
+    return cols
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .registry import SORT_KEYS
+
+    parser = argparse.ArgumentParser(prog="zoo", description="A model-zoo hub for transfer learning.")
+    parser.add_argument("--version", action="version", version=f"zoo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="table of pretrained models, sorted and filtered")
+    p.add_argument("pattern", nargs="?", help="fnmatch pattern over names, aliases and architectures ('efficientnet*')")
+    p.add_argument("--sort", choices=list(SORT_KEYS), default="top1", help="sort key (default top1)")
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--asc", dest="descending", action="store_false", default=None, help="ascending order")
+    order.add_argument("--desc", dest="descending", action="store_true", help="descending order")
+    p.add_argument("--min-top1", type=float, metavar="X", help="only models with top-1 >= X (%%)")
+    p.add_argument("--max-params", type=parse_count, metavar="N", help="only models with at most N parameters (25M, 800k)")
+    p.add_argument("--license", metavar="L", help="only models under license L (apache-2.0, bsd-3-clause, ...)")
+    p.add_argument("--columns", type=parse_columns, default=parse_columns(DEFAULT_COLUMNS),
+                   metavar="COLS", help=f"comma-separated, from: {', '.join(COLUMNS)} (default {DEFAULT_COLUMNS})")
+    p.add_argument("--json", action="store_true", help="JSON records with every card field instead of a table")
+    p.set_defaults(run=cmd_list)
+
+    p = sub.add_parser("info", help="one model card in full, with the other tags of its architecture")
+    p.add_argument("name", help="card name, alias (ResNet50) or architecture (resnet50)")
+    p.add_argument("--json", action="store_true", help="the card as a JSON record")
+    p.set_defaults(run=cmd_info)
+    return parser
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    import os
+
+    # markup off: card text (and error messages) may hold '[...]', which is not rich markup here
+    console = Console(stderr=stderr, highlight=False, markup=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 200  # piped into a file or a pager: wrapping at 80 columns only hurts
+    return console
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .registry import list_models
+
+    cards = list_models(args.pattern, sort=args.sort, descending=args.descending,
+                        min_top1=args.min_top1, max_params=args.max_params, license=args.license)
+    if args.json:
+        return _print_json([c.to_record() for c in cards])
+    from rich.table import Table
+
+    table = Table(caption=_list_caption(cards), caption_justify="left", pad_edge=False)
+    for key in args.columns:
+        header, _, right = COLUMNS[key]
+        # numbers never wrap; on a narrow terminal the text columns fold instead
+        table.add_column(header, justify="right" if right else "left", no_wrap=right, overflow="fold")
+    for card in cards:
+        table.add_row(*(COLUMNS[key][1](card) for key in args.columns))
+    console = _console()
+    if not cards:
+        console.print("no model matches these filters; 'zoo list' shows all")
+        return 0
+    console.print(table)
+    return 0
+
+
+def _list_caption(cards: list[Card]) -> str:
+    return (
+        f"{len(cards)} models. top-1/top-5: published ImageNet-1k figures (see 'zoo info NAME' for the source); "
+        "params and depth: computed from the timm architecture; size: '~' is the computed float32 size until "
+        "the file is downloaded and pinned."
+    )
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .registry import get_registry
+
+    registry = get_registry()
+    card = registry.resolve(args.name)
+    if args.json:
+        return _print_json(card.to_record())
+    from rich.table import Table
+
+    console = _console()
+    if card.name != args.name:
+        console.print(f"{args.name!r} resolves to {card.name}", style="dim")
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in _info_rows(card):
+        table.add_row(key, value)
+    console.print(table)
+    others = registry.other_tags(card)
+    if others:
+        console.print(f"\nother tags of {card.architecture}:")
+        for other in others:
+            top1 = f"top-1 {other.top1:.2f}" if other.top1 is not None else "top-1 unknown"
+            mark = " (default)" if other.default else ""
+            console.print(f"  {other.name}{mark}  {top1}")
+    return 0
+
+
+def _info_rows(card: Card) -> list[tuple[str, str]]:
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "unknown"
+        if isinstance(v, (tuple, list)):
+            return ", ".join(str(x) for x in v) if v else "none"
+        return str(v)
+
+    rows = [
+        ("name", card.name + (" (default tag)" if card.default else "")),
+        ("aliases", fmt(card.aliases)),
+        ("architecture", card.architecture),
+        ("tag", card.tag),
+        ("hub repo", card.hub_repo),
+        ("license", card.license),
+        ("paper", fmt(card.paper)),
+        ("top-1 / top-5", f"{fmt(card.top1)} / {fmt(card.top5)} at {fmt(card.metrics_img_size)} px"),
+        ("metrics source", fmt(card.metrics_source)),
+    ]
+    rows += [(f"  at {m.img_size} px", f"{m.top1} / {fmt(m.top5)} (crop {fmt(m.crop_pct)})") for m in card.extra_metrics]
+    rows += [
+        ("params", f"{card.params:,}" if card.params else "unknown"),
+        ("depth", fmt(card.depth)),
+        ("input size", "x".join(map(str, card.input_size))
+         + (f" (tested at {'x'.join(map(str, card.test_input_size))})" if card.test_input_size else "")),
+        ("preprocessing", f"{card.interpolation}, crop {card.crop_pct} ({card.crop_mode}), mean {fmt(card.mean)}, std {fmt(card.std)}"),
+        ("classes", str(card.num_classes)),
+        ("weights sha256", card.sha256 or "not pinned yet (pinned on first verified download)"),
+        ("weights size", f"{card.size_bytes:,} bytes" if card.size_bytes else f"~{fmt(card.weights_mb)} MB ({fmt(card.weights_mb_source)})"),
+    ]
+    for i, src in enumerate(card.sources, 1):
+        extra = f" (converter {src.converter}, raw sha256 {src.sha256 or 'unpublished'})" if src.converter else ""
+        rows.append((f"source {i}", src.uri + extra))
+    if card.keras:
+        k = card.keras
+        rows.append(("keras figures", f"{k.name}: top-1 {fmt(k.top1)}, top-5 {fmt(k.top5)}, params {fmt(k.params)}, "
+                                      f"depth {fmt(k.depth)}, size {fmt(k.size_mb)} MB ({k.source})"))
+    rows += [(f"provenance: {k}", v) for k, v in card.provenance.items()]
+    if card.notes:
+        rows.append(("notes", card.notes))
+    if card.path:
+        rows.append(("card file", card.path))
+    return rows
+
+
+def _print_json(data: Any) -> int:
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``zoo`` console script and ``python -m zoo``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except UsageError as exc:
+        _console(stderr=True).print(f"error: {exc}", style="red")
+        return 2
+    except ZooError as exc:
+        _console(stderr=True).print(f"error: {exc}", style="red")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `zoo list | head`
+        return 0

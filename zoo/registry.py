@@ -1,0 +1,234 @@
+"""Name lookup over the cards: exact name, alias, an architecture's default tag, and 'did you mean'.
+
+Cards come from, in search order: the shipped ``cards/`` directory, each directory of
+``$ZOO_CARDS_PATH`` (like ``PATH``: the first card of a name wins), then cards registered in code
+with :func:`register`. The registry is rebuilt when that set of directories, or their listings,
+change, so tests and long-running processes see new cards without a restart.
+
+Resolution order (documented in the README and tested):
+
+1. an exact card name (``resnet50.tv_in1k``);
+2. an explicit alias, exact case (``ResNet50``, ``efficientnet_lite0``): an alias wins over an
+   architecture of the same name;
+3. an architecture's default tag (``resnet50`` -> the card marked ``default = true``, which for
+   shipped cards is timm's own default tag; an architecture with a single card needs no mark);
+4. the same three, ignoring case (``resnet50v2`` finds the alias ``ResNet50V2``);
+5. otherwise :class:`~zoo.errors.UnknownModelError` with close matches.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from . import config
+from .cards import Card, card_from_dict, read_card
+from .errors import AmbiguousModelError, CardError, UnknownModelError, UsageError
+
+#: ``zoo list --sort`` keys -> (value getter, best-first is descending).
+SORT_KEYS: dict[str, tuple[Callable[[Card], Any], bool]] = {
+    "top1": (lambda c: c.top1, True),
+    "top5": (lambda c: c.top5, True),
+    "params": (lambda c: c.params, False),
+    "size": (lambda c: c.size_mb, False),
+    "depth": (lambda c: c.depth, False),
+    "res": (lambda c: c.resolution, False),
+    "name": (lambda c: c.name, False),
+}
+
+
+@dataclass
+class Registry:
+    """An immutable view over cards in search order, with the lookup indexes built once."""
+
+    cards: list[Card]
+    by_name: dict[str, Card] = field(default_factory=dict)
+    by_alias: dict[str, Card] = field(default_factory=dict)
+    by_arch: dict[str, list[Card]] = field(default_factory=dict)
+    shadowed: list[Card] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        kept = []
+        for card in self.cards:
+            if card.name in self.by_name:
+                self.shadowed.append(card)  # PATH semantics: the first card of a name wins
+                continue
+            kept.append(card)
+            self.by_name[card.name] = card
+            self.by_arch.setdefault(card.architecture, []).append(card)
+        self.cards = kept
+        for card in kept:
+            for alias in card.aliases:
+                self.by_alias.setdefault(alias, card)
+
+    def default_for(self, architecture: str) -> Card | None:
+        """The default card of ``architecture``: the first marked ``default``, or its only card."""
+        cards = self.by_arch.get(architecture)
+        if not cards:
+            return None
+        for card in cards:
+            if card.default:
+                return card
+        if len(cards) == 1:
+            return cards[0]
+        raise AmbiguousModelError(architecture, [c.name for c in cards])
+
+    def _exact(self, name: str) -> Card | None:
+        card = self.by_name.get(name) or self.by_alias.get(name)
+        return card or self.default_for(name)
+
+    def find(self, name: str) -> Card | None:
+        """The card ``name`` resolves to (see the module docstring), or None."""
+        card = self._exact(name)
+        if card is not None:
+            return card
+        folded = name.casefold()
+        for table in (self.by_name, self.by_alias, self.by_arch):
+            for key in table:
+                if key.casefold() == folded:
+                    return self._exact(key)
+        return None
+
+    def resolve(self, name: str) -> Card:
+        """Like :meth:`find`, but an unknown name raises with 'did you mean' suggestions."""
+        if not isinstance(name, str) or not name.strip():
+            raise UsageError(f"a model name must be a non-empty string, got {name!r}")
+        card = self.find(name.strip())
+        if card is None:
+            raise UnknownModelError(name, self.suggest(name))
+        return card
+
+    def suggest(self, name: str, n: int = 5) -> list[str]:
+        """Close matches among names, aliases and architectures (difflib, case-insensitive)."""
+        spellings: dict[str, str] = {}
+        for key in (*self.by_name, *self.by_arch, *self.by_alias):  # lowercase spellings first
+            spellings.setdefault(key.casefold(), key)
+        hits = difflib.get_close_matches(name.casefold(), list(spellings), n=n, cutoff=0.6)
+        return [spellings[h] for h in hits]
+
+    def other_tags(self, card: Card) -> list[Card]:
+        """The other cards of ``card``'s architecture (``zoo info`` lists them)."""
+        return [c for c in self.by_arch.get(card.architecture, []) if c.name != card.name]
+
+
+_registered: dict[str, Card] = {}
+_overrides: set[str] = set()  # registered names that replace a card file of the same name
+_cached: tuple[tuple, Registry] | None = None
+
+
+def _dir_cards(directory: Path) -> list[Card]:
+    """Cards of one directory, sorted by file name; two files with one card name are an error."""
+    seen: dict[str, Card] = {}
+    for path in sorted(directory.glob("*.toml")):
+        card = read_card(path)
+        if card.name in seen:
+            raise CardError(str(path), "name", f"{card.name!r} is also defined in {seen[card.name].path}")
+        seen[card.name] = card
+    return list(seen.values())
+
+
+def _dirs() -> list[Path]:
+    shipped = config.shipped_cards_dir()
+    if not shipped.is_dir():
+        raise CardError(str(shipped), None, "the shipped cards directory is missing; reinstall zoo")
+    return [shipped, *(d for d in config.user_card_dirs() if d.is_dir())]
+
+
+def _stamp(dirs: list[Path]) -> tuple:
+    """What the cached registry depends on: directories, their mtimes and the registered cards."""
+    stamps = []
+    for d in dirs:
+        try:
+            stamps.append((str(d), os.stat(d).st_mtime_ns))
+        except OSError:
+            stamps.append((str(d), None))
+    return (tuple(stamps), tuple((name, id(card), name in _overrides) for name, card in _registered.items()))
+
+
+def get_registry() -> Registry:
+    """The registry over shipped, ``$ZOO_CARDS_PATH`` and registered cards, rebuilt when they change."""
+    global _cached
+    dirs = _dirs()
+    key = _stamp(dirs)
+    if _cached is None or _cached[0] != key:
+        cards = [card for d in dirs for card in _dir_cards(d)]
+        first = [c for n, c in _registered.items() if n in _overrides]
+        last = [c for n, c in _registered.items() if n not in _overrides]
+        _cached = (key, Registry([*first, *cards, *last]))
+    return _cached[1]
+
+
+def reload() -> Registry:
+    """Forget the cached registry (after editing a card file in place) and read the cards again."""
+    global _cached
+    _cached = None
+    return get_registry()
+
+
+def register(card: Card | Mapping[str, Any] | str | os.PathLike[str], *, overwrite: bool = False) -> Card:
+    """Add a card in code (a :class:`Card`, a dict in card-file form, or a path to a card file).
+
+    Registered cards are searched after the shipped and ``$ZOO_CARDS_PATH`` ones. Registering a
+    name that is already known raises unless ``overwrite=True`` (then the new card is used for
+    that name in this process).
+    """
+    if isinstance(card, Mapping):
+        card = card_from_dict(card)
+    elif not isinstance(card, Card):
+        card = read_card(card)
+    if not overwrite and (card.name in _registered or card.name in get_registry().by_name):
+        raise UsageError(f"a card named {card.name!r} already exists; pass overwrite=True to replace it")
+    _registered[card.name] = card
+    _overrides.discard(card.name)
+    if overwrite:
+        _overrides.add(card.name)  # searched before the card files, so it wins for its name
+    return card
+
+
+def unregister(name: str) -> None:
+    """Remove a card added with :func:`register` (no effect on card files)."""
+    _registered.pop(name, None)
+    _overrides.discard(name)
+
+
+def card(name: str) -> Card:
+    """The card ``name`` resolves to (name, alias, or architecture default); see the module docstring."""
+    return get_registry().resolve(name)
+
+
+def list_models(
+    pattern: str | None = None,
+    sort: str = "top1",
+    descending: bool | None = None,
+    min_top1: float | None = None,
+    max_params: int | None = None,
+    license: str | None = None,
+    cards: Iterable[Card] | None = None,
+) -> list[Card]:
+    """Cards matching the filters, sorted; what ``zoo list`` shows.
+
+    ``pattern`` is fnmatch-style and case-insensitive over names, aliases and architectures.
+    ``descending=None`` takes the useful direction (accuracy best first, sizes smallest first).
+    Cards missing the sort value come last in either direction.
+    """
+    if sort not in SORT_KEYS:
+        raise UsageError(f"unknown sort key {sort!r}; use one of: {', '.join(SORT_KEYS)}")
+    getter, best_desc = SORT_KEYS[sort]
+    desc = best_desc if descending is None else descending
+    pool = list(cards) if cards is not None else list(get_registry().cards)
+    if pattern:
+        folded = pattern.casefold()
+        pool = [c for c in pool if any(fnmatchcase(s.casefold(), folded) for s in (c.name, c.architecture, *c.aliases))]
+    if min_top1 is not None:
+        pool = [c for c in pool if c.top1 is not None and c.top1 >= min_top1]
+    if max_params is not None:
+        pool = [c for c in pool if c.params is not None and c.params <= max_params]
+    if license:
+        pool = [c for c in pool if c.license.casefold() == license.casefold()]
+    known = sorted((c for c in pool if getter(c) is not None), key=lambda c: c.name)
+    known.sort(key=getter, reverse=desc)
+    return known + sorted((c for c in pool if getter(c) is None), key=lambda c: c.name)
