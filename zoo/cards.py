@@ -391,6 +391,23 @@ def card_from_dict(data: Mapping[str, Any], where: str = "<card>") -> Card:
     return Card(**values, path=where if where != "<card>" else None)
 
 
+def card_from_record(record: Mapping[str, Any]) -> Card:
+    """Rebuild a card from :meth:`Card.to_record` output without validating it again.
+
+    Only for records zoo itself wrote after validation (the registry's index cache), where
+    re-validating would cost as much as the cache saves.
+    """
+    r = dict(record)
+    r.pop("size_mb", None)
+    r["sources"] = tuple(Source(**s) for s in r["sources"])
+    r["extra_metrics"] = tuple(Metric(**m) for m in r["extra_metrics"])
+    r["keras"] = KerasFigures(**r["keras"]) if r["keras"] else None
+    for key in ("aliases", "input_size", "test_input_size", "mean", "std"):
+        if r[key] is not None:
+            r[key] = tuple(r[key])
+    return Card(**r)
+
+
 def read_card(path: str | os.PathLike[str]) -> Card:
     """Read and validate one card file; a malformed file raises :class:`CardError` naming it."""
     path = Path(path)

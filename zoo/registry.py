@@ -2,8 +2,8 @@
 
 Cards come from, in search order: the shipped ``cards/`` directory, each directory of
 ``$ZOO_CARDS_PATH`` (like ``PATH``: the first card of a name wins), then cards registered in code
-with :func:`register`. The registry is rebuilt when that set of directories, or their listings,
-change, so tests and long-running processes see new cards without a restart.
+with :func:`register`. The registry is rebuilt when a card file is added, removed or changed, so
+tests and long-running processes see new cards without a restart.
 
 Resolution order (documented in the README and tested):
 
@@ -18,7 +18,7 @@ Resolution order (documented in the README and tested):
 
 from __future__ import annotations
 
-import difflib
+import json
 import os
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from . import config
-from .cards import Card, card_from_dict, read_card
+from . import __version__
+from .cards import Card, card_from_dict, card_from_record, read_card
 from .errors import AmbiguousModelError, CardError, UnknownModelError, UsageError
 
 #: ``zoo list --sort`` keys -> (value getter, best-first is descending).
@@ -107,6 +108,8 @@ class Registry:
         spellings: dict[str, str] = {}
         for key in (*self.by_name, *self.by_arch, *self.by_alias):  # lowercase spellings first
             spellings.setdefault(key.casefold(), key)
+        import difflib  # only on the error path
+
         hits = difflib.get_close_matches(name.casefold(), list(spellings), n=n, cutoff=0.6)
         return [spellings[h] for h in hits]
 
@@ -120,10 +123,14 @@ _overrides: set[str] = set()  # registered names that replace a card file of the
 _cached: tuple[tuple, Registry] | None = None
 
 
-def _dir_cards(directory: Path) -> list[Card]:
-    """Cards of one directory, sorted by file name; two files with one card name are an error."""
+def _card_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.toml"))
+
+
+def _dir_cards(files: list[Path]) -> list[Card]:
+    """Cards of one directory's files (sorted); two files with one card name are an error."""
     seen: dict[str, Card] = {}
-    for path in sorted(directory.glob("*.toml")):
+    for path in files:
         card = read_card(path)
         if card.name in seen:
             raise CardError(str(path), "name", f"{card.name!r} is also defined in {seen[card.name].path}")
@@ -138,35 +145,64 @@ def _dirs() -> list[Path]:
     return [shipped, *(d for d in config.user_card_dirs() if d.is_dir())]
 
 
-def _stamp(dirs: list[Path]) -> tuple:
-    """What the cached registry depends on: directories, their mtimes and the registered cards."""
-    stamps = []
-    for d in dirs:
-        try:
-            stamps.append((str(d), os.stat(d).st_mtime_ns))
-        except OSError:
-            stamps.append((str(d), None))
-    return (tuple(stamps), tuple((name, id(card), name in _overrides) for name, card in _registered.items()))
+def _file_stamps(files: list[list[Path]]) -> list:
+    """(path, mtime, size, inode) of every card file: a stat costs microseconds, a parse milliseconds."""
+    stats = []
+    for group in files:
+        for path in group:
+            try:
+                st = os.stat(path)
+                stats.append([str(path), st.st_mtime_ns, st.st_size, st.st_ino])
+            except OSError:
+                stats.append([str(path), None, None, None])
+    return stats
+
+
+INDEX_VERSION = 1
+
+
+def _index_path() -> Path:
+    return config.zoo_home() / "index" / "cards.json"
+
+
+def _read_cards(files: list[list[Path]], stamps: list) -> list[Card]:
+    """All cards of ``files``, from the JSON index in ``ZOO_HOME`` when it matches the files' stamps.
+
+    tomllib is pure Python: parsing 60 cards costs ~40 ms, more than the rest of ``zoo list``
+    together (bench/bench_list.py); the index is C-parsed JSON of already validated records. A
+    missing, stale, corrupt or unwritable index only costs the parse.
+    """
+    index = _index_path()
+    key = {"version": INDEX_VERSION, "zoo": __version__, "stamps": stamps}
+    try:
+        data = json.loads(index.read_bytes())
+        if {k: data.get(k) for k in key} == key:
+            return [card_from_record(r) for r in data["cards"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    cards = [card for group in files for card in _dir_cards(group)]
+    try:
+        index.parent.mkdir(parents=True, exist_ok=True)
+        tmp = index.with_name(f".{index.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**key, "cards": [c.to_record() for c in cards]}), encoding="utf-8")
+        os.replace(tmp, index)
+    except OSError:
+        pass
+    return cards
 
 
 def get_registry() -> Registry:
     """The registry over shipped, ``$ZOO_CARDS_PATH`` and registered cards, rebuilt when they change."""
     global _cached
-    dirs = _dirs()
-    key = _stamp(dirs)
+    files = [_card_files(d) for d in _dirs()]
+    stamps = _file_stamps(files)
+    key = (repr(stamps), tuple((name, id(card), name in _overrides) for name, card in _registered.items()))
     if _cached is None or _cached[0] != key:
-        cards = [card for d in dirs for card in _dir_cards(d)]
+        cards = _read_cards(files, stamps)
         first = [c for n, c in _registered.items() if n in _overrides]
         last = [c for n, c in _registered.items() if n not in _overrides]
         _cached = (key, Registry([*first, *cards, *last]))
     return _cached[1]
-
-
-def reload() -> Registry:
-    """Forget the cached registry (after editing a card file in place) and read the cards again."""
-    global _cached
-    _cached = None
-    return get_registry()
 
 
 def register(card: Card | Mapping[str, Any] | str | os.PathLike[str], *, overwrite: bool = False) -> Card:

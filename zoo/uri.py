@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
-from urllib.request import url2pathname
 
 from .errors import UriError
 
@@ -73,6 +72,8 @@ def parse_uri(text: str) -> Uri:
         split = urlsplit(text)
         if split.netloc not in ("", "localhost"):
             raise UriError(f"bad file URI {text!r}: only local files (file:///abs/path) are supported")
+        from urllib.request import url2pathname  # imports http.client & co: ~40 ms, only pay it here
+
         return Uri(scheme="file", text=text, path=url2pathname(split.path))
     raise UriError(f"unsupported URI scheme {scheme!r} in {text!r}; use hf://, https://, file:// or pkg://")
 

@@ -1,0 +1,167 @@
+"""Name resolution, user cards, register(), sorting and filtering (zoo/registry.py)."""
+
+import pytest
+
+import zoo
+from zoo.errors import AmbiguousModelError, CardError, UnknownModelError, UsageError
+from zoo.registry import get_registry, list_models
+
+from conftest import tiny_card, write_toml
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("resnet50.tv_in1k", "resnet50.tv_in1k"),            # 1. exact card name
+    ("ResNet50", "resnet50.tv_in1k"),                    # 2. Keras alias
+    ("InceptionV3", "inception_v3.tf_in1k"),             # 2. alias on the tf_ port
+    ("EfficientNetB3", "tf_efficientnet_b3.aa_in1k"),
+    ("resnet50", "resnet50.a1_in1k"),                    # 3. architecture -> timm's default tag
+    ("inception_v3", "inception_v3.tv_in1k"),
+    ("vgg16", "vgg16.tv_in1k"),                          # 3. single card: no mark needed
+    ("efficientnet_lite0", "tf_efficientnet_lite0.bundled_in1k"),  # 2 beats 3: alias over architecture
+    ("tf_efficientnet_lite1", "tf_efficientnet_lite1.bundled_in1k"),
+    ("resnet50v2", "resnetv2_50.a1h_in1k"),              # 4. case-insensitive alias
+    ("RESNET50.TV_IN1K", "resnet50.tv_in1k"),            # 4. case-insensitive name
+    ("  vgg19 ", "vgg19.tv_in1k"),
+])
+def test_resolution_order(name, expected):
+    assert zoo.card(name).name == expected
+
+
+def test_efficientnet_lite0_full_name_still_reaches_timm_own_weights():
+    card = zoo.card("efficientnet_lite0.ra_in1k")
+    assert card.architecture == "efficientnet_lite0" and card.tag == "ra_in1k"
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(UnknownModelError) as info:
+        zoo.card("resnt50")
+    assert "resnet50" in info.value.suggestions
+    assert "did you mean" in str(info.value) and "resnet50" in str(info.value)
+    with pytest.raises(UnknownModelError) as info:
+        zoo.card("qwertyuiop")
+    assert info.value.suggestions == () and "zoo list" in str(info.value)
+
+
+def test_user_cards_are_searched_after_shipped(user_cards):
+    write_toml(user_cards / "tiny.toml", tiny_card("zootest_tiny.a", aliases=["Tiny"]))
+    # a user card reusing a shipped name is shadowed, like a later PATH entry
+    write_toml(user_cards / "shadow.toml", tiny_card("resnet50.tv_in1k", top1=1.0))
+    assert zoo.card("Tiny").name == "zootest_tiny.a"
+    assert zoo.card("zootest_tiny").name == "zootest_tiny.a"
+    assert zoo.card("resnet50.tv_in1k").top1 == pytest.approx(76.156)
+    assert [c.top1 for c in get_registry().shadowed] == [1.0]
+
+
+def test_several_user_dirs_like_path(tmp_path, monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    write_toml(a / "x.toml", tiny_card("zootest_tiny.a", top1=10.0))
+    write_toml(b / "x.toml", tiny_card("zootest_tiny.a", top1=20.0))
+    write_toml(b / "y.toml", tiny_card("zootest_other.b"))
+    monkeypatch.setenv("ZOO_CARDS_PATH", f"{a}:{tmp_path / 'missing'}::{b}")
+    assert zoo.card("zootest_tiny.a").top1 == 10.0
+    assert zoo.card("zootest_other.b").name == "zootest_other.b"
+
+
+def test_new_card_file_is_seen_without_restart(user_cards):
+    with pytest.raises(UnknownModelError):
+        zoo.card("zootest_tiny.a")
+    write_toml(user_cards / "tiny.toml", tiny_card("zootest_tiny.a"))
+    assert zoo.card("zootest_tiny.a").name == "zootest_tiny.a"
+
+
+def test_architecture_with_several_cards_needs_a_default(user_cards):
+    write_toml(user_cards / "a.toml", tiny_card("zootest_tiny.a"))
+    write_toml(user_cards / "b.toml", tiny_card("zootest_tiny.b"))
+    with pytest.raises(AmbiguousModelError) as info:
+        zoo.card("zootest_tiny")
+    assert "zootest_tiny.a" in str(info.value) and "zootest_tiny.b" in str(info.value)
+    write_toml(user_cards / "b.toml", tiny_card("zootest_tiny.b", default=True))
+    assert zoo.card("zootest_tiny").name == "zootest_tiny.b"
+
+
+def test_duplicate_name_in_one_directory_is_an_error(user_cards):
+    write_toml(user_cards / "one.toml", tiny_card("zootest_tiny.a"))
+    write_toml(user_cards / "two.toml", tiny_card("zootest_tiny.a"))
+    with pytest.raises(CardError) as info:
+        zoo.card("resnet50")
+    assert "two.toml" in str(info.value) and "one.toml" in str(info.value)
+
+
+def test_broken_user_card_names_file_and_field(user_cards):
+    path = write_toml(user_cards / "broken.toml", tiny_card("zootest_tiny.a", crop_pct=7))
+    with pytest.raises(CardError) as info:
+        list_models()
+    assert info.value.where == str(path) and info.value.field == "crop_pct"
+
+
+def test_register_in_code(tmp_path):
+    card = zoo.register(tiny_card("zootest_code.a", aliases=["CodeNet"]))
+    assert zoo.card("CodeNet") is card
+    with pytest.raises(UsageError, match="already exists"):
+        zoo.register(tiny_card("zootest_code.a"))
+    with pytest.raises(UsageError, match="already exists"):
+        zoo.register(tiny_card("resnet50.tv_in1k"))
+    replaced = zoo.register(tiny_card("resnet50.tv_in1k", top1=12.5), overwrite=True)
+    assert zoo.card("resnet50.tv_in1k") is replaced
+    zoo.unregister("resnet50.tv_in1k")
+    assert zoo.card("resnet50.tv_in1k").top1 == pytest.approx(76.156)
+    path = write_toml(tmp_path / "file.toml", tiny_card("zootest_file.a"))
+    assert zoo.register(path).path == str(path)
+
+
+def test_other_tags():
+    reg = get_registry()
+    others = {c.name for c in reg.other_tags(zoo.card("resnet50"))}
+    assert others == {"resnet50.tv_in1k", "resnet50.tv2_in1k"}
+
+
+# --- list_models: sorting and filtering
+
+
+def test_sort_top1_best_first_and_asc_flips():
+    cards = list_models(sort="top1")
+    top1 = [c.top1 for c in cards if c.top1 is not None]
+    assert top1 == sorted(top1, reverse=True) and len(top1) == len(cards)
+    assert [c.top1 for c in list_models(sort="top1", descending=False)] == sorted(top1)
+
+
+@pytest.mark.parametrize("key, attr", [("params", "params"), ("size", "size_mb"), ("depth", "depth"), ("res", "resolution")])
+def test_sizes_sort_smallest_first(key, attr):
+    values = [getattr(c, attr) for c in list_models(sort=key)]
+    assert values == sorted(values)
+    assert [getattr(c, attr) for c in list_models(sort=key, descending=True)] == sorted(values, reverse=True)
+
+
+def test_cards_without_the_sort_value_come_last(user_cards):
+    data = tiny_card("zootest_nometrics.a")
+    for key in ("top1", "top5", "metrics_source", "metrics_img_size", "metrics_crop_pct", "extra_metrics"):
+        data.pop(key, None)
+    write_toml(user_cards / "n.toml", data)
+    for desc in (True, False):
+        assert list_models(sort="top1", descending=desc)[-1].name == "zootest_nometrics.a"
+
+
+def test_pattern_matches_names_aliases_and_architectures_case_insensitively():
+    names = {c.name for c in list_models("efficientnet*")}
+    assert "efficientnet_b0.ra_in1k" in names
+    assert "tf_efficientnet_b0.aa_in1k" in names            # via alias EfficientNetB0
+    assert "tf_efficientnet_lite0.bundled_in1k" in names    # via alias efficientnet_lite0
+    assert "resnet50.a1_in1k" not in names
+    assert {c.name for c in list_models("VGG1?")} == {"vgg16.tv_in1k", "vgg19.tv_in1k"}
+
+
+def test_filters():
+    cards = list_models(min_top1=84.0)
+    assert cards and all(c.top1 >= 84.0 for c in cards)
+    cards = list_models(max_params=6_000_000, sort="params")
+    assert cards and all(c.params <= 6_000_000 for c in cards)
+    assert "tf_efficientnet_lite0.bundled_in1k" in {c.name for c in cards}
+    bsd = list_models(license="BSD-3-Clause")
+    assert bsd and {c.license for c in bsd} == {"bsd-3-clause"}
+    assert list_models("vgg*", min_top1=99) == []
+
+
+def test_unknown_sort_key():
+    with pytest.raises(UsageError, match="top1"):
+        list_models(sort="accuracy")
