@@ -165,3 +165,58 @@ def test_filters():
 def test_unknown_sort_key():
     with pytest.raises(UsageError, match="top1"):
         list_models(sort="accuracy")
+
+
+# --- the JSON index in ZOO_HOME that spares re-parsing TOML on every `zoo list`
+
+
+def _top1_via_cli(name, env):
+    import json
+
+    from conftest import run_zoo
+
+    result = run_zoo("info", name, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["top1"]
+
+
+def test_index_is_written_used_and_invalidated_by_an_edit(user_cards, isolated_env):
+    import json
+    import os
+
+    env = {"ZOO_CARDS_PATH": str(user_cards), "ZOO_HOME": str(isolated_env)}
+    card_file = write_toml(user_cards / "tiny.toml", tiny_card("zootest_tiny.a", top1=10.0))
+    assert _top1_via_cli("zootest_tiny.a", env) == 10.0
+    index = isolated_env / "index" / "cards.json"
+    data = json.loads(index.read_text())
+    assert any(r["name"] == "zootest_tiny.a" for r in data["cards"])
+    # the index is what the next process reads: a record changed in it (files unchanged) shows up
+    for r in data["cards"]:
+        if r["name"] == "zootest_tiny.a":
+            r["top1"] = 11.0
+    index.write_text(json.dumps(data))
+    assert _top1_via_cli("zootest_tiny.a", env) == 11.0
+    # editing the card file invalidates the index
+    write_toml(card_file, tiny_card("zootest_tiny.a", top1=12.0))
+    os.utime(card_file, ns=(1, 1))  # even with an old mtime: size/inode/mtime all enter the stamp
+    assert _top1_via_cli("zootest_tiny.a", env) == 12.0
+
+
+def test_corrupt_or_unwritable_index_only_costs_a_parse(user_cards, isolated_env, tmp_path):
+    env = {"ZOO_CARDS_PATH": str(user_cards), "ZOO_HOME": str(isolated_env)}
+    write_toml(user_cards / "tiny.toml", tiny_card("zootest_tiny.a", top1=10.0))
+    index = isolated_env / "index" / "cards.json"
+    index.parent.mkdir(parents=True)
+    index.write_bytes(b"\x00{not json")
+    assert _top1_via_cli("zootest_tiny.a", env) == 10.0
+    assert index.read_text().startswith("{")  # rewritten
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert _top1_via_cli("zootest_tiny.a", {**env, "ZOO_HOME": str(blocker / "home")}) == 10.0
+
+
+def test_record_round_trip_for_every_shipped_card():
+    from zoo.cards import card_from_record
+
+    for card in get_registry().cards:
+        assert card_from_record(card.to_record()) == card

@@ -16,11 +16,9 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import CardError, UriError
-from .uri import parse_uri
 
 #: Card names follow timm's ``arch.tag`` scheme, lowercase.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*\.[a-z0-9][a-z0-9_]*$")
@@ -276,6 +274,8 @@ def _list_of(check_one: Callable[[Any], Any], min_len: int = 0) -> Callable[[Any
 
 
 def _source_uri(v: Any) -> str:
+    from .uri import parse_uri  # urllib.parse: not needed when the registry reads its index
+
     v = _str(v)
     try:
         parse_uri(v)
@@ -408,17 +408,17 @@ def card_from_record(record: Mapping[str, Any]) -> Card:
     return Card(**r)
 
 
-def read_card(path: str | os.PathLike[str]) -> Card:
+def read_card(path: str | os.PathLike) -> Card:
     """Read and validate one card file; a malformed file raises :class:`CardError` naming it."""
-    path = Path(path)
+    path = os.fspath(path)
     try:
-        with path.open("rb") as fh:
+        with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
-        raise CardError(str(path), None, f"not valid TOML: {exc}") from None
+        raise CardError(path, None, f"not valid TOML: {exc}") from None
     except OSError as exc:
-        raise CardError(str(path), None, f"cannot read: {exc.strerror or exc}") from None
-    return card_from_dict(data, str(path))
+        raise CardError(path, None, f"cannot read: {exc.strerror or exc}") from None
+    return card_from_dict(data, path)
 
 
 def dump_card(card: Card, header: str | None = None) -> str:
@@ -435,11 +435,11 @@ def dump_card(card: Card, header: str | None = None) -> str:
     return tomlkit.dumps(doc)
 
 
-def write_card(card: Card, path: str | os.PathLike[str], header: str | None = None) -> Path:
+def write_card(card: Card, path: str | os.PathLike, header: str | None = None) -> str:
     """Write ``card`` to ``path`` atomically (temp file in the same directory, then rename)."""
-    path = Path(path)
-    text = dump_card(card, header)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    path = os.fspath(path)
+    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(dump_card(card, header))
     os.replace(tmp, path)
     return path

@@ -2,40 +2,42 @@
 
 Read at call time (not import time) so that tests and long-running processes see changes to the
 environment, the way ``HF_HOME`` is honoured by huggingface_hub's helpers.
+
+Paths are returned as ``str``: ``zoo list`` reaches this module, and pathlib (with the
+urllib.parse it imports) is ~10 ms of start-up it does not otherwise need (bench/bench_list.py).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 #: The package's own directory; shipped cards live beside it (see :func:`shipped_cards_dir`).
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def zoo_home() -> Path:
+def zoo_home() -> str:
     """Root of zoo's cache: ``$ZOO_HOME``, else ``~/.cache/zoo`` (like ``~/.keras/models``)."""
     env = os.environ.get("ZOO_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "zoo"
+    return os.path.expanduser(env) if env else os.path.join(os.path.expanduser("~"), ".cache", "zoo")
 
 
-def shipped_cards_dir() -> Path:
+def shipped_cards_dir() -> str:
     """Directory of the cards that ship with zoo.
 
     A wheel carries them as package data in ``zoo/shipped_cards`` (hatch ``force-include``); an
     editable install or a checkout reads the top-level ``cards/`` directly, so editing a card in a
     checkout takes effect without reinstalling.
     """
-    packaged = PACKAGE_DIR / "shipped_cards"
-    if packaged.is_dir():
+    packaged = os.path.join(PACKAGE_DIR, "shipped_cards")
+    if os.path.isdir(packaged):
         return packaged
-    return PACKAGE_DIR.parent / "cards"
+    return os.path.join(os.path.dirname(PACKAGE_DIR), "cards")
 
 
-def user_card_dirs() -> list[Path]:
+def user_card_dirs() -> list[str]:
     """Directories listed in ``$ZOO_CARDS_PATH`` (``os.pathsep``-separated, like ``PATH``).
 
     Empty entries are ignored; entries are searched in order, after the shipped cards.
     """
     raw = os.environ.get("ZOO_CARDS_PATH", "")
-    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
+    return [os.path.expanduser(p.strip()) for p in raw.split(os.pathsep) if p.strip()]

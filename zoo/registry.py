@@ -22,7 +22,6 @@ import json
 import os
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from . import config
@@ -123,11 +122,11 @@ _overrides: set[str] = set()  # registered names that replace a card file of the
 _cached: tuple[tuple, Registry] | None = None
 
 
-def _card_files(directory: Path) -> list[Path]:
-    return sorted(directory.glob("*.toml"))
+def _card_files(directory: str) -> list[str]:
+    return sorted(e.path for e in os.scandir(directory) if e.name.endswith(".toml") and e.is_file())
 
 
-def _dir_cards(files: list[Path]) -> list[Card]:
+def _dir_cards(files: list[str]) -> list[Card]:
     """Cards of one directory's files (sorted); two files with one card name are an error."""
     seen: dict[str, Card] = {}
     for path in files:
@@ -138,34 +137,34 @@ def _dir_cards(files: list[Path]) -> list[Card]:
     return list(seen.values())
 
 
-def _dirs() -> list[Path]:
+def _dirs() -> list[str]:
     shipped = config.shipped_cards_dir()
-    if not shipped.is_dir():
-        raise CardError(str(shipped), None, "the shipped cards directory is missing; reinstall zoo")
-    return [shipped, *(d for d in config.user_card_dirs() if d.is_dir())]
+    if not os.path.isdir(shipped):
+        raise CardError(shipped, None, "the shipped cards directory is missing; reinstall zoo")
+    return [shipped, *(d for d in config.user_card_dirs() if os.path.isdir(d))]
 
 
-def _file_stamps(files: list[list[Path]]) -> list:
+def _file_stamps(files: list[list[str]]) -> list:
     """(path, mtime, size, inode) of every card file: a stat costs microseconds, a parse milliseconds."""
     stats = []
     for group in files:
         for path in group:
             try:
                 st = os.stat(path)
-                stats.append([str(path), st.st_mtime_ns, st.st_size, st.st_ino])
+                stats.append([path, st.st_mtime_ns, st.st_size, st.st_ino])
             except OSError:
-                stats.append([str(path), None, None, None])
+                stats.append([path, None, None, None])
     return stats
 
 
 INDEX_VERSION = 1
 
 
-def _index_path() -> Path:
-    return config.zoo_home() / "index" / "cards.json"
+def _index_path() -> str:
+    return os.path.join(config.zoo_home(), "index", "cards.json")
 
 
-def _read_cards(files: list[list[Path]], stamps: list) -> list[Card]:
+def _read_cards(files: list[list[str]], stamps: list) -> list[Card]:
     """All cards of ``files``, from the JSON index in ``ZOO_HOME`` when it matches the files' stamps.
 
     tomllib is pure Python: parsing 60 cards costs ~40 ms, more than the rest of ``zoo list``
@@ -175,16 +174,18 @@ def _read_cards(files: list[list[Path]], stamps: list) -> list[Card]:
     index = _index_path()
     key = {"version": INDEX_VERSION, "zoo": __version__, "stamps": stamps}
     try:
-        data = json.loads(index.read_bytes())
+        with open(index, "rb") as fh:
+            data = json.loads(fh.read())
         if {k: data.get(k) for k in key} == key:
             return [card_from_record(r) for r in data["cards"]]
     except (OSError, ValueError, KeyError, TypeError):
         pass
     cards = [card for group in files for card in _dir_cards(group)]
     try:
-        index.parent.mkdir(parents=True, exist_ok=True)
-        tmp = index.with_name(f".{index.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**key, "cards": [c.to_record() for c in cards]}), encoding="utf-8")
+        os.makedirs(os.path.dirname(index), exist_ok=True)
+        tmp = f"{index}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({**key, "cards": [c.to_record() for c in cards]}, fh)
         os.replace(tmp, index)
     except OSError:
         pass
@@ -205,7 +206,7 @@ def get_registry() -> Registry:
     return _cached[1]
 
 
-def register(card: Card | Mapping[str, Any] | str | os.PathLike[str], *, overwrite: bool = False) -> Card:
+def register(card: Card | Mapping[str, Any] | str | os.PathLike, *, overwrite: bool = False) -> Card:
     """Add a card in code (a :class:`Card`, a dict in card-file form, or a path to a card file).
 
     Registered cards are searched after the shipped and ``$ZOO_CARDS_PATH`` ones. Registering a
