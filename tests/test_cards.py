@@ -100,3 +100,22 @@ def test_record_has_every_field_and_derived_size():
     assert record["size_mb"] == card.weights_mb  # not pinned yet: the computed figure
     pinned = dataclasses.replace(card, size_bytes=102_000_000)
     assert pinned.size_mb == 102.0
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"params": 10**400}, "params"),
+    ({"top1": 10**400}, "top1"),
+    ({"metrics_source": ""}, "metrics_source"),
+    ({"weights_mb_source": ""}, "weights_mb_source"),
+])
+def test_out_of_range_and_empty_provenance_are_field_errors(tmp_path, change, field):
+    error, _ = _error_for(tmp_path, tiny_card(**change))
+    assert error.field == field
+
+
+def test_non_utf8_card_names_the_file(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'name = "\xff"\n')
+    with pytest.raises(CardError, match="not UTF-8") as info:
+        read_card(path)
+    assert str(path) in str(info.value)

@@ -118,3 +118,29 @@ def test_import_zoo_is_light():
     code = "import sys, zoo; zoo.card('ResNet50'); print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm', 'rich')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("text, count", [("25M", 25_000_000), ("1.001M", 1_001_000), ("800k", 800_000),
+                                         ("1e7", 10_000_000), ("1E7", 10_000_000), ("2.5g", 2_500_000_000),
+                                         ("25000000", 25_000_000)])
+def test_parse_count(text, count):
+    from zoo.cli import parse_count
+
+    assert parse_count(text) == count
+
+
+@pytest.mark.parametrize("text", ["1e400", "lots", "-5M", ""])
+def test_parse_count_rejects(text):
+    import argparse
+
+    from zoo.cli import parse_count
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_count(text)
+
+
+def test_ambiguous_architecture_exits_2(user_cards):
+    write_toml(user_cards / "a.toml", tiny_card("zootest_tiny.a"))
+    write_toml(user_cards / "b.toml", tiny_card("zootest_tiny.b"))
+    result = run_zoo("info", "zootest_tiny", env={"ZOO_CARDS_PATH": str(user_cards)})
+    assert result.returncode == 2 and "pick one of" in result.stderr and "Traceback" not in result.stderr

@@ -219,4 +219,57 @@ def test_record_round_trip_for_every_shipped_card():
     from zoo.cards import card_from_record
 
     for card in get_registry().cards:
-        assert card_from_record(card.to_record()) == card
+        again = card_from_record(card.to_record())
+        assert again == card and again.path == card.path
+
+
+def test_alias_beats_architecture_only_in_its_exact_case():
+    # 'ResNet50' is an explicit alias (Keras-closest weights); 'resnet50' is the architecture's default
+    assert zoo.card("ResNet50").name == "resnet50.tv_in1k"
+    assert zoo.card("resnet50").name == "resnet50.a1_in1k"
+    assert zoo.card("Resnet18").name == "resnet18.a1_in1k"  # case-insensitive architecture
+
+
+def test_hidden_and_non_toml_files_are_not_cards(user_cards):
+    (user_cards / "._tiny.toml").write_bytes(b"\x00\x05\x16\x07 binary resource fork")
+    (user_cards / "notes.txt").write_text("not a card")
+    write_toml(user_cards / "tiny.toml", tiny_card("zootest_tiny.a"))
+    assert zoo.card("zootest_tiny.a").name == "zootest_tiny.a"
+
+
+def test_two_defaults_for_one_architecture_are_ambiguous(user_cards):
+    write_toml(user_cards / "a.toml", tiny_card("zootest_tiny.a", default=True))
+    write_toml(user_cards / "b.toml", tiny_card("zootest_tiny.b", default=True))
+    with pytest.raises(AmbiguousModelError):
+        zoo.card("zootest_tiny")
+
+
+def test_register_refuses_a_taken_alias_and_non_cards():
+    with pytest.raises(UsageError, match="already taken by 'resnet50.tv_in1k'"):
+        zoo.register(tiny_card("zootest_code.a", aliases=["ResNet50"]))
+    with pytest.raises(UsageError, match="not int"):
+        zoo.register(123)
+
+
+@pytest.mark.parametrize("content", [b"[]", b"null", b"[" * 100000, b'{"version": 1}'])
+def test_foreign_json_in_the_index_is_ignored(isolated_env, content):
+    from conftest import run_zoo
+
+    index = isolated_env / "index" / "cards.json"
+    index.parent.mkdir(parents=True)
+    index.write_bytes(content)
+    result = run_zoo("info", "vgg16", env={"ZOO_HOME": str(isolated_env)})
+    assert result.returncode == 0 and "vgg16.tv_in1k" in result.stdout, result.stderr
+
+
+def test_same_size_same_mtime_edit_is_seen(user_cards, isolated_env):
+    import os
+
+    env = {"ZOO_CARDS_PATH": str(user_cards), "ZOO_HOME": str(isolated_env)}
+    card_file = write_toml(user_cards / "tiny.toml", tiny_card("zootest_tiny.a", top1=10.0))
+    st = os.stat(card_file)
+    assert _top1_via_cli("zootest_tiny.a", env) == 10.0
+    write_toml(card_file, tiny_card("zootest_tiny.a", top1=20.0))
+    os.utime(card_file, ns=(st.st_atime_ns, st.st_mtime_ns))  # like cp -p: same size, same mtime
+    assert os.stat(card_file).st_size == st.st_size
+    assert _top1_via_cli("zootest_tiny.a", env) == 20.0

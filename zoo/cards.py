@@ -168,10 +168,13 @@ def _opt_str(v: Any) -> str | None:
     return _str(v)
 
 
+_INT_MAX = 2**63 - 1  # TOML's limit, which tomllib does not enforce
+
+
 def _int(minimum: int = 0) -> Callable[[Any], int]:
     def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise ValueError(f"expected an integer >= {minimum}, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= _INT_MAX:
+            raise ValueError(f"expected an integer in [{minimum}, 2**63-1], got {v!r}")
         return v
 
     return check
@@ -179,7 +182,8 @@ def _int(minimum: int = 0) -> Callable[[Any], int]:
 
 def _float(lo: float, hi: float) -> Callable[[Any], float]:
     def check(v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+        ok = isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool) and abs(v) <= _INT_MAX)
+        if not ok or not math.isfinite(v) or not lo <= v <= hi:
             raise ValueError(f"expected a number in [{lo}, {hi}], got {v!r}")
         return float(v)
 
@@ -381,14 +385,18 @@ def card_from_dict(data: Mapping[str, Any], where: str = "<card>") -> Card:
     expected = f"{values['architecture']}.{values['tag']}"
     if values["name"] != expected:
         raise CardError(where, "name", f"{values['name']!r} must be architecture.tag = {expected!r}")
-    if ("top1" in values or "top5" in values) and "metrics_source" not in values:
+    if ("top1" in values or "top5" in values) and values.get("metrics_source") is None:
         raise CardError(where, "metrics_source", "top1/top5 are set, so say which published table they come from")
-    if "weights_mb" in values and "weights_mb_source" not in values:
+    if "weights_mb" in values and values.get("weights_mb_source") is None:
         raise CardError(where, "weights_mb_source", "weights_mb is set, so say where the figure comes from")
     std = values["std"]
     if any(s <= 0 for s in std):
         raise CardError(where, "std", f"every std must be > 0, got {list(std)}")
     return Card(**values, path=where if where != "<card>" else None)
+
+
+#: the Card field names: part of the registry index's key, so an index from another schema is ignored
+CARD_FIELDS = frozenset(f.name for f in fields(Card))
 
 
 def card_from_record(record: Mapping[str, Any]) -> Card:
@@ -399,6 +407,8 @@ def card_from_record(record: Mapping[str, Any]) -> Card:
     """
     r = dict(record)
     r.pop("size_mb", None)
+    if set(r) != CARD_FIELDS:
+        raise ValueError("record does not have exactly the Card fields")
     r["sources"] = tuple(Source(**s) for s in r["sources"])
     r["extra_metrics"] = tuple(Metric(**m) for m in r["extra_metrics"])
     r["keras"] = KerasFigures(**r["keras"]) if r["keras"] else None
@@ -416,6 +426,8 @@ def read_card(path: str | os.PathLike) -> Card:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise CardError(path, None, f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise CardError(path, None, "not UTF-8 text (TOML files must be UTF-8)") from None
     except OSError as exc:
         raise CardError(path, None, f"cannot read: {exc.strerror or exc}") from None
     return card_from_dict(data, path)
@@ -438,8 +450,9 @@ def dump_card(card: Card, header: str | None = None) -> str:
 def write_card(card: Card, path: str | os.PathLike, header: str | None = None) -> str:
     """Write ``card`` to ``path`` atomically (temp file in the same directory, then rename)."""
     path = os.fspath(path)
+    text = dump_card(card, header)
     tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(dump_card(card, header))
+        fh.write(text)
     os.replace(tmp, path)
     return path

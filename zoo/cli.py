@@ -8,6 +8,7 @@ only: nothing here imports torch, timm or huggingface_hub at module level.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from typing import Any, Callable, Sequence
@@ -22,10 +23,8 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def _size(card: Card) -> str:
-    """Exact size once pinned; '~' marks the computed estimate before that."""
-    if card.size_bytes:
-        return f"{card.size_bytes / 1e6:.1f}"
-    return "" if card.weights_mb is None else f"~{card.weights_mb:.1f}"
+    """``Card.size_mb``, with '~' marking the computed estimate until the exact size is pinned."""
+    return "" if card.size_mb is None else ("" if card.size_bytes else "~") + f"{card.size_mb:.1f}"
 
 
 #: ``--columns`` keys -> (header, cell text, right-aligned)
@@ -50,11 +49,11 @@ DEFAULT_COLUMNS = "name,aliases,top1,top5,params,size,depth,res"
 
 def parse_count(text: str) -> int:
     """'25M', '1.5e7', '800k', '25000000' -> an int (for ``--max-params``)."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kKmMgGbB]?)\s*", text)
-    if not m:
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmgb]?)\s*", text, re.IGNORECASE)
+    value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}[m.group(2).lower()] if m else None
+    if value is None or value > 1e18:
         raise argparse.ArgumentTypeError(f"not a count: {text!r} (try 25M, 800k or 25000000)")
-    scale = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}[m.group(2).lower()]
-    return int(float(m.group(1)) * scale)
+    return round(value)
 
 
 def parse_columns(text: str) -> list[str]:
@@ -95,8 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _console(stderr: bool = False):
     from rich.console import Console
-
-    import os
 
     # markup off: card text (and error messages) may hold '[...]', which is not rich markup here
     console = Console(stderr=stderr, highlight=False, markup=False, emoji=False)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import config
 from . import __version__
-from .cards import Card, card_from_dict, card_from_record, read_card
+from .cards import CARD_FIELDS, Card, card_from_dict, card_from_record, read_card
 from .errors import AmbiguousModelError, CardError, UnknownModelError, UsageError
 
 #: ``zoo list --sort`` keys -> (value getter, best-first is descending).
@@ -51,6 +51,8 @@ class Registry:
     by_arch: dict[str, list[Card]] = field(default_factory=dict)
     shadowed: list[Card] = field(default_factory=list)
 
+    folded: dict[str, str] = field(default_factory=dict)
+
     def __post_init__(self) -> None:
         kept = []
         for card in self.cards:
@@ -64,18 +66,21 @@ class Registry:
         for card in kept:
             for alias in card.aliases:
                 self.by_alias.setdefault(alias, card)
+        for table in (self.by_name, self.by_alias, self.by_arch):  # step 4: the same, ignoring case
+            for key in table:
+                self.folded.setdefault(key.casefold(), key)
 
     def default_for(self, architecture: str) -> Card | None:
         """The default card of ``architecture``: the first marked ``default``, or its only card."""
         cards = self.by_arch.get(architecture)
         if not cards:
             return None
-        for card in cards:
-            if card.default:
-                return card
+        defaults = [c for c in cards if c.default]
+        if len(defaults) == 1:
+            return defaults[0]
         if len(cards) == 1:
             return cards[0]
-        raise AmbiguousModelError(architecture, [c.name for c in cards])
+        raise AmbiguousModelError(architecture, [c.name for c in (defaults or cards)])
 
     def _exact(self, name: str) -> Card | None:
         card = self.by_name.get(name) or self.by_alias.get(name)
@@ -86,12 +91,8 @@ class Registry:
         card = self._exact(name)
         if card is not None:
             return card
-        folded = name.casefold()
-        for table in (self.by_name, self.by_alias, self.by_arch):
-            for key in table:
-                if key.casefold() == folded:
-                    return self._exact(key)
-        return None
+        key = self.folded.get(name.casefold())
+        return self._exact(key) if key is not None else None
 
     def resolve(self, name: str) -> Card:
         """Like :meth:`find`, but an unknown name raises with 'did you mean' suggestions."""
@@ -123,7 +124,9 @@ _cached: tuple[tuple, Registry] | None = None
 
 
 def _card_files(directory: str) -> list[str]:
-    return sorted(e.path for e in os.scandir(directory) if e.name.endswith(".toml") and e.is_file())
+    # hidden files (editor swap files, macOS "._x.toml") are not cards
+    return sorted(e.path for e in os.scandir(directory)
+                  if e.name.endswith(".toml") and not e.name.startswith(".") and e.is_file())
 
 
 def _dir_cards(files: list[str]) -> list[Card]:
@@ -145,15 +148,16 @@ def _dirs() -> list[str]:
 
 
 def _file_stamps(files: list[list[str]]) -> list:
-    """(path, mtime, size, inode) of every card file: a stat costs microseconds, a parse milliseconds."""
+    """(path, mtime, ctime, size, inode) of every card file: a stat costs microseconds, a parse
+    milliseconds. ctime catches an in-place edit that kept size and mtime (``cp -p``, ``tar -x``)."""
     stats = []
     for group in files:
         for path in group:
             try:
                 st = os.stat(path)
-                stats.append([path, st.st_mtime_ns, st.st_size, st.st_ino])
+                stats.append([path, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino])
             except OSError:
-                stats.append([path, None, None, None])
+                stats.append([path, None, None, None, None])
     return stats
 
 
@@ -172,13 +176,13 @@ def _read_cards(files: list[list[str]], stamps: list) -> list[Card]:
     missing, stale, corrupt or unwritable index only costs the parse.
     """
     index = _index_path()
-    key = {"version": INDEX_VERSION, "zoo": __version__, "stamps": stamps}
+    key = {"version": INDEX_VERSION, "zoo": __version__, "schema": sorted(CARD_FIELDS), "stamps": stamps}
     try:
         with open(index, "rb") as fh:
             data = json.loads(fh.read())
-        if {k: data.get(k) for k in key} == key:
+        if isinstance(data, dict) and {k: data.get(k) for k in key} == key:
             return [card_from_record(r) for r in data["cards"]]
-    except (OSError, ValueError, KeyError, TypeError):
+    except Exception:  # any unreadable, foreign or corrupt index only costs the parse below
         pass
     cards = [card for group in files for card in _dir_cards(group)]
     try:
@@ -215,10 +219,17 @@ def register(card: Card | Mapping[str, Any] | str | os.PathLike, *, overwrite: b
     """
     if isinstance(card, Mapping):
         card = card_from_dict(card)
-    elif not isinstance(card, Card):
+    elif isinstance(card, (str, os.PathLike)):
         card = read_card(card)
-    if not overwrite and (card.name in _registered or card.name in get_registry().by_name):
+    elif not isinstance(card, Card):
+        raise UsageError(f"register() takes a Card, a dict in card-file form or a path, not {type(card).__name__}")
+    registry = get_registry()
+    if not overwrite and (card.name in _registered or card.name in registry.by_name):
         raise UsageError(f"a card named {card.name!r} already exists; pass overwrite=True to replace it")
+    for alias in card.aliases:
+        owner = registry.by_alias.get(alias) or registry.by_name.get(alias)
+        if owner is not None and owner.name != card.name:
+            raise UsageError(f"alias {alias!r} of {card.name!r} is already taken by {owner.name!r}")
     _registered[card.name] = card
     _overrides.discard(card.name)
     if overwrite:
