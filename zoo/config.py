@@ -41,3 +41,23 @@ def user_card_dirs() -> list[str]:
     """
     raw = os.environ.get("ZOO_CARDS_PATH", "")
     return [os.path.expanduser(p.strip()) for p in raw.split(os.pathsep) if p.strip()]
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def offline() -> bool:
+    """``ZOO_OFFLINE=1`` (or huggingface_hub's ``HF_HUB_OFFLINE=1``): never open a socket."""
+    return _truthy("ZOO_OFFLINE") or _truthy("HF_HUB_OFFLINE")
+
+
+def hf_endpoint() -> str:
+    """``$HF_ENDPOINT`` read now (huggingface_hub reads it once, at import)."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def mirrors() -> list[str]:
+    """``$ZOO_MIRRORS``: comma-separated Hugging Face-compatible endpoints, tried in order before a
+    card's own sources."""
+    return [m.strip().rstrip("/") for m in os.environ.get("ZOO_MIRRORS", "").split(",") if m.strip()]
