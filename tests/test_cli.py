@@ -124,7 +124,7 @@ def test_import_zoo_is_light():
                                          ("1e7", 10_000_000), ("1E7", 10_000_000), ("2.5g", 2_500_000_000),
                                          ("25000000", 25_000_000)])
 def test_parse_count(text, count):
-    from zoo.cli import parse_count
+    from zoo.cli.cards import parse_count
 
     assert parse_count(text) == count
 
@@ -133,7 +133,7 @@ def test_parse_count(text, count):
 def test_parse_count_rejects(text):
     import argparse
 
-    from zoo.cli import parse_count
+    from zoo.cli.cards import parse_count
 
     with pytest.raises(argparse.ArgumentTypeError):
         parse_count(text)

@@ -1,21 +1,13 @@
-"""The ``zoo`` command: parse arguments, call the library, render with rich, map errors to exit codes.
-
-Exit codes: 0 ok, 1 an operation failed (:class:`~zoo.errors.ZooError`), 2 bad usage or an unknown
-name (:class:`~zoo.errors.UsageError`, argparse errors). ``zoo list`` and ``zoo info`` read cards
-only: nothing here imports torch, timm or huggingface_hub at module level.
-"""
+"""``zoo list`` and ``zoo info``: the card table and one card in full. They read cards only."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import sys
 from typing import Any, Callable, Sequence
 
-from . import __version__
-from .cards import Card
-from .errors import UsageError, ZooError
+from ..cards import Card
+from . import console as make_console, print_json
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -64,51 +56,13 @@ def parse_columns(text: str) -> list[str]:
     return cols
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .registry import SORT_KEYS
-
-    parser = argparse.ArgumentParser(prog="zoo", description="A model-zoo hub for transfer learning.")
-    parser.add_argument("--version", action="version", version=f"zoo {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = sub.add_parser("list", help="table of pretrained models, sorted and filtered")
-    p.add_argument("pattern", nargs="?", help="fnmatch pattern over names, aliases and architectures ('efficientnet*')")
-    p.add_argument("--sort", choices=list(SORT_KEYS), default="top1", help="sort key (default top1)")
-    order = p.add_mutually_exclusive_group()
-    order.add_argument("--asc", dest="descending", action="store_false", default=None, help="ascending order")
-    order.add_argument("--desc", dest="descending", action="store_true", help="descending order")
-    p.add_argument("--min-top1", type=float, metavar="X", help="only models with top-1 >= X (%%)")
-    p.add_argument("--max-params", type=parse_count, metavar="N", help="only models with at most N parameters (25M, 800k)")
-    p.add_argument("--license", metavar="L", help="only models under license L (apache-2.0, bsd-3-clause, ...)")
-    p.add_argument("--columns", type=parse_columns, default=parse_columns(DEFAULT_COLUMNS),
-                   metavar="COLS", help=f"comma-separated, from: {', '.join(COLUMNS)} (default {DEFAULT_COLUMNS})")
-    p.add_argument("--json", action="store_true", help="JSON records with every card field instead of a table")
-    p.set_defaults(run=cmd_list)
-
-    p = sub.add_parser("info", help="one model card in full, with the other tags of its architecture")
-    p.add_argument("name", help="card name, alias (ResNet50) or architecture (resnet50)")
-    p.add_argument("--json", action="store_true", help="the card as a JSON record")
-    p.set_defaults(run=cmd_info)
-    return parser
-
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    # markup off: card text (and error messages) may hold '[...]', which is not rich markup here
-    console = Console(stderr=stderr, highlight=False, markup=False, emoji=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 200  # piped into a file or a pager: wrapping at 80 columns only hurts
-    return console
-
-
 def cmd_list(args: argparse.Namespace) -> int:
-    from .registry import list_models
+    from ..registry import list_models
 
     cards = list_models(args.pattern, sort=args.sort, descending=args.descending,
                         min_top1=args.min_top1, max_params=args.max_params, license=args.license)
     if args.json:
-        return _print_json([c.to_record() for c in cards])
+        return print_json([c.to_record() for c in cards])
     from rich.table import Table
     from rich.text import Text
 
@@ -128,7 +82,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_column(f" {header} ", no_wrap=right, overflow="fold")
     for row in cells:
         table.add_row(*(Text(f" {cell} ") for cell in row))
-    console = _console()
+    console = make_console()
     if not cards:
         console.print("no model matches these filters; 'zoo list' shows all")
         return 0
@@ -145,15 +99,15 @@ def _list_caption(cards: list[Card]) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .registry import get_registry
+    from ..registry import get_registry
 
     registry = get_registry()
     card = registry.resolve(args.name)
     if args.json:
-        return _print_json(card.to_record())
+        return print_json(card.to_record())
     from rich.table import Table
 
-    console = _console()
+    console = make_console()
     if card.name != args.name:
         console.print(f"{args.name!r} resolves to {card.name}", style="dim")
     table = Table(show_header=False, box=None, pad_edge=False)
@@ -217,29 +171,26 @@ def _info_rows(card: Card) -> list[tuple[str, str]]:
     return rows
 
 
-def _print_json(data: Any) -> int:
-    import json
-
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
-    return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``zoo`` console script and ``python -m zoo``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
-        parser.print_help()
-        return 2
-    try:
-        return args.run(args)
-    except UsageError as exc:
-        _console(stderr=True).print(f"error: {exc}", style="red")
-        return 2
-    except ZooError as exc:
-        _console(stderr=True).print(f"error: {exc}", style="red")
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # `zoo list | head`
-        return 0
+def add_parsers(sub) -> None:
+    from ..registry import SORT_KEYS
+
+    p = sub.add_parser("list", help="table of pretrained models, sorted and filtered")
+    p.add_argument("pattern", nargs="?", help="fnmatch pattern over names, aliases and architectures ('efficientnet*')")
+    p.add_argument("--sort", choices=list(SORT_KEYS), default="top1", help="sort key (default top1)")
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--asc", dest="descending", action="store_false", default=None, help="ascending order")
+    order.add_argument("--desc", dest="descending", action="store_true", help="descending order")
+    p.add_argument("--min-top1", type=float, metavar="X", help="only models with top-1 >= X (%%)")
+    p.add_argument("--max-params", type=parse_count, metavar="N", help="only models with at most N parameters (25M, 800k)")
+    p.add_argument("--license", metavar="L", help="only models under license L (apache-2.0, bsd-3-clause, ...)")
+    p.add_argument("--columns", type=parse_columns, default=parse_columns(DEFAULT_COLUMNS),
+                   metavar="COLS", help=f"comma-separated, from: {', '.join(COLUMNS)} (default {DEFAULT_COLUMNS})")
+    p.add_argument("--json", action="store_true", help="JSON records with every card field instead of a table")
+    p.set_defaults(run=cmd_list)
+
+    p = sub.add_parser("info", help="one model card in full, with the other tags of its architecture")
+    p.add_argument("name", help="card name, alias (ResNet50) or architecture (resnet50)")
+    p.add_argument("--json", action="store_true", help="the card as a JSON record")
+    p.set_defaults(run=cmd_info)

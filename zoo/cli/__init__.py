@@ -1,0 +1,66 @@
+"""The ``zoo`` command: parse arguments, call the library, render with rich, map errors to exit codes.
+
+Exit codes: 0 ok, 1 an operation failed (:class:`~zoo.errors.ZooError`), 2 bad usage or an unknown
+name (:class:`~zoo.errors.UsageError`, argparse errors). One module per group of commands; each
+imports torch, timm or huggingface_hub only inside the commands that need them, so ``zoo list``
+and ``zoo info`` stay card-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Sequence
+
+from .. import __version__
+from ..errors import UsageError, ZooError
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    # markup off: card text (and error messages) may hold '[...]', which is not rich markup here
+    out = Console(stderr=stderr, highlight=False, markup=False, emoji=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = 200  # piped into a file or a pager: wrapping at 80 columns only hurts
+    return out
+
+
+def print_json(data: Any) -> int:
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import cards, weights
+
+    parser = argparse.ArgumentParser(prog="zoo", description="A model-zoo hub for transfer learning.")
+    parser.add_argument("--version", action="version", version=f"zoo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    cards.add_parsers(sub)
+    weights.add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``zoo`` console script and ``python -m zoo``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except UsageError as exc:
+        console(stderr=True).print(f"error: {exc}", style="red")
+        return 2
+    except ZooError as exc:
+        console(stderr=True).print(f"error: {exc}", style="red")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `zoo list | head`
+        return 0

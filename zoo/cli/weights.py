@@ -1,0 +1,203 @@
+"""``zoo pull|verify|pin|lock|convert|cache|serve``: the weights cache from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from contextlib import contextmanager
+
+from . import console, print_json
+
+
+@contextmanager
+def transfer_progress(enabled: bool = True):
+    """A rich progress bar fed by zoo.weights' progress events (bytes, with speed and ETA)."""
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                               TransferSpeedColumn)
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   TimeRemainingColumn(), console=console(stderr=True), disable=not enabled, transient=False)
+    state = {"task": None, "label": ""}
+
+    def on_event(event: str, value) -> None:
+        if event == "source":
+            state["label"] = str(value)
+        elif event == "start":
+            if state["task"] is not None:
+                bar.remove_task(state["task"])
+            label = state["label"]
+            state["task"] = bar.add_task(label if len(label) < 60 else "..." + label[-57:], total=value)
+        elif event == "advance" and state["task"] is not None:
+            bar.advance(state["task"], value)
+
+    with bar:
+        yield on_event
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from ..registry import get_registry
+    from ..weights import pull, pull_lock
+
+    out = console()
+    with transfer_progress(not args.quiet) as progress:
+        if args.lock:
+            paths = pull_lock(args.lock, progress=progress)
+            out.print(f"installed {len(paths)} models exactly as {args.lock} pins them")
+            return 0
+        names = [c.name for c in get_registry().cards] if args.all else args.names
+        if not names:
+            raise _usage("name a model to pull (or --all, or --lock FILE)")
+        for name in names:
+            path = pull(name, progress=progress)
+            out.print(f"{name}: {path}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..weights import verify
+
+    results = verify(args.names or None, repair=args.repair)
+    out = console()
+    bad = [r for r in results if not r.ok]
+    for r in results:
+        state = "ok" if r.ok else ("missing" if r.actual is None else f"CORRUPT (got {r.actual})")
+        out.print(f"{r.name}: {r.sha256[:12]} {state}", style=None if r.ok else "red")
+    if not results:
+        out.print("nothing cached to verify")
+    return 1 if bad else 0
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    from ..weights import pin
+
+    for name in args.names:
+        sha, where = pin(name)
+        console().print(f"{name}: sha256 {sha} pinned in {where}")
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    from ..weights import dump_lock, lock_records
+
+    with transfer_progress(False) as progress:
+        sys.stdout.write(dump_lock(lock_records(args.names, progress=progress)))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from ..convert import convert_checkpoint
+
+    sha = convert_checkpoint(args.checkpoint, args.converter, args.architecture, args.out,
+                             source_uri=args.source or args.checkpoint)
+    console().print(f"{args.out}: sha256 {sha}")
+    return 0
+
+
+def parse_age(text: str) -> float:
+    """'30d', '12h', '90m', '45s' -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not an age: {text!r} (try 30d, 12h, 90m)")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from ..cache import Cache
+
+    cache = Cache()
+    out = console()
+    if args.action == "path":
+        print(cache.root)
+    elif args.action == "ls":
+        entries = cache.entries()
+        if args.json:
+            from dataclasses import asdict
+
+            return print_json([asdict(e) for e in entries])
+        from rich.table import Table
+
+        table = Table("name", "size MB", "sha256", "last used", "source")
+        for e in entries:
+            table.add_row(e.name, f"{e.size / 1e6:.1f}", e.sha256[:12], time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used)), e.source)
+        out.print(table if entries else f"the cache at {cache.root} is empty")
+    elif args.action == "rm":
+        from ..registry import get_registry
+
+        for name in args.names:
+            card = get_registry().find(name)
+            entry = cache.forget(card.name if card else name)
+            if entry is None:
+                raise _usage(f"{name} is not in the cache ('zoo cache ls' lists what is)")
+            out.print(f"removed {entry.name}")
+    elif args.action == "prune":
+        from ..registry import get_registry
+
+        keep = {c.sha256 for c in get_registry().cards if c.sha256}
+        removed = cache.prune(args.older_than, keep=keep)
+        out.print(f"removed {len(removed['entries'])} index entries, {len(removed['blobs'])} blobs, "
+                  f"{len(removed['temp'])} stale temp files")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..hub.app import create_app
+
+    uvicorn.run(create_app(args.cache), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _usage(message: str):
+    from ..errors import UsageError
+
+    return UsageError(message)
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("pull", help="download, verify and cache weights (offline sources first where they exist)")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--all", action="store_true", help="every known card")
+    p.add_argument("--lock", metavar="FILE", help="install exactly the bytes a 'zoo lock' file names")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_pull)
+
+    p = sub.add_parser("verify", help="re-hash cached weights against their pinned sha256 (exit 1 if any is bad)")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--repair", action="store_true", help="fetch every bad file again")
+    p.set_defaults(run=cmd_verify)
+
+    p = sub.add_parser("pin", help="record a downloaded sha256 in the card file (in a checkout) or in ZOO_HOME")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.set_defaults(run=cmd_pin)
+
+    p = sub.add_parser("lock", help="print a lock file (name, source, revision, sha256, size) for 'zoo pull --lock'")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.set_defaults(run=cmd_lock)
+
+    p = sub.add_parser("convert", help="convert a legacy .pth checkpoint into deterministic safetensors")
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.add_argument("--converter", required=True, help="efficientnet_lite_pth or timm_checkpoint")
+    p.add_argument("--architecture", required=True, help="the timm architecture the tensors belong to")
+    p.add_argument("--source", help="the URI recorded in the metadata (default: the checkpoint path)")
+    p.set_defaults(run=cmd_convert)
+
+    p = sub.add_parser("cache", help="the local weights cache: path, ls, rm NAME, prune --older-than 30d")
+    csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    csub.add_parser("path", help="print the cache root ($ZOO_HOME, else ~/.cache/zoo)")
+    ls = csub.add_parser("ls", help="cached models: name, size, sha256 prefix, last used")
+    ls.add_argument("--json", action="store_true")
+    rm = csub.add_parser("rm", help="forget a cached model (its file goes when nothing else uses it)")
+    rm.add_argument("names", nargs="+", metavar="NAME")
+    prune = csub.add_parser("prune", help="drop what was not used recently, and stale temp files")
+    prune.add_argument("--older-than", type=parse_age, default=parse_age("30d"), metavar="AGE")
+    p.set_defaults(run=cmd_cache)
+
+    p = sub.add_parser("serve", help="serve the cache as a Hugging Face-compatible hub (read side)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--cache", metavar="DIR", help="cache root to serve (default: ZOO_HOME)")
+    p.set_defaults(run=cmd_serve)
