@@ -71,3 +71,93 @@ def run_zoo(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
     return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=120)
+
+
+# --- a served hub on a free loopback port, and the small models tests publish on it
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HubServer:
+    """``zoo serve`` (the real CLI, uvicorn) in a subprocess over its own cache directory."""
+
+    def __init__(self, root: Path):
+        import os
+        import time
+        import urllib.request
+
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "ZOO_HOME": str(root)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "zoo", "serve", "--port", str(self.port), "--cache", str(root)],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/api/zoo/stats", timeout=1).read()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"zoo serve did not start: {self.proc.stderr.read().decode()[-2000:]}")
+                time.sleep(0.1)
+
+    def stats(self) -> dict:
+        import json
+        import urllib.request
+
+        return json.loads(urllib.request.urlopen(self.url + "/api/zoo/stats", timeout=5).read())["requests"]
+
+    def publish(self, path: Path, hub_repo: str, name: str, filename: str = "model.safetensors") -> str:
+        """Put a file into the served cache under ``hub_repo`` (what a pull or an upload would do)."""
+        from zoo.cache import Cache
+
+        cache = Cache(self.root)
+        sha = cache.add_file(path)
+        cache.record(name, sha, path.stat().st_size, "test", hub_repo=hub_repo, filename=filename)
+        return sha
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def hub(tmp_path_factory):
+    server = HubServer(tmp_path_factory.mktemp("served"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A real timm model's weights (``test_efficientnet``, 1000 classes, ~1.8 MB), as zoo writes them."""
+    import timm
+    import torch
+
+    from zoo.convert import write_safetensors
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_efficientnet", pretrained=False)
+    path = tmp_path_factory.mktemp("tiny") / "model.safetensors"
+    write_safetensors(model.state_dict(), str(path), {"format": "pt"})
+    return path
+
+
+def tiny_hub_card(sha256: str | None = None, **changes) -> dict:
+    """A user card for ``test_efficientnet`` whose weights live on the test hub."""
+    data = tiny_card("test_efficientnet.zootest", hub_repo="zootest/tiny",
+                     sources=[{"uri": "hf://zootest/tiny/model.safetensors"}], input_size=[3, 160, 160])
+    data.pop("size_bytes", None)
+    data["sha256"] = sha256 or ""
+    data.update(changes)
+    return data
