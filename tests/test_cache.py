@@ -1,0 +1,138 @@
+"""The cache (zoo/cache.py): atomic verified writes, stamps, locks, index, prune, and its CLI."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from zoo.cache import Cache, CacheError, CorruptBlobError, sha256_file, sha256_files
+
+from conftest import run_zoo
+
+
+def test_writer_commits_only_a_matching_hash(tmp_path):
+    cache = Cache(tmp_path)
+    data = os.urandom(3 << 20)
+    import hashlib
+
+    sha = hashlib.sha256(data).hexdigest()
+    with cache.writer("k") as w:
+        w.write(data[:1000])
+        w.write(data[1000:])
+        assert w.commit(sha, expected_size=len(data)) == sha
+    assert cache.blob_path(sha).read_bytes() == data
+    assert oct(cache.blob_path(sha).stat().st_mode & 0o777) == "0o444"
+    with cache.writer("k") as w:
+        w.write(b"other bytes")
+        with pytest.raises(CorruptBlobError, match=f"expected {sha}"):
+            w.commit(sha)
+    with cache.writer("k") as w:
+        with pytest.raises(CorruptBlobError, match="empty body"):
+            w.commit(sha, expected_size=len(data))
+    with cache.writer("k") as w:
+        w.write(data[:10])
+        with pytest.raises(CorruptBlobError, match=r"short body \(10 of"):
+            w.commit(sha, expected_size=len(data))
+    assert sorted(p.name for p in cache.blobs.iterdir()) == [sha]  # no temp file left behind
+
+
+def test_killed_writer_leaves_no_final_file_and_its_partial_is_resumed(tmp_path):
+    code = ("import sys, time; from zoo.cache import Cache\n"
+            "w = Cache(sys.argv[1]).writer('dl', resume=True)\n"
+            "w.write(b'x' * 5000); time.sleep(0.5); print('ready', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cache = Cache(tmp_path)
+    assert [p.name for p in cache.blobs.iterdir()] == [f".incomplete-dl.{proc.pid}"]
+    w = cache.writer("dl", resume=True)
+    assert w.offset == 5000
+    w.write(b"y" * 10)
+    import hashlib
+
+    assert w.commit(hashlib.sha256(b"x" * 5000 + b"y" * 10).hexdigest())
+    assert not list(cache.temp_files())
+
+
+def test_open_verified_uses_the_stamp_and_rehashes_after_a_change(tmp_path):
+    cache = Cache(tmp_path)
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"weights" * 1000)
+    sha = cache.add_file(src)
+    path = cache.open_verified(sha)
+    assert path == cache.blob_path(sha)
+    stamp_file = cache.stamps / f"{sha}.json"
+    before = stamp_file.stat().st_mtime_ns
+    cache.open_verified(sha)
+    assert stamp_file.stat().st_mtime_ns == before  # fast path: no re-hash, no re-stamp
+    os.chmod(path, 0o644)
+    st = path.stat()
+    with open(path, "r+b") as fh:
+        fh.write(b"W")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same mtime: only ctime moved
+    with pytest.raises(CorruptBlobError):
+        cache.open_verified(sha)
+
+
+def test_lock_of_a_killed_process_is_free_at_once(tmp_path):
+    code = ("import sys, time; from zoo.cache import Cache\n"
+            "l = Cache(sys.argv[1]).lock('x'); l.__enter__(); print('held', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    with pytest.raises(CacheError, match="held the lock"):
+        with Cache(tmp_path).lock("x", timeout=0.3):
+            pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    t0 = time.time()
+    with Cache(tmp_path).lock("x", timeout=5):
+        pass
+    assert time.time() - t0 < 2
+
+
+def test_parallel_hashing_equals_sequential(tmp_path):
+    paths = []
+    for i in range(4):
+        p = tmp_path / f"{i}.bin"
+        p.write_bytes(os.urandom(1 << 20) * (i + 1))
+        paths.append(str(p))
+    assert sha256_files(paths) == [sha256_file(p) for p in paths]
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert sha256_file(empty) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_prune_keeps_what_is_referenced(tmp_path):
+    cache = Cache(tmp_path)
+    files = {}
+    for name in ("old", "new", "pinned"):
+        p = tmp_path / name
+        p.write_bytes(name.encode() * 100)
+        files[name] = cache.add_file(p)
+    cache.record("old.a", files["old"], 300, "test")
+    cache.record("new.a", files["new"], 300, "test")
+    cache.pin("pinned.a", files["pinned"], 600, "test")
+    (cache.blobs / ".incomplete-gone.999999999").write_bytes(b"partial")
+    removed = cache.prune(older_than=86400, now=time.time() + 2 * 86400, keep={files["new"]})
+    assert removed["entries"] == ["new.a", "old.a"]
+    assert removed["blobs"] == [files["old"]]
+    assert removed["temp"] == [".incomplete-gone.999999999"]
+    assert cache.has_blob(files["new"]) and cache.has_blob(files["pinned"])
+
+
+def test_cache_cli(monkeypatch, isolated_env):
+    env = {"ZOO_HOME": str(isolated_env), "ZOO_OFFLINE": "1"}
+    assert run_zoo("cache", "path", env=env).stdout.strip() == str(isolated_env)
+    assert run_zoo("pull", "efficientnet_lite0", "-q", env=env).returncode == 0
+    ls = run_zoo("cache", "ls", env=env).stdout
+    assert "tf_efficientnet_lite0.bundled_in1k" in ls and "18.8" in ls
+    assert run_zoo("cache", "rm", "efficientnet_lite0", env=env).returncode == 0
+    assert "empty" in run_zoo("cache", "ls", env=env).stdout
+    assert not list((isolated_env / "blobs").glob("[0-9a-f]*"))
+    bad = run_zoo("cache", "rm", "efficientnet_lite0", env=env)
+    assert bad.returncode == 2 and "not in the cache" in bad.stderr
+    assert run_zoo("cache", "prune", "--older-than", "30d", env=env).returncode == 0
