@@ -187,3 +187,36 @@ def test_free_space_is_checked_before_bytes_move(tmp_path):
     cache = Cache(tmp_path)
     with pytest.raises(CacheError, match=r"needs \d+ MB, \d+ MB free in ZOO_HOME"):
         cache.ensure_space(10**15, "downloading huge")
+
+
+def test_mirrors_come_first_and_a_wrong_mirror_is_skipped(tmp_path_factory, tiny_weights, user_cards, monkeypatch):
+    from conftest import HubServer
+
+    good, bad = HubServer(tmp_path_factory.mktemp("good")), HubServer(tmp_path_factory.mktemp("bad"))
+    try:
+        sha = good.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
+        other = tmp_path_factory.mktemp("o") / "other.safetensors"
+        data = bytearray(tiny_weights.read_bytes())
+        data[-100] ^= 0xFF  # one flipped bit pattern in the last tensor: other bytes, same size
+        other.write_bytes(bytes(data))
+        bad.publish(other, "zootest/tiny", "test_efficientnet.zootest")
+        # the card's own source points nowhere reachable: only the mirrors can serve
+        write_toml(user_cards / "tiny.toml", tiny_hub_card(sha))
+        monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+        monkeypatch.setenv("ZOO_MIRRORS", f"{bad.url},{good.url}")
+        path = pull("test_efficientnet.zootest")
+        assert path.read_bytes() == tiny_weights.read_bytes()
+        assert Cache().entry("test_efficientnet.zootest").source == f"mirror {good.url}"
+        assert "GET zootest/tiny/model.safetensors" not in bad.stats()  # the HEAD's sha256 already disagreed
+    finally:
+        good.stop()
+        bad.stop()
+
+
+def test_plain_http_source_and_pull_by_uri(hub, tiny_weights, user_cards):
+    sha = hub.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
+    url = f"{hub.url}/zootest/tiny/resolve/main/model.safetensors"
+    write_toml(user_cards / "tiny.toml", tiny_hub_card(sha, sources=[{"uri": url}]))
+    assert pull("test_efficientnet.zootest").read_bytes() == tiny_weights.read_bytes()
+    result = run_zoo("pull", "-q", url, env={"ZOO_HOME": os.environ["ZOO_HOME"] + "-uri"})
+    assert result.returncode == 0 and sha in result.stdout, result.stderr

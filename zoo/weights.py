@@ -183,6 +183,23 @@ def pull(name: str | Card, *, cache: Cache | None = None, progress: Progress | N
     raise PullError(f"could not get the weights of {card.name}:\n" + "\n".join(failures) + hint)
 
 
+def pull_uri(text: str, *, cache: Cache | None = None, progress: Progress | None = None) -> Path:
+    """Fetch any source URI (no card) into the cache; verified against the hub's sha256 when it
+    reports one. For ad-hoc files: ``zoo pull hf://org/repo/file.safetensors``."""
+    cache = cache or Cache()
+    progress = progress or _noop
+    uri = parse_uri(text)
+    progress("source", text)
+    if is_remote(uri):
+        remote = remote_for(uri)
+        sha, _ = _fetch_remote(cache, remote, f"uri-{abs(hash(text))}", Expected(None, None, ""), progress)
+    else:
+        path = local_path(uri)
+        progress("start", os.path.getsize(path))
+        sha = cache.add_file(path, None, lambda n: progress("advance", n))
+    return cache.blob_path(sha)
+
+
 def open_weights(name: str | Card, cache: Cache | None = None) -> Path:
     """The verified weights file of a card, without any network: what ``zoo.load`` opens."""
     card = name if isinstance(name, Card) else get_registry().resolve(name)

@@ -38,7 +38,7 @@ def transfer_progress(enabled: bool = True):
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from ..registry import get_registry
-    from ..weights import pull, pull_lock
+    from ..weights import pull, pull_lock, pull_uri
 
     out = console()
     with transfer_progress(not args.quiet) as progress:
@@ -50,7 +50,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         if not names:
             raise _usage("name a model to pull (or --all, or --lock FILE)")
         for name in names:
-            path = pull(name, progress=progress)
+            path = pull_uri(name, progress=progress) if "://" in name else pull(name, progress=progress)
             out.print(f"{name}: {path}")
     return 0
 
@@ -157,8 +157,8 @@ def _usage(message: str):
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("pull", help="download, verify and cache weights (offline sources first where they exist)")
-    p.add_argument("names", nargs="*", metavar="NAME")
+    p = sub.add_parser("pull", help="download, verify and cache weights ($ZOO_MIRRORS first, then the card's sources)")
+    p.add_argument("names", nargs="*", metavar="NAME|SOURCE", help="a model name, or any source URI (hf://, https://, pkg://, a path)")
     p.add_argument("--all", action="store_true", help="every known card")
     p.add_argument("--lock", metavar="FILE", help="install exactly the bytes a 'zoo lock' file names")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
