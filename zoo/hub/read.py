@@ -48,14 +48,20 @@ def _check_revision(repo: Repo, revision: str) -> JSONResponse | None:
     return None
 
 
-def resolve(index: RepoIndex, request: Request) -> Response:
+def _repo_at_revision(index: RepoIndex, request: Request) -> Repo | JSONResponse:
+    """The repo named by the path, at the path's revision if it names one; else the hub's error."""
     p = request.path_params
     repo = _repo_or_error(index, f"{p['org']}/{p['name']}")
+    if isinstance(repo, Repo) and "revision" in p:
+        return _check_revision(repo, p["revision"]) or repo
+    return repo
+
+
+def resolve(index: RepoIndex, request: Request) -> Response:
+    p = request.path_params
+    repo = _repo_at_revision(index, request)
     if isinstance(repo, Response):
         return repo
-    error = _check_revision(repo, p["revision"])
-    if error:
-        return error
     entry = repo.files.get(p["path"])
     if entry is None:
         return hub_error(404, "EntryNotFound", f"{p['path']} not found in {repo.repo_id}", commit=repo.commit)
@@ -71,14 +77,9 @@ def _iso(ts: float) -> str:
 
 
 def model_info(index: RepoIndex, request: Request) -> Response:
-    p = request.path_params
-    repo = _repo_or_error(index, f"{p['org']}/{p['name']}")
+    repo = _repo_at_revision(index, request)
     if isinstance(repo, Response):
         return repo
-    if "revision" in p:
-        error = _check_revision(repo, p["revision"])
-        if error:
-            return error
     siblings = [{"rfilename": f.path, "size": f.size, "blobId": f.oid,
                  "lfs": {"sha256": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}}
                 for f in sorted(repo.files.values(), key=lambda f: f.path)]
@@ -92,12 +93,9 @@ def model_info(index: RepoIndex, request: Request) -> Response:
 
 def tree(index: RepoIndex, request: Request) -> Response:
     p = request.path_params
-    repo = _repo_or_error(index, f"{p['org']}/{p['name']}")
+    repo = _repo_at_revision(index, request)
     if isinstance(repo, Response):
         return repo
-    error = _check_revision(repo, p["revision"])
-    if error:
-        return error
     prefix = unquote(p.get("path", "")).strip("/")
     recursive = request.query_params.get("recursive", "false").lower() == "true"
     entries, folders = [], set()
