@@ -220,3 +220,9 @@ def test_plain_http_source_and_pull_by_uri(hub, tiny_weights, user_cards):
     assert pull("test_efficientnet.zootest").read_bytes() == tiny_weights.read_bytes()
     result = run_zoo("pull", "-q", url, env={"ZOO_HOME": os.environ["ZOO_HOME"] + "-uri"})
     assert result.returncode == 0 and sha in result.stdout, result.stderr
+
+
+def test_public_api_pull_returns_the_verified_path(monkeypatch):
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    path = zoo.pull("efficientnet_lite1")
+    assert path.name == zoo.card("efficientnet_lite1").sha256 and zoo.open_weights("efficientnet_lite1") == path
