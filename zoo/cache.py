@@ -20,7 +20,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import mmap
 import os
 import queue
 import re
@@ -29,10 +28,11 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from . import config
 from .errors import ZooError
+from .hashing import Progress, sha256_file, sha256_files  # noqa: F401  (re-exported: the cache's hashing)
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 ENTRY_VERSION = 1
@@ -40,9 +40,6 @@ ENTRY_VERSION = 1
 DEFAULT_LOCK_TIMEOUT = 600.0
 #: "last used" is refreshed at most this often, so loads rarely write (prune works in days)
 LAST_USED_RESOLUTION = 3600.0
-HASH_CHUNK = 64 << 20
-
-Progress = Callable[[int], None]  # called with the number of bytes just processed
 
 
 class CacheError(ZooError):
@@ -51,41 +48,6 @@ class CacheError(ZooError):
 
 class CorruptBlobError(CacheError):
     """A cached file no longer has the sha256 it was stored under."""
-
-
-def sha256_file(path: str | os.PathLike, progress: Progress | None = None) -> str:
-    """sha256 of a file, through mmap (no copy into Python buffers) in 64 MiB steps.
-
-    hashlib releases the GIL on large buffers, so hashing several files in threads uses several
-    cores (:func:`sha256_files`). Measured on a 2 GB file: as fast as ``openssl dgst -sha256``.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        for start in range(0, size, HASH_CHUNK):
-            # one 64 MiB window at a time: mapped pages count as resident memory, so mapping the
-            # whole file would make RSS as large as the file (bench/bench_verify.py checks peak RSS)
-            length = min(HASH_CHUNK, size - start)
-            with mmap.mmap(fh.fileno(), length, offset=start, access=mmap.ACCESS_READ) as window:
-                digest.update(window)
-            if progress:
-                progress(length)
-    return digest.hexdigest()
-
-
-def sha256_files(paths: list[str], progress: Progress | None = None, workers: int | None = None) -> list[str]:
-    """sha256 of several files at once, one thread per core."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    lock = threading.Lock()
-
-    def safe(n: int) -> None:
-        if progress:
-            with lock:
-                progress(n)
-
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
-        return list(pool.map(lambda p: sha256_file(p, safe), paths))
 
 
 @dataclass

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import config
-from .cache import Cache, CacheError, CorruptBlobError, Entry, sha256_files
+from .cache import Cache, CacheError, CorruptBlobError, Entry
+from .hashing import sha256_files
 from .cards import Card
 from .convert import ConversionError, convert_checkpoint
 from .errors import UsageError, ZooError
@@ -98,7 +99,7 @@ def _fetch_source(cache: Cache, card: Card, src, want: Expected, progress: Progr
             raw = local_path(uri)
             progress("start", os.path.getsize(raw))
             if src.sha256:
-                from .cache import sha256_file
+                from .hashing import sha256_file
 
                 got = sha256_file(raw, lambda n: progress("advance", n))
                 if got != src.sha256:
