@@ -98,11 +98,14 @@ def unfreeze(model: nn.Module, last: int) -> nn.Module:
 
     if not hasattr(model, "group_matcher"):
         raise UsageError(f"{type(model).__name__} defines no blocks (timm group_matcher); use freeze=N instead")
+    head = set(classifier_names(model))
     groups = group_modules(model, model.group_matcher(coarse=True), reverse=False)
-    ordered = [names for _, names in sorted(groups.items())]
+    # the head is its own group in timm's matchers: it is always opened, and not one of the blocks
+    ordered = [names for _, names in sorted(groups.items())
+               if not all(any(n == h or n.startswith(h + ".") for h in head) for n in names)]
     if not 0 <= last <= len(ordered):
         raise UsageError(f"unfreeze(last={last}): the model has {len(ordered)} blocks")
-    opened = set(classifier_names(model))
+    opened = set(head)
     for names in ordered[len(ordered) - last:] if last else []:
         opened.update(names)
     for name, module in param_modules(model):

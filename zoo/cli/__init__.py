@@ -35,13 +35,14 @@ def print_json(data: Any) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cards, weights
+    from . import cards, predict, weights
 
     parser = argparse.ArgumentParser(prog="zoo", description="A model-zoo hub for transfer learning.")
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     cards.add_parsers(sub)
     weights.add_parsers(sub)
+    predict.add_parsers(sub)
     return parser
 
 
