@@ -178,6 +178,18 @@ class Cache:
         self.stamp(sha256)
         return path
 
+    def safetensors_view(self, sha256: str) -> Path:
+        """``views/<sha256>.safetensors``, a symlink to the blob: loaders that pick the format by
+        file extension (timm's ``load_state_dict``) read it as safetensors, never as a pickle."""
+        view = self.root / "views" / f"{sha256}.safetensors"
+        if not view.is_symlink():
+            view.parent.mkdir(parents=True, exist_ok=True)
+            tmp = view.with_name(f".{view.name}.{os.getpid()}.tmp")
+            tmp.unlink(missing_ok=True)
+            os.symlink(os.path.join("..", "blobs", sha256), tmp)
+            os.replace(tmp, view)
+        return view
+
     def verify_blob(self, sha256: str) -> str:
         """Re-hash a blob in full (``zoo verify``); return the actual sha256, re-stamping a good one."""
         actual = sha256_file(self.blob_path(sha256))
@@ -186,7 +198,7 @@ class Cache:
         return actual
 
     def remove_blob(self, sha256: str) -> None:
-        for p in (self.blob_path(sha256), self.stamps / f"{sha256}.json"):
+        for p in (self.blob_path(sha256), self.stamps / f"{sha256}.json", self.root / "views" / f"{sha256}.safetensors"):
             try:
                 p.unlink()
             except FileNotFoundError:

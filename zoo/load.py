@@ -1,7 +1,7 @@
 """``zoo.load``, ``zoo.transforms`` and ``zoo.decode``: the one place a card meets its weights.
 
-``load`` builds the timm architecture and hands the verified safetensors state dict to timm's own
-``load_pretrained`` (through ``pretrained_cfg['state_dict']``), so timm does what it does for its
+``load`` builds the timm architecture and hands the verified safetensors file to timm's own
+``load_pretrained`` (through ``pretrained_cfg['file']``), so timm does what it does for its
 hub weights: drop the classifier when the class count differs, adapt input convs, resample a
 ViT's position embeddings for another input size. zoo adds only the card, the verified file and
 the head/freeze options; a warm load costs what timm + safetensors cost (bench/bench_load.py).
@@ -133,17 +133,17 @@ def load(name: str | Card, head: int | Sequence[str] | nn.Module | None = None, 
             kwargs["img_size"] = input_size[1:]
     cfg = pretrained_cfg(card)
     if pretrained:
-        from safetensors.torch import load_file
-
+        from .cache import Cache
         from .weights import open_weights, pull
 
         try:
             path = open_weights(card)
         except ZooError:
             path = pull(card)  # not cached yet: fetch (fails with what to do when offline)
-        cfg["state_dict"] = load_file(str(path))
+        # timm reads a ".safetensors" file with safetensors (never unpickles it); passing the tensors
+        # in the cfg instead would make timm deep-copy them (30 ms for lite0, bench/bench_load.py)
+        cfg.update(source="", file=str(Cache(path.parent.parent).safetensors_view(path.name)))
     model = timm.create_model(card.architecture, pretrained=pretrained, pretrained_cfg=cfg, **kwargs)
-    model.pretrained_cfg.pop("state_dict", None)  # do not keep a second reference to every tensor
     if input_size is not None:
         _probe_forward(model, card, input_size)
     if module_head is not None:
