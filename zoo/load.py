@@ -136,13 +136,14 @@ def load(name: str | Card, head: int | Sequence[str] | nn.Module | None = None, 
         from .cache import Cache
         from .weights import open_weights, pull
 
+        cache = Cache()
         try:
-            path = open_weights(card)
+            path = open_weights(card, cache)
         except ZooError:
-            path = pull(card)  # not cached yet: fetch (fails with what to do when offline)
+            path = pull(card, cache=cache)  # not cached yet: fetch (fails with what to do when offline)
         # timm reads a ".safetensors" file with safetensors (never unpickles it); passing the tensors
         # in the cfg instead would make timm deep-copy them (30 ms for lite0, bench/bench_load.py)
-        cfg.update(source="", file=str(Cache(path.parent.parent).safetensors_view(path.name)))
+        cfg.update(source="", file=str(cache.safetensors_view(path.name)))
     model = timm.create_model(card.architecture, pretrained=pretrained, pretrained_cfg=cfg, **kwargs)
     if input_size is not None:
         _probe_forward(model, card, input_size)
