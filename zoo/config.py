@@ -37,10 +37,12 @@ def shipped_cards_dir() -> str:
 def user_card_dirs() -> list[str]:
     """Directories listed in ``$ZOO_CARDS_PATH`` (``os.pathsep``-separated, like ``PATH``).
 
-    Empty entries are ignored; entries are searched in order, after the shipped cards.
+    Empty entries are ignored; entries are searched in order, after the shipped cards, and
+    ``$ZOO_HOME/cards`` (where ``zoo mirror import`` puts cards the machine did not know) comes last.
     """
     raw = os.environ.get("ZOO_CARDS_PATH", "")
-    return [os.path.expanduser(p.strip()) for p in raw.split(os.pathsep) if p.strip()]
+    dirs = [os.path.expanduser(p.strip()) for p in raw.split(os.pathsep) if p.strip()]
+    return dirs + [os.path.join(zoo_home(), "cards")]  # cards that arrived with an imported bundle
 
 
 def _truthy(name: str) -> bool:

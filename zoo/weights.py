@@ -133,6 +133,17 @@ def _attempts(card: Card, cache: Cache, want: Expected, progress: Progress):
     """(label, fetch) pairs in order: mirrors first, then the card's sources."""
     for mirror in config.mirrors():
         def from_mirror(mirror=mirror):
+            if "://" not in mirror or mirror.startswith("file://"):  # a bundle directory as a mirror
+                from .mirror import BundleError, fetch_from_bundle
+
+                path = mirror[len("file://"):] if mirror.startswith("file://") else mirror
+                try:
+                    got = fetch_from_bundle(path, card.name, want.sha256, cache)
+                except BundleError as exc:
+                    raise SourceError(str(exc)) from None
+                if got is None:
+                    raise SourceError(f"the bundle holds no {card.name}")
+                return got[0], got[1], None
             remote = hf_remote(card.hub_repo, hub_filename(card), endpoint=mirror)
             sha, size = _fetch_remote(cache, remote, card.name, want, progress)
             return sha, size, remote.revision

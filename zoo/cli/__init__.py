@@ -35,7 +35,7 @@ def print_json(data: Any) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cards, predict, weights
+    from . import cards, mirror, predict, weights
 
     parser = argparse.ArgumentParser(prog="zoo", description="A model-zoo hub for transfer learning.")
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     cards.add_parsers(sub)
     weights.add_parsers(sub)
     predict.add_parsers(sub)
+    mirror.add_parsers(sub)
     return parser
 
 

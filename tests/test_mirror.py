@@ -1,0 +1,107 @@
+"""Offline bundles (zoo/mirror.py): export, verified import, bundles as mirrors, the HF cache layout."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import zoo
+from zoo.cache import Cache
+from zoo.mirror import BundleError, export_bundle, import_bundle, read_manifest
+
+from conftest import run_zoo, tiny_card, write_toml
+
+
+@pytest.fixture
+def lite0_cached(monkeypatch):
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    zoo.pull("efficientnet_lite0")
+    return zoo.card("efficientnet_lite0")
+
+
+def _fresh_home(tmp_path, monkeypatch, name="receiver"):
+    home = tmp_path / name
+    monkeypatch.setenv("ZOO_HOME", str(home))
+    return home
+
+
+def test_flipped_byte_aborts_the_import_naming_the_file(lite0_cached, tmp_path, monkeypatch):
+    bundle = export_bundle(tmp_path / "bundle", ["efficientnet_lite0"]).path
+    blob = bundle / "blobs" / lite0_cached.sha256
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    blob.write_bytes(bytes(data))
+    home = _fresh_home(tmp_path, monkeypatch)
+    with pytest.raises(BundleError, match=f"blobs/{lite0_cached.sha256}.*corrupt.*nothing was imported"):
+        import_bundle(bundle)
+    assert not (home / "blobs").exists() or not any((home / "blobs").iterdir())
+    assert Cache().entries() == []
+
+
+def test_round_trip_into_an_empty_home_then_offline_load(lite0_cached, tmp_path, monkeypatch):
+    exported = export_bundle(tmp_path / "bundle", ["efficientnet_lite0"])
+    assert (exported.path / "manifest.json.sha256").read_text().split()[0] == exported.manifest_sha256
+    home = _fresh_home(tmp_path, monkeypatch)
+    env = {"ZOO_HOME": str(home), "ZOO_OFFLINE": "1"}
+    result = run_zoo("mirror", "import", str(exported.path), env=env)
+    assert result.returncode == 0, result.stderr
+    assert run_zoo("verify", env=env).returncode == 0
+    model = zoo.load("efficientnet_lite0")
+    assert model(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+    listing = run_zoo("mirror", "ls", str(exported.path), env=env).stdout
+    assert "tf_efficientnet_lite0.bundled_in1k" in listing and "18.8" in listing
+
+
+def test_tar_bundle_round_trip(lite0_cached, tmp_path, monkeypatch):
+    tar = export_bundle(tmp_path / "b.tar", ["efficientnet_lite0"], tar=True).path
+    assert tar.is_file() and read_manifest(tar)["models"][0]["sha256"] == lite0_cached.sha256
+    _fresh_home(tmp_path, monkeypatch)
+    import_bundle(tar)
+    assert [e.name for e in Cache().entries()] == [lite0_cached.name]
+    assert not [p for p in Cache().root.iterdir() if p.name.startswith(".bundle-")]
+
+
+def test_bundle_directory_is_a_mirror(lite0_cached, tmp_path, monkeypatch):
+    bundle = export_bundle(tmp_path / "bundle", ["efficientnet_lite0"]).path
+    _fresh_home(tmp_path, monkeypatch)
+    monkeypatch.setenv("ZOO_MIRRORS", str(bundle))
+    zoo.pull("efficientnet_lite0")
+    assert Cache().entry(lite0_cached.name).source == f"mirror {bundle}"
+
+
+def test_a_user_card_travels_with_its_weights(tmp_path, monkeypatch, user_cards, tiny_weights):
+    write_toml(user_cards / "t.toml", tiny_card("zootest_tiny.a", sources=[{"uri": str(tiny_weights)}]))
+    zoo.pull("zootest_tiny.a")
+    bundle = export_bundle(tmp_path / "bundle", ["zootest_tiny.a"]).path
+    monkeypatch.delenv("ZOO_CARDS_PATH")
+    _fresh_home(tmp_path, monkeypatch)
+    import_bundle(bundle)
+    assert zoo.card("zootest_tiny.a").path.startswith(str(Cache().root / "cards"))
+
+
+def test_hf_cache_layout_serves_stock_timm_offline(lite0_cached, tmp_path, monkeypatch):
+    bundle = export_bundle(tmp_path / "bundle", ["efficientnet_lite0"]).path
+    home = _fresh_home(tmp_path, monkeypatch)
+    hf_home = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    result = run_zoo("mirror", "import", "--hf-cache", str(bundle), env={"ZOO_HOME": str(home), "HF_HOME": str(hf_home)})
+    assert result.returncode == 0, result.stderr
+    code = ("import timm, torch; from safetensors.torch import load_file\n"
+            "m = timm.create_model('tf_efficientnet_lite0', pretrained=True)\n"
+            "ref = load_file(%r)\n"
+            "print(all(torch.equal(v, ref[k]) for k, v in m.state_dict().items()))\n") % str(Cache().blob_path(lite0_cached.sha256))
+    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "True"
+
+
+def test_not_a_bundle(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BundleError, match="not a zoo bundle"):
+        import_bundle(tmp_path / "empty")
+    result = run_zoo("mirror", "ls", str(tmp_path / "empty"))
+    assert result.returncode == 1 and "not a zoo bundle" in result.stderr

@@ -1,0 +1,68 @@
+"""``zoo mirror export|import|ls`` and ``zoo hf-cache link``: weights for machines without internet."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import console, print_json
+
+
+def cmd_mirror(args: argparse.Namespace) -> int:
+    from .. import mirror
+
+    out = console()
+    if args.action == "export":
+        result = mirror.export_bundle(args.out, args.names, pattern=args.pattern, all_cached=args.all_cached,
+                                      tar=args.tar, link=args.link)
+        out.print(f"exported {len(result.models)} models to {result.path}")
+        out.print(f"manifest sha256 {result.manifest_sha256} (check it on the receiving side)")
+    elif args.action == "import":
+        models = mirror.import_bundle(args.path, hf_cache=args.hf_cache)
+        out.print(f"imported {len(models)} models, every file verified: {', '.join(m['name'] for m in models)}")
+    elif args.action == "ls":
+        manifest = mirror.read_manifest(args.path)
+        if args.json:
+            return print_json(manifest)
+        from rich.table import Table
+
+        table = Table("name", "size MB", "sha256", "hub repo", "source")
+        for m in manifest["models"]:
+            table.add_row(m["name"], f"{m['size'] / 1e6:.1f}", m["sha256"][:12], m.get("hub_repo") or "", m.get("source") or "")
+        out.print(table)
+    return 0
+
+
+def cmd_hf_cache(args: argparse.Namespace) -> int:
+    from ..mirror import link_hf_cache
+
+    for path in link_hf_cache(args.names):
+        console().print(str(path))
+    return 0
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("mirror", help="verified offline bundles: export, import, ls")
+    msub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    e = msub.add_parser("export", help="write cached models, their cards and a manifest to a directory or .tar")
+    e.add_argument("out", metavar="OUT")
+    e.add_argument("names", nargs="*", metavar="NAME")
+    e.add_argument("--all-cached", action="store_true", help="every cached model")
+    e.add_argument("--pattern", help="cached models whose name matches ('efficientnet*')")
+    e.add_argument("--tar", action="store_true", help="write one .tar file instead of a directory")
+    e.add_argument("--link", action="store_true",
+                   help="hard-link blobs instead of copying where possible: the bundle then shares the cache's "
+                        "files, and a change to the bundle is a change to the cache")
+    i = msub.add_parser("import", help="verify every file of a bundle, then add it to the cache (all or nothing)")
+    i.add_argument("path")
+    i.add_argument("--hf-cache", action="store_true",
+                   help="also write the Hugging Face cache layout, for HF_HUB_OFFLINE=1 stock clients")
+    ls = msub.add_parser("ls", help="which models a bundle holds, with sizes")
+    ls.add_argument("path")
+    ls.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_mirror)
+
+    p = sub.add_parser("hf-cache", help="expose cached models in the Hugging Face cache layout")
+    hsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    link = hsub.add_parser("link", help="link cached models into $HF_HUB_CACHE (for HF_HUB_OFFLINE=1)")
+    link.add_argument("names", nargs="+", metavar="NAME")
+    p.set_defaults(run=cmd_hf_cache)

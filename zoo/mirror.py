@@ -1,0 +1,246 @@
+"""Verified offline bundles: move weights to machines without internet.
+
+A bundle is a directory (or a ``.tar`` of one)::
+
+    manifest.json            version, zoo version, and per model: name, sha256, size, source, hub repo, file
+    manifest.json.sha256     the manifest's own sha256 (printed by export; check it out of band)
+    blobs/<sha256>           the weights, named by their hash as in the cache
+    cards/<name>.toml        each model's card, so a machine that lacks a card (a user's) learns it
+
+``import_bundle`` hashes every file against the manifest before anything enters the cache: one bad
+file aborts the import, names the file, and leaves the cache as it was. A bundle directory is also
+a mirror (an entry of ``$ZOO_MIRRORS``), pulled from with the same verification. ``link_hf_cache``
+writes the Hugging Face cache layout over zoo's blobs, so stock libraries work with
+``HF_HUB_OFFLINE=1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .cache import Cache, CacheError, Entry
+from .cards import dump_card
+from .errors import UsageError, ZooError
+from .hashing import sha256_files
+from .registry import get_registry
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+class BundleError(ZooError):
+    """A bundle is malformed or one of its files does not match its manifest."""
+
+
+@dataclass
+class Exported:
+    path: Path
+    manifest_sha256: str
+    models: list[dict]
+
+
+def _select(cache: Cache, names: list[str] | None, pattern: str | None, all_cached: bool) -> list[Entry]:
+    entries = {e.name: e for e in cache.entries()}
+    if all_cached:
+        return list(entries.values())
+    if pattern:
+        chosen = [e for e in entries.values() if fnmatchcase(e.name.casefold(), pattern.casefold())]
+        if not chosen:
+            raise UsageError(f"no cached model matches {pattern!r} ('zoo cache ls' lists what is cached)")
+        return chosen
+    if not names:
+        raise UsageError("name the models to export, or use --all-cached or --pattern")
+    out = []
+    for name in names:
+        card = get_registry().resolve(name)
+        if card.name not in entries:
+            raise CacheError(f"{card.name} is not cached; run 'zoo pull {card.name}' first")
+        out.append(entries[card.name])
+    return out
+
+
+def export_bundle(out: str | os.PathLike, names: list[str] | None = None, *, pattern: str | None = None,
+                  all_cached: bool = False, tar: bool = False, link: bool = False, cache: Cache | None = None,
+                  progress: Callable[[int], None] | None = None) -> Exported:
+    """Write a bundle of cached models to ``out`` (a directory, or a ``.tar`` file with ``tar``).
+
+    ``link`` hard-links blobs where the file system allows (then the bundle shares the cache's
+    files: a change to one is a change to the other); otherwise blobs are copied.
+    """
+    cache = cache or Cache()
+    entries = _select(cache, names, pattern, all_cached)
+    out = Path(out)
+    staging = Path(tempfile.mkdtemp(prefix=".zoo-bundle-", dir=out.parent if tar else None)) if tar else out
+    if not tar and out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} exists and is not empty; choose a new directory")
+    (staging / "blobs").mkdir(parents=True, exist_ok=True)
+    (staging / "cards").mkdir(exist_ok=True)
+    models = []
+    registry = get_registry()
+    for e in entries:
+        src = cache.open_verified(e.sha256)  # never export bytes that changed since verification
+        dst = staging / "blobs" / e.sha256
+        if not dst.exists():
+            if link:
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copyfile(src, dst)
+            else:
+                shutil.copyfile(src, dst)
+        if progress:
+            progress(e.size)
+        card = registry.find(e.name)
+        if card is not None:
+            (staging / "cards" / f"{card.name}.toml").write_text(dump_card(card), encoding="utf-8")
+        models.append({"name": e.name, "sha256": e.sha256, "size": e.size, "source": e.source,
+                       "revision": e.revision, "hub_repo": e.hub_repo, "filename": e.filename})
+    manifest = {"version": MANIFEST_VERSION, "zoo_version": __version__, "created": time.time(),
+                "models": sorted(models, key=lambda m: m["name"])}
+    data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (staging / MANIFEST).write_bytes(data)
+    (staging / f"{MANIFEST}.sha256").write_text(f"{digest}  {MANIFEST}\n")
+    if tar:
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        with tarfile.open(tmp, "w") as tf:
+            for path in sorted(staging.rglob("*")):
+                tf.add(path, arcname=str(path.relative_to(staging)), recursive=False)
+        os.replace(tmp, out)
+        shutil.rmtree(staging)
+    return Exported(out, digest, manifest["models"])
+
+
+def read_manifest(bundle: str | os.PathLike) -> dict:
+    """The manifest of a bundle directory or ``.tar`` (read without extracting blobs)."""
+    bundle = Path(bundle)
+    try:
+        if bundle.is_file():
+            with tarfile.open(bundle) as tf:
+                member = tf.extractfile(MANIFEST)
+                data = member.read() if member else b""
+        else:
+            data = (bundle / MANIFEST).read_bytes()
+        manifest = json.loads(data)
+    except (OSError, KeyError, ValueError, tarfile.TarError) as exc:
+        raise BundleError(f"{bundle} is not a zoo bundle (no readable {MANIFEST}: {exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION or not isinstance(manifest.get("models"), list):
+        raise BundleError(f"{bundle}: {MANIFEST} is not a version-{MANIFEST_VERSION} zoo manifest")
+    for m in manifest["models"]:
+        if not isinstance(m, dict) or not isinstance(m.get("sha256"), str) or len(m["sha256"]) != 64 \
+                or not isinstance(m.get("name"), str) or "/" in m["name"]:
+            raise BundleError(f"{bundle}: malformed model entry in {MANIFEST}: {m!r}")
+    return manifest
+
+
+def import_bundle(bundle: str | os.PathLike, *, cache: Cache | None = None, hf_cache: bool = False,
+                  progress: Callable[[int], None] | None = None) -> list[dict]:
+    """Verify every file of a bundle, then add them to the cache (all or nothing)."""
+    cache = cache or Cache()
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    extracted = None
+    try:
+        root = bundle
+        if bundle.is_file():
+            cache.root.mkdir(parents=True, exist_ok=True)
+            extracted = Path(tempfile.mkdtemp(prefix=".bundle-", dir=cache.root))
+            with tarfile.open(bundle) as tf:
+                tf.extractall(extracted, filter="data")  # no absolute paths, links out or devices
+            root = extracted
+        models = manifest["models"]
+        paths = [root / "blobs" / m["sha256"] for m in models]
+        for m, p in zip(models, paths):
+            if not p.is_file():
+                raise BundleError(f"{bundle}: blobs/{m['sha256']} ({m['name']}) is missing")
+        actual = sha256_files([str(p) for p in paths], progress)
+        for m, p, got in zip(models, paths, actual):
+            if got != m["sha256"]:
+                raise BundleError(f"{bundle}: {p.relative_to(root)} ({m['name']}) is corrupt: expected sha256 "
+                                  f"{m['sha256']}, got {got}; nothing was imported")
+        for m, p in zip(models, paths):  # every file is good: now they enter the cache
+            if not cache.has_blob(m["sha256"]):
+                cache.add_file(p, m["sha256"])
+            card_file = root / "cards" / f"{m['name']}.toml"
+            if get_registry().find(m["name"]) is None and card_file.is_file():
+                (cache.root / "cards").mkdir(exist_ok=True)
+                shutil.copyfile(card_file, cache.root / "cards" / card_file.name)
+            cache.record(m["name"], m["sha256"], m["size"], f"bundle {bundle}", revision=m.get("revision"),
+                         hub_repo=m.get("hub_repo"), filename=m.get("filename") or "model.safetensors")
+        if hf_cache:
+            link_hf_cache([m["name"] for m in models], cache=cache)
+        return models
+    finally:
+        if extracted:
+            shutil.rmtree(extracted, ignore_errors=True)
+
+
+def fetch_from_bundle(bundle: str, name: str, sha256: str | None, cache: Cache) -> tuple[str, int] | None:
+    """A bundle directory used as a mirror: add ``name``'s file to the cache if the bundle holds it
+    (verified against ``sha256`` when given, else against the manifest); None when it does not."""
+    manifest = read_manifest(bundle)
+    for m in manifest["models"]:
+        if m["name"] == name or (sha256 and m["sha256"] == sha256):
+            want = sha256 or m["sha256"]
+            got = cache.add_file(Path(bundle) / "blobs" / m["sha256"], want)
+            return got, m["size"]
+    return None
+
+
+def hf_hub_cache() -> Path:
+    """huggingface_hub's cache directory: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ~/.cache/huggingface/hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def link_hf_cache(names: list[str], cache: Cache | None = None) -> list[Path]:
+    """Write the Hugging Face cache layout for cached models (``models--org--name/blobs``,
+    ``snapshots/<commit>/<file>``, ``refs/main``), linking to zoo's blobs where the file system
+    allows, so ``HF_HUB_OFFLINE=1`` stock clients (timm ``pretrained=True``) find the weights."""
+    from .hub.repos import Repo, RepoFile
+
+    cache = cache or Cache()
+    entries = {e.name: e for e in cache.entries()}
+    repos: dict[str, Repo] = {}
+    for name in names:
+        card = get_registry().find(name)
+        entry = entries.get(card.name if card else name)
+        if entry is None:
+            raise CacheError(f"{name} is not cached; run 'zoo pull {name}' first")
+        if not entry.hub_repo:
+            raise UsageError(f"{entry.name} names no hub repo, so stock clients could not ask for it")
+        repo = repos.setdefault(entry.hub_repo, Repo(entry.hub_repo))
+        repo.files[entry.filename] = RepoFile(entry.filename, entry.sha256, entry.size, cache.blob_path(entry.sha256))
+    out = []
+    root = hf_hub_cache()
+    for repo in repos.values():
+        base = root / ("models--" + repo.repo_id.replace("/", "--"))
+        for sub in ("blobs", "refs", f"snapshots/{repo.commit}"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        for f in repo.files.values():
+            blob = base / "blobs" / f.sha256  # the client names LFS blobs by their sha256 etag
+            if not blob.exists():
+                try:
+                    os.link(cache.open_verified(f.sha256), blob)
+                except OSError:
+                    shutil.copyfile(cache.open_verified(f.sha256), blob)
+            snap = base / "snapshots" / repo.commit / f.path
+            snap.parent.mkdir(parents=True, exist_ok=True)
+            if not snap.is_symlink():
+                os.symlink(os.path.relpath(blob, snap.parent), snap)
+            out.append(snap)
+        (base / "refs" / "main").write_text(repo.commit)
+    return out
