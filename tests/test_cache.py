@@ -136,3 +136,13 @@ def test_cache_cli(monkeypatch, isolated_env):
     bad = run_zoo("cache", "rm", "efficientnet_lite0", env=env)
     assert bad.returncode == 2 and "not in the cache" in bad.stderr
     assert run_zoo("cache", "prune", "--older-than", "30d", env=env).returncode == 0
+
+
+def test_prune_spares_fresh_blobs_and_names_it_did_not_write(tmp_path):
+    cache = Cache(tmp_path)
+    src = tmp_path / "f"
+    src.write_bytes(b"fresh")
+    sha = cache.add_file(src)  # not indexed yet, as inside a running pull
+    (cache.blobs / ".incomplete-convert-x.123.456.incomplete").write_bytes(b"a writer's own temp name")
+    removed = cache.prune(older_than=0)
+    assert cache.has_blob(sha) and removed["blobs"] == [] and removed["temp"] == []

@@ -187,3 +187,11 @@ def test_every_card_architecture_loads_with_a_new_head_and_runs(monkeypatch):
             out = model(torch.randn(1, *card.input_size))
         assert out.shape == (1, 3), card.name
         del model
+
+
+def test_unfreeze_after_train_puts_opened_bn_back_in_train_mode():
+    model = zoo.load("efficientnet_lite0", head=3, freeze="backbone")
+    model.train()
+    assert not model.bn2.training  # frozen with the backbone
+    zoo.unfreeze(model, last=1)
+    assert model.bn2.training and not model.bn1.training

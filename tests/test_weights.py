@@ -226,3 +226,58 @@ def test_public_api_pull_returns_the_verified_path(monkeypatch):
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     path = zoo.pull("efficientnet_lite1")
     assert path.name == zoo.card("efficientnet_lite1").sha256 and zoo.open_weights("efficientnet_lite1") == path
+
+
+def test_a_mirror_that_is_down_falls_back_to_the_card_sources(monkeypatch):
+    monkeypatch.setenv("ZOO_MIRRORS", "http://127.0.0.1:1")  # nothing listens on port 1
+    path = pull("efficientnet_lite0")
+    assert path.name == zoo.card("efficientnet_lite0").sha256
+    assert Cache().entry("tf_efficientnet_lite0.bundled_in1k").source.startswith("pkg://")
+
+
+def test_a_foreign_partial_file_never_becomes_an_unpinned_download(hub, tiny_weights, user_cards):
+    hub.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
+    url = f"{hub.url}/zootest/tiny/resolve/main/model.safetensors"  # plain http: no sha256 announced
+    write_toml(user_cards / "tiny.toml", tiny_hub_card(None, sources=[{"uri": url}]))
+    cache = Cache()
+    cache.blobs.mkdir(parents=True)
+    (cache.blobs / ".incomplete-test_efficientnet.zootest.999999").write_bytes(os.urandom(4096))
+    assert pull("test_efficientnet.zootest").read_bytes() == tiny_weights.read_bytes()
+
+
+def test_adding_files_from_two_threads_keeps_them_apart(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zoo.hashing import sha256_file
+
+    files = []
+    for i in range(2):
+        f = tmp_path / f"{i}.bin"
+        f.write_bytes(os.urandom(20 << 20))
+        files.append(f)
+    cache = Cache(tmp_path / "home")
+    with ThreadPoolExecutor(2) as pool:
+        shas = list(pool.map(cache.add_file, files))
+    assert shas == [sha256_file(f) for f in files]
+    assert all(cache.blob_path(s).read_bytes() == f.read_bytes() for s, f in zip(shas, files))
+
+
+def test_cli_errors_are_messages_not_tracebacks(tmp_path, isolated_env):
+    env = {"ZOO_HOME": str(isolated_env), "ZOO_OFFLINE": "1"}
+    bad = run_zoo("predict", "efficientnet_lite0", str(tmp_path), "--batch-size", "0", env=env)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    raw = zoo.card("efficientnet_lite0").sources[0]
+    from zoo.sources import local_path
+    from zoo.uri import parse_uri
+
+    pth = local_path(parse_uri(raw.uri))
+    bad = run_zoo("convert", pth, str(tmp_path / "o.safetensors"), "--converter", "efficientnet_lite_pth",
+                  "--architecture", "no_such_arch", env=env)
+    assert bad.returncode == 1 and "no_such_arch" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_zoo("convert", pth, str(tmp_path / "missing" / "o.safetensors"), "--converter",
+                  "efficientnet_lite_pth", "--architecture", "tf_efficientnet_lite0", env=env)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"some weights")
+    ok = run_zoo("pull", "-q", str(f), env=env)
+    assert ok.returncode == 0 and "e0" not in ok.stderr, ok.stderr

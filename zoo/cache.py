@@ -26,6 +26,7 @@ import re
 import shutil
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -40,6 +41,9 @@ ENTRY_VERSION = 1
 DEFAULT_LOCK_TIMEOUT = 600.0
 #: "last used" is refreshed at most this often, so loads rarely write (prune works in days)
 LAST_USED_RESOLUTION = 3600.0
+#: prune never deletes a blob younger than this: a concurrent pull may not have indexed it yet
+PRUNE_GRACE = 3600.0
+_TEMP_PID = re.compile(r"^\.incomplete-.+\.(\d+)$")
 
 
 class CacheError(ZooError):
@@ -137,7 +141,7 @@ class Cache:
 
     def add_file(self, path: str | os.PathLike, expected_sha256: str | None = None, progress: Progress | None = None) -> str:
         """Copy a local file into the cache, hashing as it copies; return its sha256."""
-        with self.writer(f"file-{os.getpid()}") as w, open(path, "rb") as fh:
+        with self.writer(f"file-{uuid.uuid4().hex}") as w, open(path, "rb") as fh:
             while chunk := fh.read(8 << 20):
                 w.write(chunk)
                 if progress:
@@ -277,11 +281,13 @@ class Cache:
                 removed["entries"].append(entry.name)
         referenced = {e.sha256 for e in self.entries()} | {p["sha256"] for p in self.pins().values()} | set(keep)
         for blob in (self.blobs.iterdir() if self.blobs.is_dir() else ()):
-            if SHA256_RE.match(blob.name) and blob.name not in referenced:
+            # a blob written in the last hour may belong to a pull that has not indexed it yet
+            if SHA256_RE.match(blob.name) and blob.name not in referenced and now - blob.stat().st_mtime > PRUNE_GRACE:
                 self.remove_blob(blob.name)
                 removed["blobs"].append(blob.name)
         for tmp in list(self.temp_files()):
-            if not _pid_alive(tmp.name.rsplit(".", 1)[-1]):
+            pid = _TEMP_PID.match(tmp.name)
+            if pid and not _pid_alive(pid.group(1)):  # names zoo did not write are left alone
                 tmp.unlink(missing_ok=True)
                 removed["temp"].append(tmp.name)
         return removed

@@ -103,8 +103,11 @@ def _target_state(architecture: str) -> dict:
     import timm
     import torch
 
-    with torch.device("meta"):
-        return timm.create_model(architecture, pretrained=False).state_dict()
+    try:
+        with torch.device("meta"):
+            return timm.create_model(architecture, pretrained=False).state_dict()
+    except RuntimeError as exc:  # timm: "Unknown model (...)"
+        raise ConversionError(f"cannot build architecture {architecture!r}: {exc}") from None
 
 
 def _efficientnet_lite_pth(raw: dict, architecture: str) -> dict:

@@ -111,6 +111,7 @@ def unfreeze(model: nn.Module, last: int) -> nn.Module:
     for name, module in param_modules(model):
         if any(name == o or name.startswith(o + ".") for o in opened):
             _unfreeze_module(module)
+            module.train(model.training)  # an opened BN follows the model's mode again
     return model
 
 

@@ -99,8 +99,8 @@ def hf_remote(repo_id: str, filename: str, revision: str | None = None, endpoint
         raise SourceError(f"{endpoint}: repo {repo_id} has no file {filename}") from None
     except HfHubHTTPError as exc:
         raise SourceError(f"{endpoint}: {repo_id}/{filename}: {str(exc).splitlines()[0]}") from None
-    except OSError as exc:  # httpx connection errors are OSErrors
-        raise SourceError(f"{endpoint} is unreachable for {repo_id}/{filename}: {exc}") from None
+    except Exception as exc:  # connection errors (httpx's are not OSErrors), timeouts, bad answers
+        raise SourceError(f"{endpoint} is unreachable for {repo_id}/{filename}: {type(exc).__name__}: {exc}") from None
     headers = build_hf_headers()
     if _origin(meta.location) != _origin(url):
         headers.pop("authorization", None)  # as huggingface_hub does: never send the token elsewhere
@@ -142,12 +142,16 @@ def download(remote: Remote, writer: BlobWriter, progress: Callable[[int], None]
             headers["Range"] = f"bytes={writer.offset}-"
         try:
             with requests.get(remote.url, headers=headers, stream=True, timeout=TIMEOUT) as resp:
-                if resp.status_code == 416 and writer.offset and remote.size == writer.offset:
-                    return  # we already hold every byte
+                if resp.status_code == 416 and writer.offset:
+                    if remote.size == writer.offset:
+                        return  # we already hold every byte
+                    writer.restart()  # the partial is longer than the file: it is not this file's
+                    continue
                 if resp.status_code >= 400:
                     raise SourceError(f"GET {remote.url}: HTTP {resp.status_code} {resp.reason}")
-                if writer.offset and resp.status_code != 206:
-                    writer.restart()  # no Range support: start again from byte 0
+                start = resp.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
+                if writer.offset and (resp.status_code != 206 or start != str(writer.offset)):
+                    writer.restart()  # no (or another) range: start again from byte 0
                 for chunk in resp.iter_content(CHUNK):
                     writer.write(chunk)
                     if progress:

@@ -9,8 +9,10 @@ then recorded; every source of a card must yield the same bytes after its declar
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -72,7 +74,10 @@ def _fetch_remote(cache: Cache, remote, key: str, want: Expected, progress: Prog
     size = remote.size or want.size
     cache.ensure_space(size, f"downloading {key}")
     progress("start", size)
-    with cache.writer(key, resume=True) as writer:
+    # a partial file is resumed only when the final sha256 is known up front (it is then named by
+    # it): the hash at the end checks the stitched bytes; an unknown file always starts from byte 0
+    resumable = sha is not None
+    with cache.writer(f"sha-{sha}" if resumable else f"{key}-{uuid.uuid4().hex}", resume=resumable) as writer:
         if writer.offset:
             progress("advance", writer.offset)
         try:
@@ -105,7 +110,7 @@ def _fetch_source(cache: Cache, card: Card, src, want: Expected, progress: Progr
                 if got != src.sha256:
                     raise CorruptBlobError(f"raw file {raw}: expected sha256 {src.sha256}, got {got}")
         cache.blobs.mkdir(parents=True, exist_ok=True)
-        tmp = cache.blobs / f".incomplete-convert-{card.name}.{os.getpid()}"
+        tmp = cache.blobs / f".incomplete-convert-{card.name}-{uuid.uuid4().hex[:8]}.{os.getpid()}"
         try:
             sha = convert_checkpoint(raw, src.converter, card.architecture, str(tmp), source_uri=src.uri,
                                      source_sha256=src.sha256 or "")
@@ -171,8 +176,15 @@ def pull(name: str | Card, *, cache: Cache | None = None, progress: Progress | N
         cache.touch(card.name)
         return path
     with cache.lock(f"pull-{card.name}"):
-        if want.sha256 and not force and cache.has_blob(want.sha256):  # another process just did it
-            return pull(card, cache=cache, progress=progress, expected=want)
+        if not force:  # another process may have finished (and pinned) it while we waited
+            want = expected or expected_for(card, cache)
+            done = cache.entry(card.name)
+            sha = want.sha256 or (done.sha256 if done else None)
+            if sha and cache.has_blob(sha) and (not want.sha256 or not done or done.sha256 == sha):
+                if done is None or done.sha256 != sha:
+                    cache.record(card.name, sha, cache.blob_path(sha).stat().st_size, "cache",
+                                 hub_repo=card.hub_repo, filename=hub_filename(card))
+                return cache.open_verified(sha)
         if force and want.sha256:
             cache.remove_blob(want.sha256)
         failures = []
@@ -202,13 +214,16 @@ def pull_uri(text: str, *, cache: Cache | None = None, progress: Progress | None
     progress = progress or _noop
     uri = parse_uri(text)
     progress("source", text)
+    key = "uri-" + hashlib.sha256(text.encode()).hexdigest()[:16]  # the same URI, the same index name
     if is_remote(uri):
         remote = remote_for(uri)
-        sha, _ = _fetch_remote(cache, remote, f"uri-{abs(hash(text))}", Expected(None, None, ""), progress)
+        sha, size = _fetch_remote(cache, remote, key, Expected(None, None, ""), progress)
     else:
         path = local_path(uri)
         progress("start", os.path.getsize(path))
         sha = cache.add_file(path, None, lambda n: progress("advance", n))
+        size = os.path.getsize(path)
+    cache.record(key, sha, size, text)  # indexed, so prune keeps it while it is used
     return cache.blob_path(sha)
 
 

@@ -34,6 +34,17 @@ def print_json(data: Any) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import cards, mirror, predict, weights
 
@@ -60,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         console(stderr=True).print(f"error: {exc}", style="red")
         return 2
     except ZooError as exc:
+        console(stderr=True).print(f"error: {exc}", style="red")
+        return 1
+    except OSError as exc:  # the file system said no (permissions, no space, missing directory)
         console(stderr=True).print(f"error: {exc}", style="red")
         return 1
     except KeyboardInterrupt:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from . import console, print_json
+from . import console, positive_int, print_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
@@ -83,7 +83,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("predict", help="classify images with a model (top-k classes and probabilities)")
     p.add_argument("name", help="model name (efficientnet_lite0, ResNet50, ...)")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
-    p.add_argument("--top", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--top", type=positive_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_predict)

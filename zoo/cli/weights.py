@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -50,7 +51,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
         if not names:
             raise _usage("name a model to pull (or --all, or --lock FILE)")
         for name in names:
-            path = pull_uri(name, progress=progress) if "://" in name else pull(name, progress=progress)
+            is_source = "://" in name or os.sep in name or os.path.exists(name)  # a URI or a path, not a name
+            path = pull_uri(name, progress=progress) if is_source else pull(name, progress=progress)
             out.print(f"{name}: {path}")
     return 0
 

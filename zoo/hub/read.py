@@ -63,7 +63,7 @@ def resolve(index: RepoIndex, request: Request) -> Response:
     if isinstance(repo, Response):
         return repo
     entry = repo.files.get(p["path"])
-    if entry is None:
+    if entry is None or not entry.blob.is_file():  # a blob removed since the index was read
         return hub_error(404, "EntryNotFound", f"{p['path']} not found in {repo.repo_id}", commit=repo.commit)
     headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size),
                "X-Linked-Etag": f'"{entry.sha256}"'}
