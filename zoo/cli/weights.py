@@ -144,11 +144,22 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import json
+
     import uvicorn
 
-    from ..hub.app import create_app
+    from ..hub.app import SETTINGS_ENV, create_app
 
-    uvicorn.run(create_app(args.cache), host=args.host, port=args.port, log_level="warning")
+    settings = {"cache_root": args.cache, "token_file": args.token_file, "read_only": args.read_only,
+                "private": args.private, "max_upload_mb": args.max_upload_mb, "upstream": args.upstream}
+    if args.token_file:
+        open(args.token_file).close()  # fail now, with the path, rather than in every worker
+    if args.workers > 1:
+        os.environ[SETTINGS_ENV] = json.dumps(settings)
+        uvicorn.run("zoo.hub.app:app_from_env", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level="warning")
+    else:
+        uvicorn.run(create_app(**settings), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -198,8 +209,14 @@ def add_parsers(sub) -> None:
     prune.add_argument("--older-than", type=parse_age, default=parse_age("30d"), metavar="AGE")
     p.set_defaults(run=cmd_cache)
 
-    p = sub.add_parser("serve", help="serve the cache as a Hugging Face-compatible hub (read side)")
+    p = sub.add_parser("serve", help="serve the cache as a Hugging Face-compatible hub (HF_ENDPOINT=http://HOST:PORT)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--cache", metavar="DIR", help="cache root to serve (default: ZOO_HOME)")
+    p.add_argument("--token-file", metavar="F", help="tokens allowed to write (one per line); without it nobody can")
+    p.add_argument("--upstream", metavar="URL", help="pull-through: fetch misses once from this hub, verified")
+    p.add_argument("--read-only", action="store_true", help="refuse every write")
+    p.add_argument("--private", action="store_true", help="reads need a token too")
+    p.add_argument("--max-upload-mb", type=int, default=1024, metavar="N", help="largest accepted upload (413 above)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="server processes on the one cache")
     p.set_defaults(run=cmd_serve)

@@ -1,17 +1,28 @@
-"""The ASGI app: routes of the read side over one cache, plus request counters at ``/api/zoo/stats``."""
+"""The ASGI app (``zoo serve``): read and write routes over one cache, auth, an HTML index page,
+an optional pull-through upstream, and request counters at ``/api/zoo/stats``.
+
+Workers share nothing in memory: repos, refs and blobs are files written atomically under locks,
+so ``--workers N`` (several processes on one cache) stays correct. Settings reach each worker
+through ``ZOO_SERVE_*`` environment variables (:func:`app_from_env`).
+"""
 
 from __future__ import annotations
 
+import html
+import json
 import os
 from collections import Counter
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..cache import Cache
-from . import read
+from . import read, write
+from .auth import Auth, read_tokens
 from .repos import RepoIndex
 
 
@@ -27,27 +38,148 @@ class ServedIndex(RepoIndex):
         self.counts[key] += 1
 
 
-def create_app(cache_root: str | os.PathLike | None = None) -> Starlette:
-    """The hub over the cache at ``cache_root`` (default ``$ZOO_HOME``)."""
-    index = ServedIndex(Cache(cache_root))
+@dataclass
+class Hub:
+    index: ServedIndex
+    auth: Auth
+    read_only: bool = False
+    private: bool = False
+    max_upload: int = 1 << 30
+    upstream: str | None = None
+    user: str = "zoo"
+    upstream_fetches: Counter = field(default_factory=Counter)
 
-    def bind(handler):
+
+def _fetch_upstream(hub: Hub, repo_id: str, revision: str, path: str) -> bool:
+    """Pull-through: fetch one file from the upstream hub, verified, into the cache, indexed under
+    ``repo_id`` so it is served from now on. False when the upstream does not have it either."""
+    from ..errors import ZooError
+    from ..sources import download, hf_remote
+
+    cache = hub.index.cache
+    try:
+        remote = hf_remote(repo_id, path, revision if revision != "main" else None, endpoint=hub.upstream)
+        with cache.writer(f"upstream-{remote.sha256 or os.getpid()}") as writer:
+            download(remote, writer)
+            sha = writer.commit(remote.sha256, expected_size=remote.size)
+    except ZooError:
+        return False
+    name = "upstream--" + (repo_id + "--" + path).replace("/", "--")
+    cache.record(name, sha, cache.blob_path(sha).stat().st_size, f"{hub.upstream}/{repo_id}/{path}",
+                 revision=remote.revision, hub_repo=repo_id, filename=path)
+    hub.upstream_fetches[f"{repo_id}/{path}"] += 1
+    return True
+
+
+def index_page(hub: Hub) -> str:
+    """A plain page of the served repos with their card figures, for a person browsing the mirror."""
+    from ..registry import get_registry
+
+    cards = {}
+    for card in get_registry().cards:
+        cards.setdefault(card.hub_repo, card)
+    rows = []
+    for repo_id in hub.index.repo_ids():
+        repo = hub.index.get(repo_id)
+        if repo is None or (repo.private and hub.private):
+            continue
+        card = cards.get(repo_id)
+        size = sum(f.size for f in repo.files.values()) / 1e6
+        top1 = f"{card.top1:.2f}" if card and card.top1 is not None else ""
+        params = f"{card.params / 1e6:.1f} M" if card and card.params else ""
+        rows.append(f"<tr><td>{html.escape(repo_id)}</td><td>{html.escape(card.name if card else '')}</td>"
+                    f"<td>{top1}</td><td>{params}</td><td>{size:.1f} MB</td><td>{len(repo.files)}</td></tr>")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>zoo hub</title></head><body>"
+            "<h1>zoo hub</h1><p>A Hugging Face-compatible mirror: set <code>HF_ENDPOINT</code> to this address.</p>"
+            "<table border='1' cellpadding='4'><tr><th>repo</th><th>card</th><th>top-1 %</th><th>params</th>"
+            "<th>size</th><th>files</th></tr>" + "".join(rows) + "</table></body></html>")
+
+
+def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str | None = None,
+               read_only: bool = False, private: bool = False, max_upload_mb: int = 1024,
+               upstream: str | None = None) -> Starlette:
+    """The hub over the cache at ``cache_root`` (default ``$ZOO_HOME``)."""
+    cache = Cache(cache_root)
+    hub = Hub(ServedIndex(cache), Auth(read_tokens(token_file), cache.root), read_only, private,
+              max_upload_mb * 1024 * 1024, upstream.rstrip("/") if upstream else None)
+
+    def reader(handler):
         async def endpoint(request: Request):
-            return handler(index, request)
+            if hub.private and not hub.auth.valid(request):
+                return read.hub_error(401, None, "this hub is private: send a token (HF_TOKEN)")
+            response = handler(hub.index, request)
+            if response.status_code == 404 and hub.upstream and handler is read.resolve:
+                p = request.path_params
+                if await run_in_threadpool(_fetch_upstream, hub, f"{p['org']}/{p['name']}", p["revision"], p["path"]):
+                    response = handler(hub.index, request)
+            return response
         return endpoint
 
+    def writer(handler, signed: bool = False):
+        async def endpoint(request: Request):
+            if hub.read_only:
+                return read.hub_error(403, None, "this hub is read-only")
+            if not signed and not hub.auth.valid(request):
+                return read.hub_error(401, None, "writes need a valid token (HF_TOKEN, or token=)")
+            try:
+                return await handler(hub, request)
+            except write.TooLarge:
+                return read.hub_error(413, None, "request body too large")
+        return endpoint
+
+    async def whoami(request: Request):
+        if not hub.auth.valid(request):
+            return read.hub_error(401, None, "invalid or missing token")
+        return JSONResponse({"type": "user", "name": hub.user, "fullname": "zoo hub user", "orgs": [],
+                             "auth": {"type": "access_token", "accessToken": {"displayName": "zoo", "role": "write"}}})
+
     async def stats(request: Request):
-        return JSONResponse({"requests": dict(index.counts), "repos": sorted(index.repos())})
+        return JSONResponse({"requests": dict(hub.index.counts), "upstream": dict(hub.upstream_fetches),
+                             "repos": hub.index.repo_ids()})
+
+    async def home(request: Request):
+        if hub.private and not hub.auth.valid(request):
+            return read.hub_error(401, None, "this hub is private")
+        return HTMLResponse(await run_in_threadpool(index_page, hub))
 
     repo = "/{org}/{name}"
+    api = "/api/models" + repo
     routes = [
-        Route(repo + "/resolve/{revision}/{path:path}", bind(read.resolve), methods=["GET", "HEAD"]),
-        Route("/api/models" + repo, bind(read.model_info)),
-        Route("/api/models" + repo + "/revision/{revision}", bind(read.model_info)),
-        Route("/api/models" + repo + "/tree/{revision}", bind(read.tree)),
-        Route("/api/models" + repo + "/tree/{revision}/{path:path}", bind(read.tree)),
+        Route("/", home),
+        Route(repo + "/resolve/{revision}/{path:path}", reader(read.resolve), methods=["GET", "HEAD"]),
+        Route("/api/models", reader(read.list_models)),
+        Route(api, reader(read.model_info)),
+        Route(api + "/revision/{revision}", reader(read.model_info)),
+        Route(api + "/tree/{revision}", reader(read.tree)),
+        Route(api + "/tree/{revision}/{path:path}", reader(read.tree)),
+        Route(api + "/refs", reader(read.refs)),
+        Route(api + "/commits/{revision}", reader(read.commits)),
+        Route("/api/whoami-v2", whoami),
+        Route("/api/repos/create", writer(write.create_repo), methods=["POST"]),
+        Route("/api/validate-yaml", writer(write.validate_yaml), methods=["POST"]),
+        Route(api + "/preupload/{revision}", writer(write.preupload), methods=["POST"]),
+        Route(api + "/commit/{revision}", writer(write.commit), methods=["POST"]),
+        Route(repo + ".git/info/lfs/objects/batch", writer(write.lfs_batch), methods=["POST"]),
+        Route("/api/zoo/lfs" + repo + "/{oid}/{size}", writer(write.lfs_upload, signed=True), methods=["PUT"]),
+        Route("/api/zoo/lfs-verify" + repo, writer(write.lfs_verify), methods=["POST"]),
+        Route(api + "/xet-write-token/{revision}", _xet(hub)),
+        Route(api + "/xet-read-token/{revision}", _xet(hub)),
         Route("/api/zoo/stats", stats),
     ]
     app = Starlette(routes=routes)
-    app.state.index = index
+    app.state.hub = hub
     return app
+
+
+def _xet(hub: Hub):
+    async def endpoint(request: Request):
+        return await write.xet_token(hub, request)
+    return endpoint
+
+
+SETTINGS_ENV = "ZOO_SERVE_SETTINGS"
+
+
+def app_from_env() -> Starlette:
+    """The app for ``uvicorn --factory`` workers: settings come as JSON in ``$ZOO_SERVE_SETTINGS``."""
+    return create_app(**json.loads(os.environ.get(SETTINGS_ENV, "{}")))

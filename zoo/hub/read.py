@@ -2,13 +2,13 @@
 
 - ``HEAD|GET /{repo}/resolve/{rev}/{path}``: the file, with ``X-Repo-Commit``, ``ETag`` (the LFS
   sha256, which becomes the client's blob name), ``Content-Length`` and HTTP Range (206).
-- ``GET /api/models/{repo}`` and ``/api/models/{repo}/revision/{rev}``: ``ModelInfo`` JSON.
-- ``GET /api/models/{repo}/tree/{rev}[/{path}]``: the tree listing.
+- ``GET /api/models`` (``?search=``), ``/api/models/{repo}[/revision/{rev}]``, ``.../tree/{rev}[/{path}]``,
+  ``.../refs``, ``.../commits/{rev}``: the JSON huggingface_hub parses.
 
 Errors carry ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``), which
 huggingface_hub turns into its typed exceptions. No ``X-Xet-*`` header is ever sent (the client
 would switch to the Xet protocol). Paths are looked up in the repo's file map, never joined onto
-the file system, so no request can reach outside the cache.
+the file system, and a path that tries to escape (``..``, absolute) is a 400.
 """
 
 from __future__ import annotations
@@ -35,38 +35,38 @@ def hub_error(status: int, code: str | None, message: str, commit: str | None = 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _repo_or_error(index: RepoIndex, repo_id: str) -> Repo | JSONResponse:
-    repo = index.get(repo_id) if REPO_ID_RE.match(repo_id) else None
-    if repo is None:
-        return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
-    return repo
+def bad_path(path: str) -> bool:
+    """A file path that could point outside its repo: absolute, or with '..', '.', empty or NUL parts."""
+    parts = path.split("/")
+    return path.startswith("/") or "\\\\" in path or "\0" in path or any(p in ("", ".", "..") for p in parts)
 
 
-def _check_revision(repo: Repo, revision: str) -> JSONResponse | None:
-    if unquote(revision) not in ("main", repo.commit):
-        return hub_error(404, "RevisionNotFound", f"Revision {unquote(revision)} not found in {repo.repo_id}")
-    return None
-
-
-def _repo_at_revision(index: RepoIndex, request: Request) -> Repo | JSONResponse:
-    """The repo named by the path, at the path's revision if it names one; else the hub's error."""
+def repo_at_revision(index: RepoIndex, request: Request) -> Repo | JSONResponse:
+    """The repo named by the path, at the path's revision (default main); else the hub's error."""
     p = request.path_params
-    repo = _repo_or_error(index, f"{p['org']}/{p['name']}")
-    if isinstance(repo, Repo) and "revision" in p:
-        return _check_revision(repo, p["revision"]) or repo
+    repo_id = f"{p['org']}/{p['name']}"
+    if not index.exists(repo_id):
+        return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
+    revision = unquote(p.get("revision", "main"))
+    repo = index.at(repo_id, revision)
+    if repo is None:
+        return hub_error(404, "RevisionNotFound", f"Revision {revision} not found in {repo_id}")
     return repo
 
 
 def resolve(index: RepoIndex, request: Request) -> Response:
-    p = request.path_params
-    repo = _repo_at_revision(index, request)
+    path = request.path_params["path"]
+    if bad_path(path):
+        return hub_error(400, None, f"invalid file path {path!r}")
+    repo = repo_at_revision(index, request)
     if isinstance(repo, Response):
         return repo
-    entry = repo.files.get(p["path"])
+    entry = repo.files.get(path)
     if entry is None or not entry.blob.is_file():  # a blob removed since the index was read
-        return hub_error(404, "EntryNotFound", f"{p['path']} not found in {repo.repo_id}", commit=repo.commit)
-    headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size),
-               "X-Linked-Etag": f'"{entry.sha256}"'}
+        return hub_error(404, "EntryNotFound", f"{path} not found in {repo.repo_id}", commit=repo.commit)
+    headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{entry.etag}"'}
+    if entry.lfs:
+        headers.update({"X-Linked-Size": str(entry.size), "X-Linked-Etag": f'"{entry.sha256}"'})
     index.count(f"{request.method} {repo.repo_id}/{entry.path}")
     return BlobResponse(entry.blob, headers=headers, media_type="application/octet-stream",
                         stat_result=entry.blob.stat())
@@ -76,27 +76,47 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ts))
 
 
+def _info(repo: Repo, card=None) -> dict:
+    siblings = []
+    for f in sorted(repo.files.values(), key=lambda f: f.path):
+        s = {"rfilename": f.path, "size": f.size, "blobId": f.oid}
+        if f.lfs:
+            s["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}
+        siblings.append(s)
+    info = {"_id": repo.commit[:24], "id": repo.repo_id, "modelId": repo.repo_id, "sha": repo.commit,
+            "private": repo.private, "gated": False, "disabled": False, "downloads": 0, "likes": 0,
+            "library_name": "timm", "tags": ["timm", "image-classification"], "siblings": siblings,
+            "lastModified": _iso(repo.last_modified), "createdAt": _iso(repo.last_modified)}
+    return info
+
+
 def model_info(index: RepoIndex, request: Request) -> Response:
-    repo = _repo_at_revision(index, request)
-    if isinstance(repo, Response):
-        return repo
-    siblings = [{"rfilename": f.path, "size": f.size, "blobId": f.oid,
-                 "lfs": {"sha256": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}}
-                for f in sorted(repo.files.values(), key=lambda f: f.path)]
-    return JSONResponse({
-        "_id": repo.commit[:24], "id": repo.repo_id, "modelId": repo.repo_id, "sha": repo.commit,
-        "private": False, "gated": False, "disabled": False, "downloads": 0, "likes": 0,
-        "library_name": "timm", "tags": ["timm", "image-classification"], "siblings": siblings,
-        "lastModified": _iso(repo.last_modified), "createdAt": _iso(repo.last_modified),
-    })
+    repo = repo_at_revision(index, request)
+    return repo if isinstance(repo, Response) else JSONResponse(_info(repo))
+
+
+def list_models(index: RepoIndex, request: Request) -> Response:
+    search = request.query_params.get("search", "").casefold()
+    author = request.query_params.get("author", "")
+    limit = int(request.query_params.get("limit", "1000") or 1000)
+    out = []
+    for repo_id in index.repo_ids():
+        if search and search not in repo_id.casefold() or author and not repo_id.startswith(author + "/"):
+            continue
+        repo = index.get(repo_id)
+        if repo is not None:
+            out.append({k: v for k, v in _info(repo).items() if k != "siblings"})
+    return JSONResponse(out[:limit])
 
 
 def tree(index: RepoIndex, request: Request) -> Response:
     p = request.path_params
-    repo = _repo_at_revision(index, request)
+    repo = repo_at_revision(index, request)
     if isinstance(repo, Response):
         return repo
     prefix = unquote(p.get("path", "")).strip("/")
+    if prefix and bad_path(prefix):
+        return hub_error(400, None, f"invalid path {prefix!r}")
     recursive = request.query_params.get("recursive", "false").lower() == "true"
     entries, folders = [], set()
     for f in sorted(repo.files.values(), key=lambda f: f.path):
@@ -106,9 +126,34 @@ def tree(index: RepoIndex, request: Request) -> Response:
         if "/" in rest and not recursive:
             folders.add((prefix + "/" if prefix else "") + rest.split("/", 1)[0])
             continue
-        entries.append({"type": "file", "path": f.path, "size": f.size, "oid": f.oid,
-                        "lfs": {"oid": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}})
+        e = {"type": "file", "path": f.path, "size": f.size, "oid": f.oid}
+        if f.lfs:
+            e["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}
+        entries.append(e)
+        if recursive and "/" in rest:
+            parts = f.path.split("/")[:-1]
+            folders.update("/".join(parts[: i + 1]) for i in range(len(prefix.split("/")) if prefix else 0, len(parts)))
     if prefix and not entries and not folders:
         return hub_error(404, "EntryNotFound", f"{prefix} not found in {repo.repo_id}", commit=repo.commit)
     entries += [{"type": "directory", "path": d, "oid": repo.commit} for d in sorted(folders)]
     return JSONResponse(entries)
+
+
+def refs(index: RepoIndex, request: Request) -> Response:
+    repo = repo_at_revision(index, request)
+    if isinstance(repo, Response):
+        return repo
+    return JSONResponse({"branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": repo.commit}],
+                         "converts": [], "tags": []})
+
+
+def commits(index: RepoIndex, request: Request) -> Response:
+    repo = repo_at_revision(index, request)
+    if isinstance(repo, Response):
+        return repo
+    if repo.uploaded:
+        history = index.store.history(repo.repo_id, repo.commit)
+        items = [{"id": c.id, "title": c.title, "message": c.message, "authors": [], "date": _iso(c.date)} for c in history]
+    else:
+        items = [{"id": repo.commit, "title": "pulled by zoo", "message": "", "authors": [], "date": _iso(repo.last_modified)}]
+    return JSONResponse(items)

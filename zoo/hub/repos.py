@@ -25,6 +25,8 @@ class RepoFile:
     sha256: str
     size: int
     blob: Path
+    lfs: bool = True
+    git_oid: str | None = None  # regular (non-LFS) files: the git blob id of their content
 
     @property
     def pointer(self) -> bytes:
@@ -32,9 +34,16 @@ class RepoFile:
 
     @property
     def oid(self) -> str:
-        """The git blob id of the file's LFS pointer: what the Hub reports as a tree entry's ``oid``."""
+        """The git blob id the Hub reports: of the LFS pointer for LFS files, else of the content."""
+        if not self.lfs and self.git_oid:
+            return self.git_oid
         pointer = self.pointer
         return hashlib.sha1(b"blob %d\0" % len(pointer) + pointer).hexdigest()
+
+    @property
+    def etag(self) -> str:
+        """What the client names its blob by: the sha256 for LFS files, the git oid otherwise."""
+        return self.sha256 if self.lfs else self.oid
 
 
 @dataclass
@@ -42,30 +51,39 @@ class Repo:
     repo_id: str
     files: dict[str, RepoFile] = field(default_factory=dict)
     last_modified: float = 0.0
+    commit_id: str | None = None  # uploaded repos: the stored commit; cached cards: derived
+    private: bool = False
+    uploaded: bool = False
 
     @property
     def commit(self) -> str:
+        if self.commit_id:
+            return self.commit_id
         lines = "".join(f"{p} {f.sha256}\n" for p, f in sorted(self.files.items()))
         return hashlib.sha1(f"zoo repo {self.repo_id}\n{lines}".encode()).hexdigest()
 
 
 class RepoIndex:
-    """Repos of a cache, re-read when the cache index changes (its directory's mtime moves)."""
+    """Repos of a cache: uploaded ones (zoo/hub/store.py) and those of cached cards (their
+    ``hub_repo``), the latter re-read when the cache index changes (its directory's mtime moves)."""
 
     def __init__(self, cache: Cache):
-        self.cache = cache
-        self._stamp: object = None
-        self._repos: dict[str, Repo] = {}
+        from .store import RepoStore
 
-    def repos(self) -> dict[str, Repo]:
+        self.cache = cache
+        self.store = RepoStore(cache)
+        self._stamp: object = None
+        self._derived: dict[str, Repo] = {}
+
+    def derived(self) -> dict[str, Repo]:
         try:
             stamp = os.stat(self.cache.models).st_mtime_ns
         except FileNotFoundError:
             stamp = None
         if stamp != self._stamp:
-            self._repos = self._build()
+            self._derived = self._build()
             self._stamp = stamp
-        return self._repos
+        return self._derived
 
     def _build(self) -> dict[str, Repo]:
         repos: dict[str, Repo] = {}
@@ -77,5 +95,27 @@ class RepoIndex:
             repo.last_modified = max(repo.last_modified, entry.pulled_at)
         return repos
 
+    def repo_ids(self) -> list[str]:
+        return sorted(set(self.derived()) | set(self.store.repo_ids()))
+
+    def exists(self, repo_id: str) -> bool:
+        return bool(REPO_ID_RE.match(repo_id)) and (self.store.exists(repo_id) or repo_id in self.derived())
+
+    def at(self, repo_id: str, revision: str = "main") -> Repo | None:
+        """The repo's files at ``revision`` ("main" or a commit id); None if either is unknown."""
+        if not REPO_ID_RE.match(repo_id):
+            return None
+        if self.store.exists(repo_id):
+            commit = self.store.commit(repo_id, revision)
+            if commit is None:
+                return None
+            files = {p: RepoFile(p, r["sha256"], r["size"], self.cache.blob_path(r["sha256"]), r.get("lfs", True),
+                                 r.get("oid")) for p, r in commit.files.items()}
+            return Repo(repo_id, files, commit.date, commit.id, bool(self.store.info(repo_id).get("private")), True)
+        repo = self.derived().get(repo_id)
+        if repo is None or revision not in ("main", repo.commit):
+            return None
+        return repo
+
     def get(self, repo_id: str) -> Repo | None:
-        return self.repos().get(repo_id)
+        return self.at(repo_id, "main")

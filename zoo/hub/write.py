@@ -1,0 +1,234 @@
+"""The write side of the Hub protocol: create repo, validate-yaml, preupload, LFS basic transfer, commit.
+
+The Xet trap (``../shared/docs/hub-protocol.md`` section 3): a client with ``hf_xet`` installed
+sends every file the server marks ``lfs`` to Xet storage, which zoo does not speak. So files up to
+``REGULAR_MAX`` are answered ``regular`` (their content then arrives base64 inside the ndjson
+commit, read line by line, never the whole body at once) and larger ones ``lfs``; stock clients
+uploading those need ``HF_HUB_DISABLE_XET=1``, and a Xet token request says so. Every byte that
+arrives is hashed on the way into the cache: an LFS body whose sha256 is not its declared oid is
+refused, and a commit may only name LFS objects the cache holds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..cache import SHA256_RE, CorruptBlobError
+from .read import bad_path, hub_error
+from .repos import REPO_ID_RE
+from .store import git_blob_oid
+
+REGULAR_MAX = 10 * 1024 * 1024
+JSON_MAX = 10 * 1024 * 1024
+XET_MESSAGE = ("this hub does not speak Xet: set HF_HUB_DISABLE_XET=1 to upload files over "
+               f"{REGULAR_MAX // (1024 * 1024)} MB with the LFS basic transfer")
+
+
+class TooLarge(Exception):
+    pass
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+async def _json(request: Request, limit: int = JSON_MAX):
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+async def create_repo(hub, request: Request) -> Response:
+    data = await _json(request)
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return hub_error(400, None, "expected JSON with a repo name")
+    if data.get("type") not in (None, "model"):
+        return hub_error(400, None, "this hub holds model repos only")
+    name, org = data["name"], data.get("organization") or hub.user
+    if "/" in name:
+        org, name = name.split("/", 1)
+    repo_id = f"{org}/{name}"
+    if not REPO_ID_RE.match(repo_id):
+        return hub_error(400, None, f"invalid repo id {repo_id!r}")
+    created = await run_in_threadpool(hub.index.store.create, repo_id, bool(data.get("private")))
+    url = f"{_base(request)}/{repo_id}"
+    if not created:
+        return JSONResponse({"error": "You already created this model repo", "url": url}, status_code=409)
+    return JSONResponse({"url": url, "name": repo_id, "id": repo_id})
+
+
+async def validate_yaml(hub, request: Request) -> Response:
+    await _json(request)
+    return JSONResponse({})
+
+
+def _repo_id(request: Request) -> str:
+    return f"{request.path_params['org']}/{request.path_params['name']}"
+
+
+def _writable_repo(hub, request: Request) -> str | Response:
+    repo_id = _repo_id(request)
+    if not hub.index.store.exists(repo_id):
+        return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found (create it first)")
+    rev = request.path_params.get("revision", "main")
+    if rev != "main":
+        return hub_error(400, None, "this hub commits to main only")
+    return repo_id
+
+
+async def preupload(hub, request: Request) -> Response:
+    repo_id = _writable_repo(hub, request)
+    if isinstance(repo_id, Response):
+        return repo_id
+    data = await _json(request)
+    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+        return hub_error(400, None, "expected {files: [...]}")
+    out = []
+    for f in data["files"]:
+        path, size = f.get("path", ""), f.get("size", 0)
+        if not isinstance(path, str) or bad_path(path):
+            return hub_error(400, None, f"invalid file path {path!r}")
+        mode = "regular" if isinstance(size, int) and size <= REGULAR_MAX else "lfs"
+        out.append({"path": path, "uploadMode": mode, "shouldIgnore": False})
+    return JSONResponse({"files": out})
+
+
+async def lfs_batch(hub, request: Request) -> Response:
+    repo_id = _repo_id(request)
+    if not hub.index.store.exists(repo_id):
+        return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
+    data = await _json(request)
+    if not isinstance(data, dict) or data.get("operation") != "upload" or not isinstance(data.get("objects"), list):
+        return hub_error(400, None, "expected an LFS upload batch")
+    base, out = _base(request), []
+    for obj in data["objects"]:
+        oid, size = obj.get("oid", ""), obj.get("size")
+        if not SHA256_RE.match(str(oid)) or not isinstance(size, int) or size < 0:
+            out.append({"oid": oid, "size": size, "error": {"code": 422, "message": "bad oid or size"}})
+        elif size > hub.max_upload:
+            out.append({"oid": oid, "size": size, "error": {"code": 413, "message": f"over the {hub.max_upload} byte limit"}})
+        elif hub.index.cache.has_blob(oid):
+            out.append({"oid": oid, "size": size})  # already stored: no actions
+        else:
+            sig = hub.auth.sign(repo_id, oid, size)
+            out.append({"oid": oid, "size": size, "authenticated": True, "actions": {
+                "upload": {"href": f"{base}/api/zoo/lfs/{repo_id}/{oid}/{size}?sig={sig}"},
+                "verify": {"href": f"{base}/api/zoo/lfs-verify/{repo_id}"}}})
+    return JSONResponse({"transfer": "basic", "objects": out}, media_type="application/vnd.git-lfs+json")
+
+
+async def lfs_upload(hub, request: Request) -> Response:
+    """PUT of one LFS object to the href the batch handed out (authorized by its signature)."""
+    p = request.path_params
+    repo_id, oid = _repo_id(request), p["oid"]
+    try:
+        size = int(p["size"])
+    except ValueError:
+        return hub_error(400, None, "bad size")
+    if not SHA256_RE.match(oid) or not hub.auth.check_signature(repo_id, oid, size, request.query_params.get("sig", "")):
+        return hub_error(401, None, "invalid or missing upload signature")
+    if size > hub.max_upload or int(request.headers.get("content-length") or 0) > hub.max_upload:
+        return hub_error(413, None, f"upload over the {hub.max_upload} byte limit")
+    writer = hub.index.cache.writer(f"upload-{oid}")
+    try:
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > size or received > hub.max_upload:
+                writer.discard()
+                return hub_error(413, None, f"body longer than the declared {size} bytes")
+            writer.write(chunk)
+        await run_in_threadpool(writer.commit, oid, size)
+    except CorruptBlobError as exc:
+        return hub_error(400, None, f"refused: {exc}")
+    finally:
+        if writer.path.exists():
+            writer.discard()
+    return Response(status_code=200)
+
+
+async def lfs_verify(hub, request: Request) -> Response:
+    data = await _json(request)
+    oid = (data or {}).get("oid", "")
+    if not SHA256_RE.match(str(oid)) or not hub.index.cache.has_blob(oid):
+        return hub_error(404, None, f"object {oid} was not uploaded")
+    return JSONResponse({"ok": True})
+
+
+async def _ndjson_lines(request: Request, limit: int):
+    buf, total = b"", 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise TooLarge
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+    if buf.strip():
+        yield json.loads(buf)
+
+
+async def commit(hub, request: Request) -> Response:
+    repo_id = _writable_repo(hub, request)
+    if isinstance(repo_id, Response):
+        return repo_id
+    if request.query_params.get("create_pr") in ("1", "true", "True"):
+        return hub_error(400, None, "this hub does not do pull requests; commit to main")
+    cache = hub.index.cache
+    header, adds, deletes = {}, {}, []
+    try:
+        async for item in _ndjson_lines(request, hub.max_upload):
+            key, value = item.get("key"), item.get("value") or {}
+            path = value.get("path", "")
+            if key == "header":
+                header = value
+                continue
+            if not isinstance(path, str) or bad_path(path.rstrip("/") if key == "deletedFolder" else path):
+                return hub_error(400, None, f"invalid file path {path!r}")
+            if key == "file":
+                try:
+                    data = base64.b64decode(value.get("content", ""), validate=True)
+                except (binascii.Error, ValueError):
+                    return hub_error(400, None, f"{path}: content is not base64")
+                writer = cache.writer(f"commit-{git_blob_oid(data)}")
+                writer.write(data)
+                sha = await run_in_threadpool(writer.commit)
+                adds[path] = {"sha256": sha, "size": len(data), "oid": git_blob_oid(data), "lfs": False}
+            elif key == "lfsFile":
+                oid, size = value.get("oid", ""), value.get("size")
+                if not SHA256_RE.match(str(oid)) or not cache.has_blob(oid) or cache.blob_path(oid).stat().st_size != size:
+                    return hub_error(400, None, f"{path}: LFS object {oid} was not uploaded (or has another size)")
+                adds[path] = {"sha256": oid, "size": size, "lfs": True}
+            elif key in ("deletedFile", "deletedFolder"):
+                deletes.append(path.rstrip("/") + "/" if key == "deletedFolder" else path)
+            else:
+                return hub_error(400, None, f"unsupported commit operation {key!r}")
+    except TooLarge:
+        return hub_error(413, None, f"commit over the {hub.max_upload} byte limit")
+    except ValueError:
+        return hub_error(400, None, "the commit body is not ndjson")
+    try:
+        new = await run_in_threadpool(hub.index.store.apply, repo_id, header.get("summary") or "upload",
+                                      header.get("description") or "", header.get("parentCommit"), adds, deletes)
+    except ValueError as exc:
+        return hub_error(409, None, str(exc))
+    return JSONResponse({"commitUrl": f"{_base(request)}/{repo_id}/commit/{new.id}", "commitOid": new.id,
+                         "pullRequestUrl": None, "success": True})
+
+
+async def xet_token(hub, request: Request) -> Response:
+    return hub_error(501, None, XET_MESSAGE)
