@@ -1,0 +1,125 @@
+"""The hub's write side and auth against the stock huggingface_hub client (zoo/hub/write.py)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from conftest import HubServer
+
+TOKEN = "zoo-test-token"
+
+
+@pytest.fixture
+def hub_rw(tmp_path_factory):
+    tokens = tmp_path_factory.mktemp("tokens") / "tokens.txt"
+    tokens.write_text(f"# writers\n{TOKEN}\n")
+    server = HubServer(tmp_path_factory.mktemp("served_rw"), "--token-file", str(tokens), "--max-upload-mb", "64")
+    yield server
+    server.stop()
+
+
+def _client(hub, code: str, tmp_path, **env) -> list:
+    full = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1", **env}
+    result = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_upload_folder_then_snapshot_download_and_revisions(hub_rw, tmp_path):
+    folder = tmp_path / "run"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "README.md").write_text("---\nlibrary_name: timm\n---\n# a head\n")
+    (folder / "config.json").write_text('{"num_classes": 3}')
+    (folder / "sub" / "head.safetensors").write_bytes(os.urandom(300_000))
+    (folder / "big.safetensors").write_bytes(os.urandom(12 * 1024 * 1024))  # over 10 MB: an LFS upload
+    code = (
+        "import json, sys; from huggingface_hub import HfApi, snapshot_download, hf_hub_download\n"
+        f"api = HfApi(token={TOKEN!r})\n"
+        "api.create_repo('acme/head', exist_ok=True)\n"
+        "api.create_repo('acme/head', exist_ok=True)\n"
+        f"c1 = api.upload_folder(folder_path={str(folder)!r}, repo_id='acme/head', commit_message='first')\n"
+        f"snap = snapshot_download('acme/head', cache_dir={str(tmp_path / 'other')!r})\n"
+        "import os, hashlib\n"
+        "files = {os.path.relpath(os.path.join(d, f), snap): hashlib.sha256(open(os.path.join(d, f), 'rb').read()).hexdigest()\n"
+        "         for d, _, fs in os.walk(snap) for f in fs}\n"
+        f"c2 = api.upload_file(path_or_fileobj=b'changed', path_in_repo='config.json', repo_id='acme/head')\n"
+        "old = open(hf_hub_download('acme/head', 'config.json', revision=c1.oid), 'rb').read()\n"
+        "new = open(hf_hub_download('acme/head', 'config.json'), 'rb').read()\n"
+        "refs = api.list_repo_refs('acme/head').branches[0].target_commit\n"
+        "commits = [c.title for c in api.list_repo_commits('acme/head')]\n"
+        "models = [m.id for m in api.list_models(search='head')]\n"
+        "me = api.whoami()['name']\n"
+        "print(json.dumps([files, c1.oid, c2.oid, old.decode(), new.decode(), refs, commits, models, me]))\n"
+    )
+    files, c1, c2, old, new, ref, commits, models, me = _client(hub_rw, code, tmp_path, HF_HUB_DISABLE_XET="1")
+    import hashlib
+
+    expected = {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+    assert files == expected
+    assert len(c1) == len(c2) == 40 and c1 != c2 and ref == c2
+    assert (old, new) == ('{"num_classes": 3}', "changed")
+    assert commits[:2] == ["Upload config.json with huggingface_hub", "first"]
+    assert models == ["acme/head"] and me == "zoo"
+
+
+def _post(hub, path, token=TOKEN, **kwargs):
+    headers = kwargs.pop("headers", {})
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    return requests.post(hub.url + path, headers=headers, timeout=30, **kwargs)
+
+
+def test_writes_need_the_right_token_and_reads_stay_open(hub_rw):
+    for token in (None, "wrong"):
+        r = _post(hub_rw, "/api/repos/create", token=token, json={"name": "x", "organization": "acme"})
+        assert r.status_code == 401
+    assert _post(hub_rw, "/api/repos/create", json={"name": "x", "organization": "acme"}).status_code == 200
+    assert requests.get(hub_rw.url + "/api/models/acme/x").status_code == 200
+    assert requests.get(hub_rw.url + "/api/models/acme/nope").headers["X-Error-Code"] == "RepoNotFound"
+    assert requests.get(hub_rw.url + "/api/models/acme/x/revision/" + "0" * 40).headers["X-Error-Code"] == "RevisionNotFound"
+    assert requests.get(hub_rw.url + "/api/whoami-v2").status_code == 401
+
+
+def test_a_lying_lfs_body_and_oversized_uploads_are_refused(hub_rw):
+    import hashlib
+
+    assert _post(hub_rw, "/api/repos/create", json={"name": "y", "organization": "acme"}).status_code == 200
+    data = os.urandom(50_000)
+    claimed = hashlib.sha256(b"something else").hexdigest()
+    batch = _post(hub_rw, "/acme/y.git/info/lfs/objects/batch", json={
+        "operation": "upload", "transfers": ["basic"], "objects": [{"oid": claimed, "size": len(data)}]}).json()
+    href = batch["objects"][0]["actions"]["upload"]["href"]
+    assert requests.put(href.replace("sig=", "sig=x"), data=data).status_code == 401
+    r = requests.put(href, data=data)
+    assert r.status_code == 400 and "mismatch" in r.json()["error"]
+    blobs = hub_rw.root / "blobs"
+    assert not (blobs / claimed).exists() and not list(blobs.glob(".incomplete-*"))
+    # a commit naming an object that never arrived
+    body = "\n".join(json.dumps(x) for x in [{"key": "header", "value": {"summary": "s"}},
+                                             {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": claimed, "size": 50000}}])
+    assert _post(hub_rw, "/api/models/acme/y/commit/main", data=body).status_code == 400
+    # over --max-upload-mb (64): 413, the server stays up
+    big = _post(hub_rw, "/acme/y.git/info/lfs/objects/batch", json={
+        "operation": "upload", "objects": [{"oid": "a" * 64, "size": 65 * 1024 * 1024}]}).json()
+    assert big["objects"][0]["error"]["code"] == 413
+    r = _post(hub_rw, "/api/models/acme/y/commit/main", data=b"x" * (65 * 1024 * 1024))
+    assert r.status_code == 413
+    for path in ("../escape.txt", "/abs.txt", "a/../../b"):
+        body = json.dumps({"key": "file", "value": {"path": path, "content": "aGk=", "encoding": "base64"}})
+        assert _post(hub_rw, "/api/models/acme/y/commit/main", data=body).status_code == 400
+    assert requests.get(hub_rw.url + "/api/zoo/stats").status_code == 200
+
+
+def test_xet_token_requests_name_the_setting(hub_rw):
+    r = requests.get(hub_rw.url + "/api/models/acme/x/xet-write-token/main")
+    assert r.status_code == 501 and "HF_HUB_DISABLE_XET=1" in r.json()["error"]
+
+
+def test_index_page_lists_served_repos(hub, tiny_weights):
+    hub.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
+    page = requests.get(hub.url + "/").text
+    assert "zootest/tiny" in page and "<table" in page
