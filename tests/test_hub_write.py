@@ -123,3 +123,15 @@ def test_index_page_lists_served_repos(hub, tiny_weights):
     hub.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
     page = requests.get(hub.url + "/").text
     assert "zootest/tiny" in page and "<table" in page
+
+
+def test_prune_keeps_blobs_of_served_revisions(hub_rw, tmp_path):
+    assert _post(hub_rw, "/api/repos/create", json={"name": "z", "organization": "acme"}).status_code == 200
+    body = json.dumps({"key": "file", "value": {"path": "a.txt", "content": "aGVsbG8=", "encoding": "base64"}})
+    assert _post(hub_rw, "/api/models/acme/z/commit/main", data=body).status_code == 200
+    from conftest import run_zoo
+
+    env = {"ZOO_HOME": str(hub_rw.root)}
+    assert run_zoo("cache", "prune", "--older-than", "0s", env=env).returncode == 0
+    r = requests.get(hub_rw.url + "/acme/z/resolve/main/a.txt")
+    assert r.status_code == 200 and r.content == b"hello"

@@ -1,0 +1,109 @@
+"""``zoo serve`` end to end: stock timm against served bundled weights, many clients, workers, upstream."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+import torch
+
+import zoo
+from zoo.cache import Cache
+
+from conftest import HubServer
+
+
+@pytest.fixture
+def lite0_home(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("lite0_home")
+    monkeypatch.setenv("ZOO_HOME", str(home))
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    zoo.pull("efficientnet_lite0")
+    return home
+
+
+def test_stock_timm_builds_lite0_from_the_server_with_zoo_logits(lite0_home, tmp_path):
+    server = HubServer(lite0_home)
+    try:
+        x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+        torch.save(x, tmp_path / "x.pt")
+        code = ("import timm, torch\n"
+                "m = timm.create_model('tf_efficientnet_lite0', pretrained=True).eval()\n"
+                f"x = torch.load({str(tmp_path / 'x.pt')!r}, weights_only=True)\n"
+                f"with torch.no_grad(): torch.save(m(x), {str(tmp_path / 'y.pt')!r})\n")
+        env = {**os.environ, "HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+        env.pop("ZOO_OFFLINE", None)
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        theirs = torch.load(tmp_path / "y.pt", weights_only=True)
+        with torch.no_grad():
+            ours = zoo.load("efficientnet_lite0")(x)
+        assert torch.equal(theirs, ours)
+        assert server.stats()["GET timm/tf_efficientnet_lite0.in1k/model.safetensors"] == 1
+    finally:
+        server.stop()
+
+
+def _many_clients(server, repo, size, sha, n=16):
+    url = f"{server.url}/{repo}/resolve/main/model.safetensors"
+
+    def fetch(_):
+        digest, got = hashlib.sha256(), 0
+        with requests.get(url, stream=True, timeout=120) as r:
+            r.raise_for_status()
+            for chunk in r.iter_content(1 << 20):
+                digest.update(chunk)
+                got += len(chunk)
+        return digest.hexdigest(), got
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(fetch, range(n)))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sixteen_clients_download_one_100mb_file(tmp_path, workers):
+    data = os.urandom(100 * 1000 * 1000)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    root = tmp_path / f"served{workers}"
+    sha = Cache(root).add_file(src)
+    Cache(root).record("big.a", sha, len(data), "test", hub_repo="zootest/big")
+    server = HubServer(root, "--workers", str(workers))
+    try:
+        results = _many_clients(server, "zootest/big", len(data), sha)
+        assert results == [(sha, len(data))] * 16
+    finally:
+        server.stop()
+
+
+def test_upstream_pull_through_fetches_once_and_verifies(tmp_path, tiny_weights):
+    upstream = HubServer(tmp_path / "up")
+    sha = upstream.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
+    mirror = HubServer(tmp_path / "mirror", "--upstream", upstream.url)
+    try:
+        url = f"{mirror.url}/zootest/tiny/resolve/main/model.safetensors"
+        for _ in range(3):
+            r = requests.get(url)
+            assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == sha
+        assert upstream.stats()["GET zootest/tiny/model.safetensors"] == 1
+        assert Cache(tmp_path / "mirror").has_blob(sha)
+        assert requests.get(f"{mirror.url}/zootest/tiny/resolve/main/none.bin").status_code == 404
+    finally:
+        upstream.stop()
+        mirror.stop()
+
+
+def test_private_hub_needs_a_token_to_read(tmp_path, tiny_weights):
+    tokens = tmp_path / "t.txt"
+    tokens.write_text("reader-token\n")
+    server = HubServer(tmp_path / "priv", "--private", "--token-file", str(tokens))
+    try:
+        server.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
+        url = f"{server.url}/api/models/zootest/tiny"
+        assert requests.get(url).status_code == 401
+        assert requests.get(url, headers={"authorization": "Bearer reader-token"}).status_code == 200
+    finally:
+        server.stop()
