@@ -10,14 +10,22 @@ from . import console, print_json
 def cmd_mirror(args: argparse.Namespace) -> int:
     from .. import mirror
 
+    from .weights import transfer_progress
+
     out = console()
     if args.action == "export":
-        result = mirror.export_bundle(args.out, args.names, pattern=args.pattern, all_cached=args.all_cached,
-                                      tar=args.tar, link=args.link)
+        with transfer_progress() as events:
+            events("source", f"export to {args.out}")
+            events("start", None)
+            result = mirror.export_bundle(args.out, args.names, pattern=args.pattern, all_cached=args.all_cached,
+                                          tar=args.tar, link=args.link, progress=lambda n: events("advance", n))
         out.print(f"exported {len(result.models)} models to {result.path}")
         out.print(f"manifest sha256 {result.manifest_sha256} (check it on the receiving side)")
     elif args.action == "import":
-        models = mirror.import_bundle(args.path, hf_cache=args.hf_cache)
+        with transfer_progress() as events:
+            events("source", f"verify {args.path}")
+            events("start", sum(m["size"] for m in mirror.read_manifest(args.path)["models"]))
+            models = mirror.import_bundle(args.path, hf_cache=args.hf_cache, progress=lambda n: events("advance", n))
         out.print(f"imported {len(models)} models, every file verified: {', '.join(m['name'] for m in models)}")
     elif args.action == "ls":
         manifest = mirror.read_manifest(args.path)
