@@ -20,32 +20,15 @@ import hashlib
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def start_hub(root: Path) -> tuple[subprocess.Popen, str]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "zoo", "serve", "--port", str(port), "--cache", str(root)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/api/zoo/stats", timeout=1)
-            return proc, url
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("zoo serve did not start")
+from _served import serve_random_file  # noqa: E402
 
 
 def naive(url: str, out: Path) -> str:
@@ -71,10 +54,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
         src = root / "big.bin"
-        src.write_bytes(os.urandom(args.mb * 1_000_000))
-        served = root / "served"
-        sha = Cache(served).add_file(src)
-        Cache(served).record("bench_big.a", sha, src.stat().st_size, "bench", hub_repo="bench/big")
+        sha, proc, url = serve_random_file(src, root / "served", args.mb)
         cards = root / "cards"
         cards.mkdir()
         write_card(card_from_dict({  # the bundled lite0 card, re-pointed at the served file
@@ -82,7 +62,6 @@ def main() -> int:
             "name": "bench_big.a", "architecture": "bench_big", "tag": "a", "aliases": [], "hub_repo": "bench/big",
             "sha256": sha, "size_bytes": src.stat().st_size, "sources": [{"uri": "hf://bench/big/model.safetensors"}],
         }), cards / "big.toml")
-        proc, url = start_hub(served)
         try:
             os.environ.update(HF_ENDPOINT=url, ZOO_CARDS_PATH=str(cards), HF_HUB_DISABLE_TELEMETRY="1")
             from zoo.weights import pull
@@ -110,7 +89,7 @@ def main() -> int:
     # integrity on the hot path: the stamp check against a full hash of the bundled lite0
     with tempfile.TemporaryDirectory() as home:
         os.environ.update(ZOO_HOME=home, ZOO_OFFLINE="1")
-        from zoo.cache import sha256_file
+        from zoo.hashing import sha256_file
         from zoo.weights import open_weights
 
         path = pull("efficientnet_lite0", cache=Cache(home))

@@ -15,33 +15,18 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(url: str) -> None:
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
+from _served import free_port, serve_random_file, wait_up  # noqa: E402
 
 
 def get(url: str) -> int:
@@ -68,26 +53,18 @@ def main() -> int:
     ap.add_argument("--mb", type=int, default=500)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    from zoo.cache import Cache
-
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
         plain = root / "plain"
         plain.mkdir()
         src = plain / "model.safetensors"
-        src.write_bytes(os.urandom(args.mb * 1_000_000))
-        served = root / "served"
-        sha = Cache(served).add_file(src)
-        Cache(served).record("bench_big.a", sha, src.stat().st_size, "bench", hub_repo="bench/big")
-        zport, pport = free_port(), free_port()
-        zoo = subprocess.Popen([sys.executable, "-m", "zoo", "serve", "--port", str(zport), "--cache", str(served)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sha, zoo, zbase = serve_random_file(src, root / "served", args.mb)
+        pport = free_port()
         http = subprocess.Popen([sys.executable, "-m", "http.server", str(pport), "--bind", "127.0.0.1",
                                  "--directory", str(plain)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            zurl = f"http://127.0.0.1:{zport}/bench/big/resolve/main/model.safetensors"
+            zurl = f"{zbase}/bench/big/resolve/main/model.safetensors"
             purl = f"http://127.0.0.1:{pport}/model.safetensors"
-            wait_up(f"http://127.0.0.1:{zport}/api/zoo/stats")
             wait_up(f"http://127.0.0.1:{pport}/")
             get(zurl), get(purl)  # warm-up
             t_z, t_p = [], []
@@ -116,7 +93,7 @@ def main() -> int:
                   f"{agg['http.server']:.0f} MB/s, ratio {agg['zoo serve'] / agg['http.server']:.2f}")
             growth = max(peak) - before
             print(f"zoo serve RSS during eight downloads: {before:.0f} -> {max(peak):.0f} MB, growth {growth:.0f} MB (target < 100 MB)")
-            env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{zport}", "HF_HOME": str(root / "hf"),
+            env = {**os.environ, "HF_ENDPOINT": zbase, "HF_HOME": str(root / "hf"),
                    "HF_HUB_DISABLE_TELEMETRY": "1"}
             code = "import time; from huggingface_hub import hf_hub_download; t=time.perf_counter(); hf_hub_download('bench/big', 'model.safetensors'); print(time.perf_counter()-t)"
             t_hf = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)

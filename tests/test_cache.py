@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from zoo.cache import Cache, CacheError, CorruptBlobError, sha256_file, sha256_files
+from zoo.cache import Cache, CacheError, CorruptBlobError
+from zoo.hashing import sha256_file, sha256_files
 
 from conftest import run_zoo
 

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 
 def _client(hub, code: str, tmp_path) -> str:

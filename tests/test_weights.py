@@ -12,7 +12,7 @@ import zoo
 from zoo.cache import Cache, CacheError, CorruptBlobError
 from zoo.weights import PullError, open_weights, pin, pull, verify
 
-from conftest import ROOT, run_zoo, tiny_hub_card, write_toml
+from conftest import run_zoo, tiny_hub_card, write_toml
 
 
 @pytest.fixture

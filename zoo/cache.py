@@ -33,7 +33,8 @@ from typing import Iterator
 
 from . import config
 from .errors import ZooError
-from .hashing import Progress, sha256_file, sha256_files  # noqa: F401  (re-exported: the cache's hashing)
+from .hashing import Progress, sha256_file
+
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 ENTRY_VERSION = 1

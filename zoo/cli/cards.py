@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from ..cards import Card
 from . import console as make_console, print_json

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from .repos import REPO_ID_RE, Repo, RepoIndex
+from .repos import Repo, RepoIndex
 
 
 class BlobResponse(FileResponse):
