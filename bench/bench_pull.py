@@ -67,6 +67,9 @@ def main() -> int:
             from zoo.weights import pull
 
             file_url = f"{url}/bench/big/resolve/main/model.safetensors"
+            pull("bench_big.a", cache=Cache(root / "warm"))  # warm-up: imports, connection setup
+            shutil.rmtree(root / "warm")
+            naive(file_url, root / "naive.bin")
             t_ours, t_base = [], []
             for i in range(args.runs):
                 home = root / f"home{i}"
