@@ -107,3 +107,21 @@ def test_private_hub_needs_a_token_to_read(tmp_path, tiny_weights):
         assert requests.get(url, headers={"authorization": "Bearer reader-token"}).status_code == 200
     finally:
         server.stop()
+
+
+def test_snapshot_download_through_an_upstream_mirror(tmp_path, tiny_weights):
+    upstream = HubServer(tmp_path / "up")
+    sha = upstream.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
+    mirror = HubServer(tmp_path / "mirror", "--upstream", upstream.url)
+    try:
+        code = ("from huggingface_hub import snapshot_download; import os, hashlib\n"
+                "d = snapshot_download('zootest/tiny')\n"
+                "print(hashlib.sha256(open(os.path.join(d, 'model.safetensors'), 'rb').read()).hexdigest())\n")
+        env = {**os.environ, "HF_ENDPOINT": mirror.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip() == sha
+        assert upstream.stats()["GET zootest/tiny/model.safetensors"] == 1
+    finally:
+        upstream.stop()
+        mirror.stop()

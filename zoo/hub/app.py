@@ -71,6 +71,18 @@ def _fetch_upstream(hub: Hub, repo_id: str, revision: str, path: str) -> bool:
     return True
 
 
+def _fetch_upstream_repo(hub: Hub, repo_id: str, revision: str) -> bool:
+    """Pull-through of a whole repo (what ``snapshot_download`` asks for first): every file the
+    upstream lists at ``revision``, each fetched and verified like a single miss."""
+    from huggingface_hub import HfApi
+
+    try:
+        files = HfApi(endpoint=hub.upstream, token=False).list_repo_files(repo_id, revision=revision)
+    except Exception:  # the upstream does not have it (or is down): the miss stands
+        return False
+    return bool(files) and all(_fetch_upstream(hub, repo_id, revision, path) for path in files)
+
+
 def index_page(hub: Hub) -> str:
     """A plain page of the served repos with their card figures, for a person browsing the mirror."""
     from ..registry import get_registry
@@ -108,9 +120,14 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
             if hub.private and not hub.auth.valid(request):
                 return read.hub_error(401, None, "this hub is private: send a token (HF_TOKEN)")
             response = handler(hub.index, request)
-            if response.status_code == 404 and hub.upstream and handler is read.resolve:
+            if response.status_code == 404 and hub.upstream and "org" in request.path_params:
                 p = request.path_params
-                if await run_in_threadpool(_fetch_upstream, hub, f"{p['org']}/{p['name']}", p["revision"], p["path"]):
+                repo_id, revision = f"{p['org']}/{p['name']}", p.get("revision", "main")
+                if handler is read.resolve:
+                    fetched = await run_in_threadpool(_fetch_upstream, hub, repo_id, revision, p["path"])
+                else:  # model info or tree of a repo we do not hold yet
+                    fetched = await run_in_threadpool(_fetch_upstream_repo, hub, repo_id, revision)
+                if fetched:
                     response = handler(hub.index, request)
             return response
         return endpoint
