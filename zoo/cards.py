@@ -19,11 +19,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 from .errors import CardError, UriError
+from .validate import (FieldError, boolean, check_table, choice, integer, list_of, number, opt_string, sha256_hex,
+                       string, sub_table)
 
 #: Card names follow timm's ``arch.tag`` scheme, lowercase.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*\.[a-z0-9][a-z0-9_]*$")
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
 CROP_MODES = ("center", "squash", "border")
 
@@ -153,75 +154,15 @@ def _plain(value: Any, drop_none: bool = False) -> Any:
     return value
 
 
-# --- field validators: each takes the raw TOML value and returns the typed one or raises ValueError
-
-
-def _str(v: Any) -> str:
-    if not isinstance(v, str) or not v.strip():
-        raise ValueError(f"expected a non-empty string, got {v!r}")
-    return v
-
-
-def _opt_str(v: Any) -> str | None:
-    if v == "":
-        return None
-    return _str(v)
-
-
-_INT_MAX = 2**63 - 1  # TOML's limit, which tomllib does not enforce
-
-
-def _int(minimum: int = 0) -> Callable[[Any], int]:
-    def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= _INT_MAX:
-            raise ValueError(f"expected an integer in [{minimum}, 2**63-1], got {v!r}")
-        return v
-
-    return check
-
-
-def _float(lo: float, hi: float) -> Callable[[Any], float]:
-    def check(v: Any) -> float:
-        ok = isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool) and abs(v) <= _INT_MAX)
-        if not ok or not math.isfinite(v) or not lo <= v <= hi:
-            raise ValueError(f"expected a number in [{lo}, {hi}], got {v!r}")
-        return float(v)
-
-    return check
-
-
-def _bool(v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError(f"expected true or false, got {v!r}")
-    return v
-
-
-def _sha256(v: Any) -> str | None:
-    if v in ("", None):
-        return None
-    if not isinstance(v, str) or not _SHA256_RE.match(v):
-        raise ValueError(f"expected 64 lowercase hex digits (a sha256), got {v!r}")
-    return v
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
-    def check(v: Any) -> str:
-        if v not in options:
-            raise ValueError(f"expected one of {', '.join(options)}, got {v!r}")
-        return v
-
-    return check
-
-
 def _name(v: Any) -> str:
-    v = _str(v)
+    v = string(v)
     if not NAME_RE.match(v):
         raise ValueError(f"{v!r} is not a lowercase timm-style 'architecture.tag' name")
     return v
 
 
 def _repo_id(v: Any) -> str:
-    v = _str(v)
+    v = string(v)
     if not _REPO_ID_RE.match(v):
         raise ValueError(f"{v!r} is not a Hugging Face repo id 'org/name'")
     return v
@@ -249,38 +190,10 @@ def _rgb(v: Any) -> tuple[float, float, float]:
     return tuple(float(x) for x in v)  # type: ignore[return-value]
 
 
-def _sub(cls: type, spec: dict[str, tuple[Callable[[Any], Any], bool]]) -> Callable[[Any], Any]:
-    """Validate an inline table into the dataclass ``cls``; errors name the inner key."""
-
-    def check(v: Any) -> Any:
-        if not isinstance(v, Mapping):
-            raise ValueError(f"expected a table, got {v!r}")
-        return cls(**_check_table(v, spec))
-
-    return check
-
-
-def _list_of(check_one: Callable[[Any], Any], min_len: int = 0) -> Callable[[Any], tuple]:
-    def check(v: Any) -> tuple:
-        if not isinstance(v, list) or len(v) < min_len:
-            raise ValueError(f"expected a list of at least {min_len} entries, got {v!r}")
-        out = []
-        for i, item in enumerate(v):
-            try:
-                out.append(check_one(item))
-            except _FieldError as exc:
-                raise _FieldError(f"[{i}].{exc.field}", exc.problem) from None
-            except ValueError as exc:
-                raise _FieldError(f"[{i}]", str(exc)) from None
-        return tuple(out)
-
-    return check
-
-
 def _source_uri(v: Any) -> str:
     from .uri import parse_uri  # urllib.parse: not needed when the registry reads its index
 
-    v = _str(v)
+    v = string(v)
     try:
         parse_uri(v)
     except UriError as exc:
@@ -294,82 +207,55 @@ def _provenance(v: Any) -> dict[str, str]:
     return dict(v)
 
 
-def _check_table(data: Mapping[str, Any], spec: dict[str, tuple[Callable[[Any], Any], bool]]) -> dict[str, Any]:
-    """Apply ``spec`` (key -> (validator, required)); unknown keys are errors."""
-    unknown = sorted(set(data) - set(spec))
-    if unknown:
-        raise _FieldError(unknown[0], f"unknown field; known fields are: {', '.join(spec)}")
-    out: dict[str, Any] = {}
-    for key, (check, required) in spec.items():
-        if key not in data:
-            if required:
-                raise _FieldError(key, "missing required field")
-            continue
-        try:
-            out[key] = check(data[key])
-        except _FieldError as exc:
-            inner = exc.field if exc.field.startswith("[") else f".{exc.field}"
-            raise _FieldError(key + inner, exc.problem) from None
-        except ValueError as exc:
-            raise _FieldError(key, str(exc)) from None
-    return out
-
-
-class _FieldError(ValueError):
-    def __init__(self, field: str, problem: str):
-        self.field, self.problem = field, problem
-        super().__init__(problem)
-
-
-_SOURCE_SPEC = {"uri": (_source_uri, True), "sha256": (_sha256, False), "converter": (_opt_str, False)}
+_SOURCE_SPEC = {"uri": (_source_uri, True), "sha256": (sha256_hex, False), "converter": (opt_string, False)}
 _METRIC_SPEC = {
-    "img_size": (_int(1), True),
-    "top1": (_float(0, 100), True),
-    "top5": (_float(0, 100), False),
-    "crop_pct": (_float(0.01, 1.0), False),
-    "source": (_opt_str, False),
+    "img_size": (integer(1), True),
+    "top1": (number(0, 100), True),
+    "top5": (number(0, 100), False),
+    "crop_pct": (number(0.01, 1.0), False),
+    "source": (opt_string, False),
 }
 _KERAS_SPEC = {
-    "name": (_str, True),
-    "source": (_str, True),
-    "top1": (_float(0, 100), False),
-    "top5": (_float(0, 100), False),
-    "params": (_int(1), False),
-    "depth": (_int(1), False),
-    "size_mb": (_float(0, 1e6), False),
+    "name": (string, True),
+    "source": (string, True),
+    "top1": (number(0, 100), False),
+    "top5": (number(0, 100), False),
+    "params": (integer(1), False),
+    "depth": (integer(1), False),
+    "size_mb": (number(0, 1e6), False),
 }
 CARD_SPEC: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "name": (_name, True),
     "aliases": (_aliases, False),
-    "architecture": (_str, True),
-    "tag": (_str, True),
-    "default": (_bool, False),
+    "architecture": (string, True),
+    "tag": (string, True),
+    "default": (boolean, False),
     "hub_repo": (_repo_id, True),
-    "license": (_str, True),
-    "paper": (_opt_str, False),
-    "notes": (_opt_str, False),
-    "sources": (_list_of(_sub(Source, _SOURCE_SPEC), min_len=1), True),
-    "sha256": (_sha256, False),
-    "size_bytes": (_int(1), False),
-    "params": (_int(1), False),
-    "depth": (_int(1), False),
+    "license": (string, True),
+    "paper": (opt_string, False),
+    "notes": (opt_string, False),
+    "sources": (list_of(sub_table(Source, _SOURCE_SPEC), min_len=1), True),
+    "sha256": (sha256_hex, False),
+    "size_bytes": (integer(1), False),
+    "params": (integer(1), False),
+    "depth": (integer(1), False),
     "input_size": (_size3, True),
     "test_input_size": (_size3, False),
-    "interpolation": (_choice(INTERPOLATIONS), True),
-    "crop_pct": (_float(0.01, 1.0), True),
-    "crop_mode": (_choice(CROP_MODES), False),
+    "interpolation": (choice(INTERPOLATIONS), True),
+    "crop_pct": (number(0.01, 1.0), True),
+    "crop_mode": (choice(CROP_MODES), False),
     "mean": (_rgb, True),
     "std": (_rgb, True),
-    "num_classes": (_int(0), True),
-    "top1": (_float(0, 100), False),
-    "top5": (_float(0, 100), False),
-    "metrics_source": (_opt_str, False),
-    "metrics_img_size": (_int(1), False),
-    "metrics_crop_pct": (_float(0.01, 1.0), False),
-    "extra_metrics": (_list_of(_sub(Metric, _METRIC_SPEC)), False),
-    "weights_mb": (_float(0, 1e7), False),
-    "weights_mb_source": (_opt_str, False),
-    "keras": (_sub(KerasFigures, _KERAS_SPEC), False),
+    "num_classes": (integer(0), True),
+    "top1": (number(0, 100), False),
+    "top5": (number(0, 100), False),
+    "metrics_source": (opt_string, False),
+    "metrics_img_size": (integer(1), False),
+    "metrics_crop_pct": (number(0.01, 1.0), False),
+    "extra_metrics": (list_of(sub_table(Metric, _METRIC_SPEC)), False),
+    "weights_mb": (number(0, 1e7), False),
+    "weights_mb_source": (opt_string, False),
+    "keras": (sub_table(KerasFigures, _KERAS_SPEC), False),
     "provenance": (_provenance, False),
 }
 
@@ -379,8 +265,8 @@ def card_from_dict(data: Mapping[str, Any], where: str = "<card>") -> Card:
     if not isinstance(data, Mapping):
         raise CardError(where, None, f"expected a table of fields, got {type(data).__name__}")
     try:
-        values = _check_table(data, CARD_SPEC)
-    except _FieldError as exc:
+        values = check_table(data, CARD_SPEC)
+    except FieldError as exc:
         raise CardError(where, exc.field, exc.problem) from None
     expected = f"{values['architecture']}.{values['tag']}"
     if values["name"] != expected:
