@@ -99,21 +99,28 @@ class HubServer:
         env = {**os.environ, "ZOO_HOME": str(root)}
         self.proc = subprocess.Popen([sys.executable, "-m", "zoo", "serve", "--port", str(self.port), "--cache", str(root), *extra],
                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        import urllib.error
+
         deadline = time.time() + 60
         while True:
             try:
                 urllib.request.urlopen(self.url + "/api/zoo/stats", timeout=1).read()
                 return
+            except urllib.error.HTTPError:
+                return  # it answers (a private hub answers 401): it is up
             except OSError:
                 if self.proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"zoo serve did not start: {self.proc.stderr.read().decode()[-2000:]}")
+                    self.proc.kill()
+                    raise RuntimeError(f"zoo serve did not start: {self.proc.communicate()[1].decode()[-2000:]}")
                 time.sleep(0.1)
 
-    def stats(self) -> dict:
+    def stats(self, token: str | None = None) -> dict:
         import json
         import urllib.request
 
-        return json.loads(urllib.request.urlopen(self.url + "/api/zoo/stats", timeout=5).read())["requests"]
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(self.url + "/api/zoo/stats", headers=headers)
+        return json.loads(urllib.request.urlopen(request, timeout=5).read())["requests"]
 
     def publish(self, path: Path, hub_repo: str, name: str, filename: str = "model.safetensors") -> str:
         """Put a file into the served cache under ``hub_repo`` (what a pull or an upload would do)."""

@@ -135,3 +135,47 @@ def test_prune_keeps_blobs_of_served_revisions(hub_rw, tmp_path):
     assert run_zoo("cache", "prune", "--older-than", "0s", env=env).returncode == 0
     r = requests.get(hub_rw.url + "/acme/z/resolve/main/a.txt")
     assert r.status_code == 200 and r.content == b"hello"
+
+
+def test_private_repo_is_hidden_from_anonymous_readers(hub_rw):
+    r = _post(hub_rw, "/api/repos/create", json={"name": "secret", "organization": "acme", "visibility": "private"})
+    assert r.status_code == 200
+    body = json.dumps({"key": "file", "value": {"path": "k.txt", "content": "aGk=", "encoding": "base64"}})
+    assert _post(hub_rw, "/api/models/acme/secret/commit/main", data=body).status_code == 200
+    assert requests.get(hub_rw.url + "/acme/secret/resolve/main/k.txt").status_code == 404
+    assert "acme/secret" not in requests.get(hub_rw.url + "/api/models").text
+    assert "acme/secret" not in requests.get(hub_rw.url + "/").text
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    assert requests.get(hub_rw.url + "/acme/secret/resolve/main/k.txt", headers=auth).content == b"hi"
+
+
+def test_malformed_writes_are_4xx_and_nothing_escapes(hub_rw):
+    import http.client
+
+    parent = hub_rw.root.parent
+    before = sorted(p.name for p in parent.iterdir())
+    conn = http.client.HTTPConnection("127.0.0.1", hub_rw.port, timeout=10)
+    for path in ("/api/models/%2e%2e/%2e%2e/commit/main", "/api/models/a%0Ab/c/preupload/main"):
+        conn.request("POST", path, body=b"{}", headers={"authorization": f"Bearer {TOKEN}"})
+        r = conn.getresponse()
+        r.read()
+        assert r.status in (400, 404), (path, r.status)
+    conn.close()
+    assert sorted(p.name for p in parent.iterdir()) == before
+    assert _post(hub_rw, "/api/repos/create", json={"name": "m", "organization": "acme"}).status_code == 200
+    for body in (b'{"files": [1]}', b"[" * 200000, b'{"files": "x"}'):
+        assert _post(hub_rw, "/api/models/acme/m/preupload/main", data=body).status_code == 400
+    for line in ([1], {"key": "file", "value": "x"}, {"key": "file", "value": {"path": "a", "content": 5}}):
+        assert _post(hub_rw, "/api/models/acme/m/commit/main", data=json.dumps(line)).status_code == 400
+    assert _post(hub_rw, "/api/models/acme/m/commit/main", token="\u00e9t\u00e9", data=b"{}").status_code == 401
+    r = requests.get(hub_rw.url + "/acme/m/resolve/main/%E2%82%AC")
+    assert r.status_code == 404 and "\u20ac" in r.json()["error"]
+
+
+def test_deleting_a_missing_file_and_file_folder_clashes_are_refused(hub_rw):
+    assert _post(hub_rw, "/api/repos/create", json={"name": "d", "organization": "acme"}).status_code == 200
+    add = lambda path: json.dumps({"key": "file", "value": {"path": path, "content": "aGk=", "encoding": "base64"}})
+    assert _post(hub_rw, "/api/models/acme/d/commit/main", data=add("a/b.txt")).status_code == 200
+    assert _post(hub_rw, "/api/models/acme/d/commit/main", data=add("a")).status_code == 409
+    gone = json.dumps({"key": "deletedFile", "value": {"path": "nope.txt"}})
+    assert _post(hub_rw, "/api/models/acme/d/commit/main", data=gone).status_code == 404

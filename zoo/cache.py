@@ -36,7 +36,7 @@ from .errors import ZooError
 from .hashing import Progress, sha256_file
 
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 ENTRY_VERSION = 1
 #: how long to wait for another process holding a fetch lock (``$ZOO_LOCK_TIMEOUT`` seconds)
 DEFAULT_LOCK_TIMEOUT = 600.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -21,9 +22,10 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from ..cache import Cache
+from ..errors import ZooError
 from . import read, write
 from .auth import Auth, read_tokens
-from .repos import RepoIndex
+from .repos import REPO_ID_RE, RepoIndex
 
 
 class ServedIndex(RepoIndex):
@@ -57,16 +59,20 @@ def _fetch_upstream(hub: Hub, repo_id: str, revision: str, path: str) -> bool:
     from ..sources import download, hf_remote
 
     cache = hub.index.cache
+    name = "upstream--" + (repo_id + "--" + path).replace("/", "--")
     try:
-        remote = hf_remote(repo_id, path, revision if revision != "main" else None, endpoint=hub.upstream)
-        with cache.writer(f"upstream-{remote.sha256 or os.getpid()}") as writer:
-            download(remote, writer)
-            sha = writer.commit(remote.sha256, expected_size=remote.size)
+        with cache.lock(name):  # concurrent misses of one file (in any worker) fetch it once
+            done = cache.entry(name)
+            if done is not None and cache.has_blob(done.sha256):
+                return True
+            remote = hf_remote(repo_id, path, revision if revision != "main" else None, endpoint=hub.upstream)
+            with cache.writer(f"upstream-{uuid.uuid4().hex}") as writer:
+                download(remote, writer)
+                sha = writer.commit(remote.sha256, expected_size=remote.size)
+            cache.record(name, sha, cache.blob_path(sha).stat().st_size, f"{hub.upstream}/{repo_id}/{path}",
+                         revision=remote.revision, hub_repo=repo_id, filename=path)
     except ZooError:
         return False
-    name = "upstream--" + (repo_id + "--" + path).replace("/", "--")
-    cache.record(name, sha, cache.blob_path(sha).stat().st_size, f"{hub.upstream}/{repo_id}/{path}",
-                 revision=remote.revision, hub_repo=repo_id, filename=path)
     hub.upstream_fetches[f"{repo_id}/{path}"] += 1
     return True
 
@@ -93,7 +99,7 @@ def index_page(hub: Hub) -> str:
     rows = []
     for repo_id in hub.index.repo_ids():
         repo = hub.index.get(repo_id)
-        if repo is None or (repo.private and hub.private):
+        if repo is None or repo.private:  # the page is for anyone who can reach the server
             continue
         card = cards.get(repo_id)
         size = sum(f.size for f in repo.files.values()) / 1e6
@@ -117,18 +123,25 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
 
     def reader(handler):
         async def endpoint(request: Request):
-            if hub.private and not hub.auth.valid(request):
+            authorized = hub.auth.valid(request)
+            request.state.authorized = authorized
+            if hub.private and not authorized:
                 return read.hub_error(401, None, "this hub is private: send a token (HF_TOKEN)")
-            response = handler(hub.index, request)
-            if response.status_code == 404 and hub.upstream and "org" in request.path_params:
-                p = request.path_params
-                repo_id, revision = f"{p['org']}/{p['name']}", p.get("revision", "main")
+            p = request.path_params
+            if "org" in p and not REPO_ID_RE.match(f"{p['org']}/{p['name']}"):
+                return read.hub_error(400, None, "invalid repo id")
+            if "org" in p and not authorized and hub.index.store.info(f"{p['org']}/{p['name']}").get("private"):
+                return read.hub_error(404, "RepoNotFound", f"Repository {p['org']}/{p['name']} not found")
+            response = await run_in_threadpool(handler, hub.index, request)
+            # pull-through of main only: other revisions would land under main's names
+            if response.status_code == 404 and hub.upstream and "org" in p and p.get("revision", "main") == "main":
+                repo_id = f"{p['org']}/{p['name']}"
                 if handler is read.resolve:
-                    fetched = await run_in_threadpool(_fetch_upstream, hub, repo_id, revision, p["path"])
+                    fetched = await run_in_threadpool(_fetch_upstream, hub, repo_id, "main", p["path"])
                 else:  # model info or tree of a repo we do not hold yet
-                    fetched = await run_in_threadpool(_fetch_upstream_repo, hub, repo_id, revision)
+                    fetched = await run_in_threadpool(_fetch_upstream_repo, hub, repo_id, "main")
                 if fetched:
-                    response = handler(hub.index, request)
+                    response = await run_in_threadpool(handler, hub.index, request)
             return response
         return endpoint
 
@@ -138,10 +151,17 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
                 return read.hub_error(403, None, "this hub is read-only")
             if not signed and not hub.auth.valid(request):
                 return read.hub_error(401, None, "writes need a valid token (HF_TOKEN, or token=)")
+            p = request.path_params
+            if "org" in p and not REPO_ID_RE.match(f"{p['org']}/{p['name']}"):
+                return read.hub_error(400, None, "invalid repo id")
             try:
                 return await handler(hub, request)
             except write.TooLarge:
                 return read.hub_error(413, None, "request body too large")
+            except (AttributeError, TypeError, KeyError, ValueError, RecursionError, UnicodeError):
+                return read.hub_error(400, None, "malformed request body")
+            except ZooError as exc:  # e.g. a repo lock held too long by another writer
+                return read.hub_error(503, None, str(exc))
         return endpoint
 
     async def whoami(request: Request):
@@ -151,6 +171,8 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
                              "auth": {"type": "access_token", "accessToken": {"displayName": "zoo", "role": "write"}}})
 
     async def stats(request: Request):
+        if hub.private and not hub.auth.valid(request):
+            return read.hub_error(401, None, "this hub is private")
         return JSONResponse({"requests": dict(hub.index.counts), "upstream": dict(hub.upstream_fetches),
                              "repos": hub.index.repo_ids()})
 

@@ -53,10 +53,10 @@ class Auth:
 
     def valid(self, request: Request) -> bool:
         token = bearer(request)
-        return token is not None and any(hmac.compare_digest(token, t) for t in self.tokens)
+        return token is not None and any(hmac.compare_digest(token.encode(), t.encode()) for t in self.tokens)
 
     def sign(self, repo_id: str, oid: str, size: int) -> str:
         return hmac.new(self._secret, f"{repo_id}:{oid}:{size}".encode(), hashlib.sha256).hexdigest()
 
     def check_signature(self, repo_id: str, oid: str, size: int, signature: str) -> bool:
-        return hmac.compare_digest(self.sign(repo_id, oid, size), signature or "")
+        return hmac.compare_digest(self.sign(repo_id, oid, size).encode(), (signature or "").encode())

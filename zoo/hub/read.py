@@ -27,7 +27,9 @@ class BlobResponse(FileResponse):
 
 
 def hub_error(status: int, code: str | None, message: str, commit: str | None = None) -> JSONResponse:
-    headers = {"X-Error-Message": message}
+    # headers carry ASCII only (a CR/LF or non-ASCII byte would break or drop the response); the
+    # JSON body keeps the message as it is
+    headers = {"X-Error-Message": message.encode("ascii", "backslashreplace").decode().replace("\r", " ").replace("\n", " ")}
     if code:
         headers["X-Error-Code"] = code
     if commit:
@@ -38,7 +40,7 @@ def hub_error(status: int, code: str | None, message: str, commit: str | None = 
 def bad_path(path: str) -> bool:
     """A file path that could point outside its repo: absolute, or with '..', '.', empty or NUL parts."""
     parts = path.split("/")
-    return path.startswith("/") or "\\\\" in path or "\0" in path or any(p in ("", ".", "..") for p in parts)
+    return path.startswith("/") or "\\" in path or "\0" in path or any(p in ("", ".", "..") for p in parts)
 
 
 def repo_at_revision(index: RepoIndex, request: Request) -> Repo | JSONResponse:
@@ -98,13 +100,17 @@ def model_info(index: RepoIndex, request: Request) -> Response:
 def list_models(index: RepoIndex, request: Request) -> Response:
     search = request.query_params.get("search", "").casefold()
     author = request.query_params.get("author", "")
-    limit = int(request.query_params.get("limit", "1000") or 1000)
+    try:
+        limit = int(request.query_params.get("limit", "1000") or 1000)
+    except ValueError:
+        return hub_error(400, None, "limit must be a number")
     out = []
+    show_private = getattr(request.state, "authorized", False)
     for repo_id in index.repo_ids():
         if search and search not in repo_id.casefold() or author and not repo_id.startswith(author + "/"):
             continue
         repo = index.get(repo_id)
-        if repo is not None:
+        if repo is not None and (show_private or not repo.private):
             out.append({k: v for k, v in _info(repo).items() if k != "siblings"})
     return JSONResponse(out[:limit])
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..cache import Cache, _read_json, _write_json
 
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}\Z")
 
 
 def git_blob_oid(data: bytes) -> str:
@@ -49,6 +49,10 @@ class RepoStore:
         self.root = cache.root / "repos"
 
     def _dir(self, repo_id: str) -> Path:
+        from .repos import REPO_ID_RE
+
+        if not REPO_ID_RE.match(repo_id):  # never a path outside repos/ (e.g. a decoded '%2e%2e')
+            raise ValueError(f"invalid repo id {repo_id!r}")
         org, name = repo_id.split("/", 1)
         return self.root / org / name
 
@@ -122,9 +126,18 @@ class RepoStore:
             base = self.commit(repo_id, head) if head else None
             files = dict(base.files) if base else {}
             for path in deletes:
-                for p in [p for p in files if p == path or (path.endswith("/") and p.startswith(path))]:
+                gone = [p for p in files if p == path or (path.endswith("/") and p.startswith(path))]
+                if not gone:
+                    raise KeyError(path)
+                for p in gone:
                     del files[p]
             files.update(adds)
+            paths = set(files)
+            for p in paths:  # a file may not also be a folder: clients could not write both to disk
+                parts = p.split("/")
+                clash = next(("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in paths), None)
+                if clash:
+                    raise ValueError(f"{clash} is a file, so {p} cannot be in a folder of that name")
             return self._write_commit(repo_id, head, title, message, files)
 
     def referenced_blobs(self) -> set[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -62,7 +63,8 @@ async def create_repo(hub, request: Request) -> Response:
     repo_id = f"{org}/{name}"
     if not REPO_ID_RE.match(repo_id):
         return hub_error(400, None, f"invalid repo id {repo_id!r}")
-    created = await run_in_threadpool(hub.index.store.create, repo_id, bool(data.get("private")))
+    private = bool(data.get("private")) or data.get("visibility") == "private"  # huggingface_hub sends visibility
+    created = await run_in_threadpool(hub.index.store.create, repo_id, private)
     url = f"{_base(request)}/{repo_id}"
     if not created:
         return JSONResponse({"error": "You already created this model repo", "url": url}, status_code=409)
@@ -141,7 +143,7 @@ async def lfs_upload(hub, request: Request) -> Response:
         return hub_error(401, None, "invalid or missing upload signature")
     if size > hub.max_upload or int(request.headers.get("content-length") or 0) > hub.max_upload:
         return hub_error(413, None, f"upload over the {hub.max_upload} byte limit")
-    writer = hub.index.cache.writer(f"upload-{oid}")
+    writer = hub.index.cache.writer(f"upload-{oid}-{uuid.uuid4().hex[:8]}")  # concurrent PUTs never share a file
     try:
         received = 0
         async for chunk in request.stream():
@@ -167,19 +169,35 @@ async def lfs_verify(hub, request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+LINE_MAX = REGULAR_MAX * 4 // 3 + (64 << 10)  # the longest line: one inline file in base64, plus its JSON
+
+
 async def _ndjson_lines(request: Request, limit: int):
-    buf, total = b"", 0
+    """The commit body's JSON lines, read as they arrive; only the current line is held in memory."""
+    buf, total = bytearray(), 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
             raise TooLarge
+        start = len(buf)
         buf += chunk
-        *lines, buf = buf.split(b"\n")
-        for line in lines:
+        while (end := buf.find(b"\n", start)) >= 0:
+            line, buf, start = bytes(buf[:end]), buf[end + 1:], 0
             if line.strip():
-                yield json.loads(line)
-    if buf.strip():
-        yield json.loads(buf)
+                yield await run_in_threadpool(json.loads, line)
+        if len(buf) > LINE_MAX:
+            raise TooLarge
+    if bytes(buf).strip():
+        yield json.loads(bytes(buf))
+
+
+def _store_inline(cache, content: str) -> dict:
+    """Decode one inline (regular) file of a commit and store it as a blob (off the event loop)."""
+    data = base64.b64decode(content, validate=True)
+    with cache.writer(f"commit-{uuid.uuid4().hex}") as writer:
+        writer.write(data)
+        sha = writer.commit()
+    return {"sha256": sha, "size": len(data), "oid": git_blob_oid(data), "lfs": False}
 
 
 async def commit(hub, request: Request) -> Response:
@@ -201,13 +219,9 @@ async def commit(hub, request: Request) -> Response:
                 return hub_error(400, None, f"invalid file path {path!r}")
             if key == "file":
                 try:
-                    data = base64.b64decode(value.get("content", ""), validate=True)
-                except (binascii.Error, ValueError):
+                    adds[path] = await run_in_threadpool(_store_inline, cache, value.get("content", ""))
+                except (binascii.Error, ValueError, TypeError):
                     return hub_error(400, None, f"{path}: content is not base64")
-                writer = cache.writer(f"commit-{git_blob_oid(data)}")
-                writer.write(data)
-                sha = await run_in_threadpool(writer.commit)
-                adds[path] = {"sha256": sha, "size": len(data), "oid": git_blob_oid(data), "lfs": False}
             elif key == "lfsFile":
                 oid, size = value.get("oid", ""), value.get("size")
                 if not SHA256_RE.match(str(oid)) or not cache.has_blob(oid) or cache.blob_path(oid).stat().st_size != size:
@@ -224,6 +238,8 @@ async def commit(hub, request: Request) -> Response:
     try:
         new = await run_in_threadpool(hub.index.store.apply, repo_id, header.get("summary") or "upload",
                                       header.get("description") or "", header.get("parentCommit"), adds, deletes)
+    except KeyError as exc:
+        return hub_error(404, "EntryNotFound", f"cannot delete {exc.args[0]}: no such file in {repo_id}")
     except ValueError as exc:
         return hub_error(409, None, str(exc))
     return JSONResponse({"commitUrl": f"{_base(request)}/{repo_id}/commit/{new.id}", "commitOid": new.id,
