@@ -169,3 +169,19 @@ def tiny_hub_card(sha256: str | None = None, **changes) -> dict:
     data["sha256"] = sha256 or ""
     data.update(changes)
     return data
+
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory) -> Path:
+    """sklearn's load_digits() (1797 real 8x8 handwritten digits) as an ImageFolder of PNGs."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("digits")
+    digits = load_digits()
+    for i, (img, label) in enumerate(zip(digits.images, digits.target)):
+        d = root / str(label)
+        d.mkdir(exist_ok=True)
+        Image.fromarray((img * (255 / 16)).astype(np.uint8)).resize((32, 32), Image.NEAREST).save(d / f"{i:04d}.png")
+    return root

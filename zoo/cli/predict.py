@@ -1,14 +1,12 @@
-"""``zoo predict NAME IMAGE_OR_DIR...``: top-k ImageNet (or head) classes per image, batched."""
+"""``zoo predict`` (top-k classes per image) and ``zoo extract`` (bottleneck features of a folder)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
+from ..images import IMAGE_EXTENSIONS, open_rgb
 from . import console, positive_int, print_json
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
-
 
 def expand(paths: list[str]) -> list[str]:
     """Files as given; directories contribute their image files, sorted."""
@@ -19,22 +17,6 @@ def expand(paths: list[str]) -> list[str]:
         else:
             out.append(p)
     return out
-
-
-def open_rgb(path: str):
-    """The image as RGB, fully decoded (a truncated file fails here, naming itself)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.convert("RGB")
-    except FileNotFoundError:
-        raise ValueError("no such file") from None
-    except UnidentifiedImageError:
-        raise ValueError("not an image (PIL cannot identify it)") from None
-    except (OSError, SyntaxError) as exc:
-        raise ValueError(f"unreadable image: {exc}") from None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -79,7 +61,43 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_extract(args: argparse.Namespace) -> int:
+    from ..features import extract, scan, write_features
+    from ..load import load, transforms
+
+    data = scan(args.data)
+    model = load(args.name, head=0)
+    import time
+
+    t0 = time.perf_counter()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("extract"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeRemainingColumn(), console=console(stderr=True)) as bar:
+        task = bar.add_task("extract", total=len(data.files), rate="")
+
+        def advance(n: int) -> None:
+            done = bar.tasks[0].completed + n
+            bar.update(task, advance=n, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.0f} images/s")
+
+        features, labels, kept = extract(model, data, batch_size=args.batch_size, progress=advance)
+    for path, why in data.skipped:
+        console(stderr=True).print(f"skipped {path}: {why}", style="yellow")
+    meta = {"model": model.card.name, "weights_sha256": model.card.sha256 or "", "layer": "pooled",
+            "transform": repr(transforms(model))}
+    out = write_features(args.out, features, labels, data, kept, meta)
+    console().print(f"{out}: {len(kept)} images x {features.shape[-1]} features, {len(data.classes)} classes")
+    return 0
+
+
 def add_parsers(sub) -> None:
+    p = sub.add_parser("extract", help="bottleneck features of an ImageFolder through a frozen backbone (.h5 or .safetensors)")
+    p.add_argument("name", help="model name")
+    p.add_argument("--data", required=True, metavar="DIR", help="an ImageFolder: one sub-folder per class")
+    p.add_argument("--out", required=True, metavar="FILE", help="FEATURES.h5 or FEATURES.safetensors")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.set_defaults(run=cmd_extract)
+
     p = sub.add_parser("predict", help="classify images with a model (top-k classes and probabilities)")
     p.add_argument("name", help="model name (efficientnet_lite0, ResNet50, ...)")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")

@@ -1,0 +1,75 @@
+"""Bottleneck features (zoo/features.py, ``zoo extract``) on real data: sklearn's digits."""
+
+import json
+
+import pytest
+import torch
+
+import zoo
+from zoo.errors import UsageError
+from zoo.features import extract, scan
+
+from conftest import run_zoo
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+
+
+def _probe_accuracy(x, y, seed=0):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+    clf = LogisticRegression(max_iter=2000).fit(xtr, ytr)
+    return clf.score(xte, yte)
+
+
+def test_extract_to_h5_then_logistic_regression(digits_folder, tmp_path, isolated_env):
+    import h5py
+
+    out = tmp_path / "digits.h5"
+    result = run_zoo("extract", "efficientnet_lite0", "--data", str(digits_folder), "--out", str(out),
+                     env={"ZOO_HOME": str(isolated_env), "ZOO_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    with h5py.File(out) as h5:
+        x, y = h5["features"][:], h5["labels"][:]
+        classes = json.loads(h5.attrs["classes"])
+        assert h5.attrs["model"] == "tf_efficientnet_lite0.bundled_in1k"
+        assert len(h5["paths"]) == len(y) == 1797
+    assert x.shape == (1797, 1280) and classes == [str(i) for i in range(10)]
+    assert _probe_accuracy(x, y) >= 0.90
+
+
+def test_second_extraction_reads_the_cache_and_runs_no_forward(digits_folder, tmp_path):
+    model = zoo.load("efficientnet_lite0", head=0)
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    data = scan(digits_folder)
+    data.files, data.labels = data.files[::10], data.labels[::10]  # a 180-image subset is enough here
+    f1, l1, k1 = extract(model, data, cache_dir=tmp_path / "cache")
+    assert calls and f1.shape == (len(data.files), 1280)
+    calls.clear()
+    f2, l2, k2 = extract(model, data, cache_dir=tmp_path / "cache")
+    assert calls == [] and torch.equal(f1, f2) and torch.equal(l1, l2) and k1 == k2
+
+
+def test_unreadable_images_are_skipped_and_folders_checked(digits_folder, tmp_path):
+    import shutil
+
+    root = tmp_path / "mini"
+    for c in ("0", "1"):
+        (root / c).mkdir(parents=True)
+        for p in sorted((digits_folder / c).iterdir())[:3]:
+            shutil.copy(p, root / c / p.name)
+    (root / "1" / "broken.png").write_bytes(b"\x89PNG not really")
+    model = zoo.load("efficientnet_lite0", head=0)
+    data = scan(root)
+    feats, labels, kept = extract(model, data, cache_dir=tmp_path / "c")
+    assert len(kept) == 6 and [p.name for p, _ in data.skipped] == ["broken.png"]
+    (root / "2").mkdir()
+    with pytest.raises(UsageError, match="holds no images"):
+        scan(root)
+    with pytest.raises(UsageError, match="at least 2 class"):
+        scan(root / "0")
