@@ -36,6 +36,7 @@ CATS = {"tabby, tabby cat", "tiger cat", "Egyptian cat"}
 def test_lite0_recognises_real_photos(photos):
     model = zoo.load("efficientnet_lite0")
     assert model.card.name == "tf_efficientnet_lite0.bundled_in1k" and not model.training
+    assert model.weights_sha256 == model.card.sha256
     assert CATS & set(_top(model, photos["chelsea"]))
     assert "palace" in _top(model, photos["china"])
 

@@ -72,7 +72,9 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, cache_dir: str | 
     from .load import transforms
 
     tf = transforms(model)
-    weights = (model.card.sha256 or model.card.name) if getattr(model, "card", None) else "unknown"
+    weights = getattr(model, "weights_sha256", None)
+    if not weights:  # random init or a model not made by zoo.load: its features cannot be reused
+        raise UsageError("feature extraction needs a model loaded by zoo.load with pretrained weights")
     hashes = content_hashes(data.files)
     key = cache_key(weights, "pooled", repr(tf), hashes)
     cache_dir = Path(cache_dir or Path(config.zoo_home()) / "features")

@@ -154,6 +154,8 @@ def load(name: str | Card, head: int | Sequence[str] | nn.Module | None = None, 
     model.eval()
     heads.freeze(model, freeze)
     model.card = card
+    # the identity of the bytes actually loaded (also for cards that pin no sha256): feature caches key on it
+    model.weights_sha256 = path.name if pretrained else None
     model.class_names = class_names
     model.data_config = data_config(card, input_size)
     return model

@@ -83,7 +83,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         features, labels, kept = extract(model, data, batch_size=args.batch_size, progress=advance)
     for path, why in data.skipped:
         console(stderr=True).print(f"skipped {path}: {why}", style="yellow")
-    meta = {"model": model.card.name, "weights_sha256": model.card.sha256 or "", "layer": "pooled",
+    meta = {"model": model.card.name, "weights_sha256": model.weights_sha256, "layer": "pooled",
             "transform": repr(transforms(model))}
     out = write_features(args.out, features, labels, data, kept, meta)
     console().print(f"{out}: {len(kept)} images x {features.shape[-1]} features, {len(data.classes)} classes")
