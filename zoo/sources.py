@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import config
-from .cache import BlobWriter
+from .blobwriter import BlobWriter
 from .errors import UsageError, ZooError
 from .uri import Uri
 

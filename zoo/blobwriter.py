@@ -1,0 +1,119 @@
+"""A process-unique temp file in the cache that hashes what is written while it is written.
+
+Split from zoo/cache.py (which owns the layout) because it is the one piece with a thread: the
+download loop hands chunks over and a worker writes and hashes them, both releasing the GIL.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import queue
+import threading
+from pathlib import Path
+
+from .cache import Cache, CacheError, CorruptBlobError, pid_alive
+
+
+class BlobWriter:
+    """A process-unique temp file in ``blobs/`` that hashes while it writes; :meth:`commit` renames
+    it to ``blobs/<sha256>`` only when the hash matches.
+
+    Writing and hashing run in a worker thread (both release the GIL), so the caller's network
+    reads overlap them: the download loop only hands chunks over. With ``resume=True`` a partial
+    file left by a dead process under the same key is adopted (its bytes are re-hashed first) and
+    :attr:`offset` says where to continue, e.g. with an HTTP ``Range`` request.
+    """
+
+    _DONE = object()
+
+    def __init__(self, cache: Cache, key: str, resume: bool = False):
+        self.cache = cache
+        cache.blobs.mkdir(parents=True, exist_ok=True)
+        self.path = cache.blobs / f".incomplete-{key}.{os.getpid()}"
+        if resume:
+            self._adopt(key)
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+        self._fh = open(self.path, "ab")
+        self._digest = hashlib.sha256()
+        self._queue: queue.Queue = queue.Queue(maxsize=16)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._drain, name="zoo-blob-writer", daemon=True)
+        if self.offset:
+            with open(self.path, "rb") as fh:
+                while chunk := fh.read(8 << 20):
+                    self._digest.update(chunk)
+        self._thread.start()
+
+    def _adopt(self, key: str) -> None:
+        leftovers = [Path(p) for p in glob.glob(str(self.cache.blobs / f".incomplete-{glob.escape(key)}.*"))]
+        leftovers = [p for p in leftovers if p != self.path and not pid_alive(p.name.rsplit(".", 1)[-1])]
+        if leftovers and not self.path.exists():
+            best = max(leftovers, key=lambda p: p.stat().st_size)
+            os.replace(best, self.path)
+            leftovers.remove(best)
+        for p in leftovers:
+            p.unlink(missing_ok=True)
+
+    def _drain(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is self._DONE:
+                return
+            if self._error is None:
+                try:
+                    self._fh.write(chunk)
+                    self._digest.update(chunk)
+                except BaseException as exc:  # reported by commit()
+                    self._error = exc
+
+    def write(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise CacheError(f"writing {self.path} failed: {self._error}")
+        self._queue.put(chunk)
+        self.offset += len(chunk)
+
+    def _finish(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(self._DONE)
+            self._thread.join()
+            self._fh.close()
+
+    def restart(self) -> None:
+        """Drop what was written (the server ignored a Range request and sends everything)."""
+        self._finish()
+        self.path.unlink(missing_ok=True)
+        self.__init__(self.cache, self.path.name[len(".incomplete-"):].rsplit(".", 1)[0])
+
+    def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> str:
+        """Finish writing; rename into ``blobs/<sha256>`` if the hash (and size) match, else raise."""
+        self._finish()
+        if self._error is not None:
+            raise CacheError(f"writing {self.path} failed: {self._error}")
+        actual = self._digest.hexdigest()
+        size = self.path.stat().st_size
+        if expected_size is not None and size != expected_size:
+            self.path.unlink(missing_ok=True)
+            what = "an empty body" if size == 0 else f"a short body ({size} of {expected_size} bytes)"
+            raise CorruptBlobError(f"got {what}, not the whole file")
+        if expected_sha256 and actual != expected_sha256:
+            self.path.unlink(missing_ok=True)
+            raise CorruptBlobError(f"sha256 mismatch: expected {expected_sha256}, got {actual} ({size} bytes)")
+        self.cache.commit_file(self.path, actual)
+        return actual
+
+    def discard(self, keep_partial: bool = False) -> None:
+        """Give up; keep the partial bytes for a later resume, or delete them."""
+        self._finish()
+        if not keep_partial:
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "BlobWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._closed:  # neither committed nor explicitly discarded: nothing is kept
+            self.discard(keep_partial=False)
