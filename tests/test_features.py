@@ -7,7 +7,8 @@ import torch
 
 import zoo
 from zoo.errors import UsageError
-from zoo.features import extract, scan
+from zoo.datasets import scan, split
+from zoo.features import extract
 
 from conftest import run_zoo
 
@@ -48,11 +49,19 @@ def test_second_extraction_reads_the_cache_and_runs_no_forward(digits_folder, tm
     model.register_forward_hook(lambda *_: calls.append(1))
     data = scan(digits_folder)
     data.files, data.labels = data.files[::10], data.labels[::10]  # a 180-image subset is enough here
-    f1, l1, k1 = extract(model, data, cache_dir=tmp_path / "cache")
-    assert calls and f1.shape == (len(data.files), 1280)
+    s1 = extract(model, data, cache_dir=tmp_path / "cache")
+    assert calls and not s1.cached and s1.features().shape == (len(data.files), 1280)
     calls.clear()
-    f2, l2, k2 = extract(model, data, cache_dir=tmp_path / "cache")
-    assert calls == [] and torch.equal(f1, f2) and torch.equal(l1, l2) and k1 == k2
+    s2 = extract(model, data, cache_dir=tmp_path / "cache")
+    assert calls == [] and s2.cached and torch.equal(s1.features(), s2.features())
+    assert torch.equal(s1.labels(), s2.labels()) and s1.kept == s2.kept
+    # the rows are the model's pooled features of those images, in order
+    from zoo.images import open_rgb
+
+    tf = zoo.transforms(model)
+    with torch.inference_mode():
+        direct = model(torch.stack([tf(open_rgb(str(p))) for p in data.files[:4]]))
+    assert torch.allclose(direct, s1.features()[:4], atol=1e-4)
 
 
 def test_unreadable_images_are_skipped_and_folders_checked(digits_folder, tmp_path):
@@ -66,8 +75,9 @@ def test_unreadable_images_are_skipped_and_folders_checked(digits_folder, tmp_pa
     (root / "1" / "broken.png").write_bytes(b"\x89PNG not really")
     model = zoo.load("efficientnet_lite0", head=0)
     data = scan(root)
-    feats, labels, kept = extract(model, data, cache_dir=tmp_path / "c")
-    assert len(kept) == 6 and [p.name for p, _ in data.skipped] == ["broken.png"]
+    fs = extract(model, data, cache_dir=tmp_path / "c", workers=0)
+    assert len(fs.kept) == 6 and [p.name for p, _ in data.skipped] == ["broken.png"]
+    assert fs.labels().tolist() == [0, 0, 0, 1, 1, 1]
     (root / "2").mkdir()
     with pytest.raises(UsageError, match="holds no images"):
         scan(root)

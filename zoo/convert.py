@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from typing import Any, Callable, Mapping
@@ -35,40 +36,61 @@ _DTYPES = {  # torch dtype name -> safetensors dtype code
     "float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64",
     "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL",
 }
+_ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 class ConversionError(ZooError):
     """A checkpoint does not map onto the architecture it claims to be."""
 
 
+class Chunked:
+    """A tensor too large to hold at once: its safetensors dtype name (``"F32"``), shape, and an
+    iterable of raw little-endian byte chunks in row-major order (streamed by write_safetensors)."""
+
+    def __init__(self, dtype: str, shape: list[int], chunks: Any):
+        self.dtype, self.shape, self.chunks = dtype, list(shape), chunks
+        self.nbytes = _ITEMSIZE[dtype] * math.prod(self.shape)
+
+
 def write_safetensors(tensors: Mapping[str, Any], path: str, metadata: Mapping[str, str] | None = None) -> str:
-    """Write ``tensors`` (name -> torch tensor, in the order given) as safetensors; return the sha256.
+    """Write ``tensors`` (name -> torch tensor or :class:`Chunked`, in the order given) as
+    safetensors; return the sha256.
 
     Byte-for-byte deterministic for the same tensors and metadata. Writes a temp file beside
-    ``path`` and renames it into place, so ``path`` never holds a half-written file.
+    ``path`` and renames it into place, so ``path`` never holds a half-written file. A
+    :class:`Chunked` entry is streamed, so a file larger than memory can be written.
     """
     header: dict[str, Any] = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    blobs = []
+    blobs: list[Any] = []
     offset = 0
     for name, tensor in tensors.items():
-        dtype = str(tensor.dtype).removeprefix("torch.")
-        if dtype not in _DTYPES:
-            raise ConversionError(f"tensor {name!r} has dtype {dtype}, which safetensors cannot store here")
-        data = _raw_bytes(tensor)
-        header[name] = {"dtype": _DTYPES[dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + len(data)]}
+        if isinstance(tensor, Chunked):
+            code, shape, size, data = tensor.dtype, tensor.shape, tensor.nbytes, tensor
+        else:
+            dtype = str(tensor.dtype).removeprefix("torch.")
+            if dtype not in _DTYPES:
+                raise ConversionError(f"tensor {name!r} has dtype {dtype}, which safetensors cannot store here")
+            data = _raw_bytes(tensor)
+            code, shape, size = _DTYPES[dtype], list(tensor.shape), len(data)
+        header[name] = {"dtype": code, "shape": shape, "data_offsets": [offset, offset + size]}
         blobs.append(data)
-        offset += len(data)
+        offset += size
     head = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode()
     head += b" " * (-len(head) % 8)
     digest = hashlib.sha256()
     tmp = f"{path}.{os.getpid()}.incomplete"
     try:
         with open(tmp, "wb") as fh:
-            for piece in (struct.pack("<Q", len(head)), head, *blobs):
-                fh.write(piece)
-                digest.update(piece)
+            for blob in (struct.pack("<Q", len(head)), head, *blobs):
+                written = 0
+                for piece in (blob.chunks if isinstance(blob, Chunked) else (blob,)):
+                    fh.write(piece)
+                    digest.update(piece)
+                    written += len(piece)
+                if isinstance(blob, Chunked) and written != blob.nbytes:
+                    raise ConversionError(f"a streamed tensor gave {written} bytes, its shape needs {blob.nbytes}")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -2,8 +2,10 @@
 
 The cache key is what the features depend on: the backbone's weights sha256, the layer, the
 transform, and each image's content sha256. A second run (other head hyper-parameters, the same
-images) reads the cached features and runs no forward pass at all. Extraction is batched, under
-``torch.inference_mode``, in channels_last (lite0 runs about 2x faster than NCHW on this CPU).
+images) reads the cached features and runs no forward pass at all. Extraction decodes images in
+DataLoader workers while the main process runs the model, batched, under ``torch.inference_mode``,
+in channels_last (lite0 runs about 2x faster than NCHW on this CPU). Features stream to disk batch
+by batch: neither the cache file nor an ``.h5`` export is ever held in memory whole.
 """
 
 from __future__ import annotations
@@ -11,46 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
+from .datasets import ImageFolder, content_hashes
 from .errors import UsageError
-from .images import IMAGE_EXTENSIONS, open_rgb
+from .images import open_rgb
 
-
-
-@dataclass
-class ImageFolder:
-    """An ImageFolder (one sub-folder per class): files, integer labels and class names."""
-
-    root: Path
-    classes: list[str]
-    files: list[Path]
-    labels: list[int]
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
-
-
-def scan(root: str | os.PathLike) -> ImageFolder:
-    """The classes (sorted sub-folders) and image files of ``root``; an empty class is an error naming it."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a directory of class folders")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if len(classes) < 2:
-        raise UsageError(f"{root} needs at least 2 class folders, found {len(classes)}")
-    files, labels = [], []
-    for i, name in enumerate(classes):
-        found = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        if not found:
-            raise UsageError(f"class folder {root / name} holds no images")
-        files += found
-        labels += [i] * len(found)
-    return ImageFolder(root, classes, files, labels)
-
-
-def content_hashes(files: list[Path]) -> list[str]:
-    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in files]
+#: rows per block when features are copied between files
+BLOCK_ROWS = 1024
 
 
 def cache_key(weights_sha256: str, layer: str, transform_repr: str, hashes: list[str]) -> str:
@@ -60,85 +32,188 @@ def cache_key(weights_sha256: str, layer: str, transform_repr: str, hashes: list
     return h.hexdigest()
 
 
-def extract(model, data: ImageFolder, *, batch_size: int = 32, cache_dir: str | os.PathLike | None = None,
-            progress: Callable[[int], None] | None = None):
-    """Pooled features (N, D) of every readable image of ``data`` through ``model`` (a zoo.load
-    model with head=0). Unreadable images are skipped and listed in ``data.skipped``. Uses and
-    fills the feature cache in ``cache_dir`` (default ``ZOO_HOME/features``)."""
+@dataclass
+class FeatureSet:
+    """Features of the readable images of an ImageFolder, in a safetensors file of the cache.
+
+    ``kept[i]`` is the index (into the folder's files) of feature row ``i``; ``cached`` says
+    whether the set came from the cache without a forward pass."""
+
+    path: Path
+    kept: list[int]
+    num_features: int
+    cached: bool
+
+    def features(self):
+        """All rows as one float32 tensor (N, D)."""
+        from safetensors.torch import load_file
+
+        return load_file(str(self.path))["features"]
+
+    def labels(self):
+        from safetensors import safe_open
+
+        with safe_open(str(self.path), "pt") as f:
+            return f.get_tensor("labels")
+
+    def blocks(self, rows: int = BLOCK_ROWS) -> Iterator:
+        """Row blocks of the features, read from disk one block at a time."""
+        from safetensors import safe_open
+
+        with safe_open(str(self.path), "pt") as f:
+            sl = f.get_slice("features")
+            for start in range(0, len(self.kept), rows):
+                yield sl[start:start + rows]
+
+
+def pooled(model, x):
+    """The pooled features the classifier sees (timm's pre-logits), whatever the model's head."""
+    if getattr(model, "num_classes", 0) == 0 or not hasattr(model, "forward_head"):
+        return model(x)
+    return model.forward_head(model.forward_features(x), pre_logits=True)
+
+
+class _Images:
+    """Map-style dataset for DataLoader workers: (image tensor or None, index, why unreadable)."""
+
+    def __init__(self, files: list[Path], transform):
+        self.files, self.transform = files, transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.transform(open_rgb(str(self.files[i]))), i, ""
+        except ValueError as exc:
+            return None, i, str(exc)
+
+
+def _collate(items):
     import torch
-    from safetensors.torch import load_file, save_file
+
+    good = [(x, i) for x, i, _ in items if x is not None]
+    bad = [(i, why) for x, i, why in items if x is None]
+    batch = torch.stack([x for x, _ in good]) if good else None
+    return batch, [i for _, i in good], bad
+
+
+def default_workers() -> int:
+    """DataLoader workers for decoding: one per core, at most 4 (the forward pass wants the rest)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | None = None,
+            cache_dir: str | os.PathLike | None = None, progress: Callable[[int], None] | None = None,
+            on_forward: Callable[[int], None] | None = None) -> FeatureSet:
+    """Pooled features of every readable image of ``data`` through ``model`` (a zoo.load model).
+
+    Unreadable images are skipped and listed in ``data.skipped``. Uses and fills the feature
+    cache in ``cache_dir`` (default ``ZOO_HOME/features``). ``on_forward(n)`` is called for every
+    backbone batch actually run (tests and benchmarks count them)."""
+    import torch
 
     from . import config
+    from .convert import Chunked, write_safetensors
     from .load import transforms
 
     tf = transforms(model)
     weights = getattr(model, "weights_sha256", None)
     if not weights:  # random init or a model not made by zoo.load: its features cannot be reused
         raise UsageError("feature extraction needs a model loaded by zoo.load with pretrained weights")
-    hashes = content_hashes(data.files)
-    key = cache_key(weights, "pooled", repr(tf), hashes)
+    key = cache_key(weights, "pooled", repr(tf), content_hashes(data.files))
     cache_dir = Path(cache_dir or Path(config.zoo_home()) / "features")
     cached = cache_dir / f"{key}.safetensors"
     if cached.is_file():
-        stored = load_file(str(cached))
-        keep = stored["kept"].tolist()
-        data.skipped = [(data.files[i], "unreadable (cached)") for i in range(len(data.files)) if i not in set(keep)]
-        if progress:
-            progress(len(data.files))
-        return stored["features"], stored["labels"], keep
-    model = model.eval().to(memory_format=torch.channels_last)
-    feats, kept = [], []
-    for start in range(0, len(data.files), batch_size):
-        batch, idx = [], []
-        for i in range(start, min(start + batch_size, len(data.files))):
-            try:
-                batch.append(tf(open_rgb(str(data.files[i]))))
-                idx.append(i)
-            except ValueError as exc:
-                data.skipped.append((data.files[i], str(exc)))
-        if batch:
-            with torch.inference_mode():
-                x = torch.stack(batch).contiguous(memory_format=torch.channels_last)
-                feats.append(model(x).float())
-            kept += idx
-        if progress:
-            progress(min(batch_size, len(data.files) - start))
-    features = torch.cat(feats) if feats else torch.empty(0)
-    labels = torch.tensor([data.labels[i] for i in kept], dtype=torch.int64)
+        return _from_cache(cached, data, progress)
+
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{key}.{os.getpid()}.tmp"
-    save_file({"features": features.contiguous(), "labels": labels, "kept": torch.tensor(kept, dtype=torch.int64)},
-              str(tmp), metadata={"classes": json.dumps(data.classes)})
-    os.replace(tmp, cached)
-    return features, labels, kept
+    raw = cache_dir / f".{key}.{os.getpid()}.rows"
+    workers = default_workers() if workers is None else workers
+    loader = torch.utils.data.DataLoader(_Images(data.files, tf), batch_size=batch_size, num_workers=workers,
+                                         collate_fn=_collate, shuffle=False)
+    model = model.eval().to(memory_format=torch.channels_last)
+    kept: list[int] = []
+    dim = 0
+    try:
+        with open(raw, "wb") as rows:
+            for batch, idx, bad in loader:
+                for i, why in bad:
+                    data.skipped.append((data.files[i], why))
+                if batch is not None:
+                    with torch.inference_mode():
+                        out = pooled(model, batch.contiguous(memory_format=torch.channels_last)).float()
+                    if on_forward:
+                        on_forward(len(idx))
+                    dim = out.shape[-1]
+                    rows.write(out.contiguous().numpy().tobytes())
+                    kept += idx
+                if progress:
+                    progress(len(idx) + len(bad))
+        labels = torch.tensor([data.labels[i] for i in kept], dtype=torch.int64)
+
+        def chunks():
+            with open(raw, "rb") as fh:
+                while piece := fh.read(BLOCK_ROWS * max(dim, 1) * 4):
+                    yield piece
+
+        write_safetensors({"features": Chunked("F32", [len(kept), dim], chunks()), "labels": labels,
+                           "kept": torch.tensor(kept, dtype=torch.int64)},
+                          str(cached), {"classes": json.dumps(data.classes), "weights_sha256": weights})
+    finally:
+        raw.unlink(missing_ok=True)
+    return FeatureSet(cached, kept, dim, cached=False)
 
 
-def write_features(path: str | os.PathLike, features, labels, data: ImageFolder, kept: list[int], meta: dict) -> Path:
-    """Save features as ``.h5`` (h5py, datasets features/labels/paths, class names and metadata in
+def _from_cache(path: Path, data: ImageFolder, progress) -> FeatureSet:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        kept = f.get_tensor("kept").tolist()
+        dim = f.get_slice("features").get_shape()[-1]
+    keep = set(kept)
+    data.skipped += [(data.files[i], "unreadable (found so when the features were cached)")
+                     for i in range(len(data.files)) if i not in keep]
+    if progress:
+        progress(len(data.files))
+    return FeatureSet(path, kept, dim, cached=True)
+
+
+def write_features(path: str | os.PathLike, features: FeatureSet, data: ImageFolder, meta: dict) -> Path:
+    """Save features as ``.h5`` (h5py: datasets features/labels/paths, class names and metadata in
     attributes, written in row blocks) or ``.safetensors`` (paths and classes in the metadata)."""
     path = Path(path)
-    paths = [str(data.files[i]) for i in kept]
+    paths = [str(data.files[i]) for i in features.kept]
     meta = {**meta, "classes": json.dumps(data.classes)}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if path.suffix == ".h5":
-        import h5py
-        import numpy as np
+    n, d = len(features.kept), features.num_features
+    try:
+        if path.suffix == ".h5":
+            try:
+                import h5py
+            except ImportError:
+                raise UsageError("writing .h5 needs h5py: pip install 'zoo[features]' (or write .safetensors)") from None
+            import numpy as np
 
-        with h5py.File(tmp, "w") as h5:
-            n, d = features.shape if features.ndim == 2 else (0, 0)
-            ds = h5.create_dataset("features", shape=(n, d), dtype="float32", chunks=True)
-            for start in range(0, n, 1024):  # row blocks: a file larger than memory is written the same way
-                ds[start:start + 1024] = features[start:start + 1024].numpy()
-            h5.create_dataset("labels", data=labels.numpy())
-            h5.create_dataset("paths", data=np.array(paths, dtype=h5py.string_dtype()))
-            for k, v in meta.items():
-                h5.attrs[k] = v
-    elif path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+            with h5py.File(tmp, "w") as h5:
+                ds = h5.create_dataset("features", shape=(n, d), dtype="float32", chunks=(min(max(n, 1), 256), max(d, 1)))
+                start = 0
+                for block in features.blocks():
+                    ds[start:start + len(block)] = block.numpy()
+                    start += len(block)
+                h5.create_dataset("labels", data=features.labels().numpy())
+                h5.create_dataset("paths", data=np.array(paths, dtype=h5py.string_dtype()))
+                for k, v in meta.items():
+                    h5.attrs[k] = v
+        elif path.suffix == ".safetensors":
+            from .convert import Chunked, write_safetensors
 
-        save_file({"features": features.contiguous(), "labels": labels}, str(tmp),
-                  metadata={**{k: str(v) for k, v in meta.items()}, "paths": json.dumps(paths)})
-    else:
-        raise UsageError(f"--out must end in .h5 or .safetensors, not {path.suffix or 'nothing'}")
-    os.replace(tmp, path)
+            chunks = (b.contiguous().numpy().tobytes() for b in features.blocks())
+            write_safetensors({"features": Chunked("F32", [n, d], chunks), "labels": features.labels()}, str(tmp),
+                              {**{k: str(v) for k, v in meta.items()}, "paths": json.dumps(paths)})
+        else:
+            raise UsageError(f"--out must end in .h5 or .safetensors, not {path.suffix or 'nothing'}")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

@@ -62,7 +62,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from ..features import extract, scan, write_features
+    from ..datasets import scan
+    from ..features import extract, write_features
     from ..load import load, transforms
 
     data = scan(args.data)
@@ -80,13 +81,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
             done = bar.tasks[0].completed + n
             bar.update(task, advance=n, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.0f} images/s")
 
-        features, labels, kept = extract(model, data, batch_size=args.batch_size, progress=advance)
+        features = extract(model, data, batch_size=args.batch_size, workers=args.workers, progress=advance)
     for path, why in data.skipped:
         console(stderr=True).print(f"skipped {path}: {why}", style="yellow")
     meta = {"model": model.card.name, "weights_sha256": model.weights_sha256, "layer": "pooled",
             "transform": repr(transforms(model))}
-    out = write_features(args.out, features, labels, data, kept, meta)
-    console().print(f"{out}: {len(kept)} images x {features.shape[-1]} features, {len(data.classes)} classes")
+    out = write_features(args.out, features, data, meta)
+    console().print(f"{out}: {len(features.kept)} images x {features.num_features} features, "
+                    f"{len(data.classes)} classes{' (from the feature cache)' if features.cached else ''}")
     return 0
 
 
@@ -96,6 +98,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="an ImageFolder: one sub-folder per class")
     p.add_argument("--out", required=True, metavar="FILE", help="FEATURES.h5 or FEATURES.safetensors")
     p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: one per core, up to 4)")
     p.set_defaults(run=cmd_extract)
 
     p = sub.add_parser("predict", help="classify images with a model (top-k classes and probabilities)")

@@ -1,0 +1,113 @@
+"""Labelled image folders: the classes and files of an ImageFolder, and a train/validation split.
+
+The layouts of the classic tutorials are recognised: ``DIR/<class>/*.png``, split by a seeded
+stratified fraction, or ``DIR/train/<class>`` beside ``DIR/validation/<class>`` (also ``val``,
+``valid``) as in the dogs-vs-cats tutorial, or a validation folder given separately. Torch-free:
+a folder is checked before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UsageError
+from .images import IMAGE_EXTENSIONS
+
+#: sub-folder names that mark a pre-split dataset (dogs-vs-cats: train/ and validation/)
+TRAIN_DIRS = ("train", "training")
+VAL_DIRS = ("validation", "val", "valid")
+
+
+@dataclass
+class ImageFolder:
+    """An ImageFolder (one sub-folder per class): files, integer labels and class names.
+    ``skipped`` collects (file, reason) for images that could not be decoded."""
+
+    root: Path
+    classes: list[str]
+    files: list[Path]
+    labels: list[int]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def subset(self, indices: list[int]) -> "ImageFolder":
+        return ImageFolder(self.root, self.classes, [self.files[i] for i in indices], [self.labels[i] for i in indices])
+
+
+@dataclass
+class Split:
+    """All images (train first, then validation) and which indices of ``data`` belong to each side."""
+
+    data: ImageFolder
+    train: list[int]
+    val: list[int]
+    how: str  # said to the user: "20% held out (seed 0, stratified)" or "DIR/validation"
+
+
+def scan(root: str | os.PathLike, classes: list[str] | None = None) -> ImageFolder:
+    """The classes (sorted sub-folders) and image files of ``root``.
+
+    An empty class or fewer than 2 classes is an error naming the folder. With ``classes`` (a
+    validation folder beside a training one) the folder must hold exactly those classes.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory of class folders")
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if classes is not None and found != classes:
+        missing, extra = sorted(set(classes) - set(found)), sorted(set(found) - set(classes))
+        raise UsageError(f"{root} must hold the training classes; missing {missing or 'none'}, extra {extra or 'none'}")
+    if len(found) < 2:
+        raise UsageError(f"{root} needs at least 2 class folders (one per class), found {len(found)}")
+    files, labels = [], []
+    for i, name in enumerate(found):
+        images = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not images:
+            raise UsageError(f"class folder {root / name} holds no images")
+        files += images
+        labels += [i] * len(images)
+    return ImageFolder(root, found, files, labels)
+
+
+def _presplit(root: Path) -> tuple[Path, Path] | None:
+    subdirs = {d.name.lower(): d for d in root.iterdir() if d.is_dir()} if root.is_dir() else {}
+    train = next((subdirs[n] for n in TRAIN_DIRS if n in subdirs), None)
+    val = next((subdirs[n] for n in VAL_DIRS if n in subdirs), None)
+    return (train, val) if train is not None and val is not None else None
+
+
+def split(root: str | os.PathLike, val_split: float = 0.2, val_dir: str | os.PathLike | None = None,
+          seed: int = 0) -> Split:
+    """Train and validation images of ``root``: ``root/train`` + ``root/validation`` when present,
+    else ``val_dir`` when given, else a stratified ``val_split`` fraction of every class (seeded)."""
+    root = Path(root)
+    pair = (Path(root), Path(val_dir)) if val_dir is not None else _presplit(root)
+    if pair is not None:
+        train = scan(pair[0])
+        val = scan(pair[1], classes=train.classes)
+        data = ImageFolder(train.root, train.classes, train.files + val.files, train.labels + val.labels)
+        n = len(train.files)
+        return Split(data, list(range(n)), list(range(n, len(data.files))), f"{pair[1]}")
+    if not 0 < val_split < 1:
+        raise UsageError(f"--val-split must be between 0 and 1 (exclusive), not {val_split}")
+    data = scan(root)
+    rng = random.Random(seed)
+    train, val = [], []
+    for label in range(len(data.classes)):
+        members = [i for i, y in enumerate(data.labels) if y == label]
+        rng.shuffle(members)
+        k = round(len(members) * val_split)
+        if k == 0 or k == len(members):
+            raise UsageError(f"class {data.classes[label]!r} has {len(members)} images: too few to hold out "
+                             f"{val_split:.0%} for validation; add images or pass --val DIR")
+        val += members[:k]
+        train += members[k:]
+    return Split(data, sorted(train), sorted(val), f"{val_split:.0%} of each class held out (seed {seed})")
+
+
+def content_hashes(files: list[Path]) -> list[str]:
+    """sha256 of every file's bytes: features are cached by what the images are, not their names."""
+    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in files]
