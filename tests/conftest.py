@@ -173,7 +173,9 @@ def tiny_hub_card(sha256: str | None = None, **changes) -> dict:
 
 @pytest.fixture(scope="session")
 def digits_folder(tmp_path_factory) -> Path:
-    """sklearn's load_digits() (1797 real 8x8 handwritten digits) as an ImageFolder of PNGs."""
+    """sklearn's load_digits() (1797 real 8x8 handwritten digits) as an ImageFolder of PNGs,
+    upsampled smoothly (bicubic, 64x64): nearest-neighbour blocks make lite0 see crosswords and cost
+    about 4 points of linear-probe accuracy (0.90 against 0.94 with the head strategy)."""
     import numpy as np
     from PIL import Image
     from sklearn.datasets import load_digits
@@ -183,5 +185,5 @@ def digits_folder(tmp_path_factory) -> Path:
     for i, (img, label) in enumerate(zip(digits.images, digits.target)):
         d = root / str(label)
         d.mkdir(exist_ok=True)
-        Image.fromarray((img * (255 / 16)).astype(np.uint8)).resize((32, 32), Image.NEAREST).save(d / f"{i:04d}.png")
+        Image.fromarray((img * (255 / 16)).astype(np.uint8)).resize((64, 64), Image.BICUBIC).save(d / f"{i:04d}.png")
     return root

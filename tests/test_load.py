@@ -1,4 +1,4 @@
-"""zoo.load, transforms, decode, freezing and heads on the bundled real weights (zoo/load.py, zoo/heads.py)."""
+"""zoo.load, transforms, decode, freezing and heads on the bundled real weights (zoo/loader.py, zoo/heads.py)."""
 
 import pytest
 import torch
@@ -145,7 +145,7 @@ def test_decode_needs_names_for_other_heads():
 
 
 def test_timm_tag_without_a_card_gets_one_on_the_fly():
-    from zoo.load import card_for
+    from zoo.loader import card_for
 
     card = card_for("convnext_tiny.fb_in22k_ft_in1k")
     assert card.architecture == "convnext_tiny" and card.hub_repo == "timm/convnext_tiny.fb_in22k_ft_in1k"

@@ -98,6 +98,44 @@ def _collate(items):
     return batch, [i for _, i in good], bad
 
 
+class _Labelled:
+    """Training batches: (images, labels), unreadable images dropped and recorded in ``skipped``."""
+
+    def __init__(self, loader, data: ImageFolder, indices: list[int]):
+        self.loader, self.data, self.indices = loader, data, indices
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        import torch
+
+        seen = {p for p, _ in self.data.skipped}
+        for batch, idx, bad in self.loader:
+            for i, why in bad:
+                path = self.data.files[self.indices[i]]
+                if path not in seen:
+                    seen.add(path)
+                    self.data.skipped.append((path, why))
+            if batch is not None:
+                yield batch, torch.tensor([self.data.labels[self.indices[i]] for i in idx], dtype=torch.int64)
+
+
+def image_loader(data: ImageFolder, indices: list[int], transform, batch_size: int, workers: int | None,
+                 seed: int | None = None):
+    """(images, labels) batches of ``data``'s images at ``indices``, decoded in DataLoader workers;
+    shuffled with ``seed`` when one is given (training), in order otherwise."""
+    import torch
+
+    files = [data.files[i] for i in indices]
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    loader = torch.utils.data.DataLoader(_Images(files, transform), batch_size=batch_size,
+                                         num_workers=default_workers() if workers is None else workers,
+                                         collate_fn=_collate, shuffle=seed is not None, generator=gen,
+                                         persistent_workers=bool(workers if workers is not None else default_workers()))
+    return _Labelled(loader, data, indices)
+
+
 def default_workers() -> int:
     """DataLoader workers for decoding: one per core, at most 4 (the forward pass wants the rest)."""
     return max(1, min(4, os.cpu_count() or 1))
@@ -115,7 +153,7 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
 
     from . import config
     from .convert import Chunked, write_safetensors
-    from .load import transforms
+    from .loader import transforms
 
     tf = transforms(model)
     weights = getattr(model, "weights_sha256", None)

@@ -76,8 +76,8 @@ def freeze(model: nn.Module, spec: str | int | None) -> nn.Module:
         return model
     modules = param_modules(model)
     if spec == "backbone":
-        heads = tuple(classifier_names(model))
-        chosen = [m for n, m in modules if not any(n == h or n.startswith(h + ".") for h in heads)]
+        head = classifier_names(model)
+        chosen = [m for n, m in modules if not _is_head(n, head)]
     elif spec == "bn":
         chosen = [m for _, m in modules if isinstance(m, _BN_TYPES)]
     elif isinstance(spec, int) and not isinstance(spec, bool):
@@ -91,25 +91,34 @@ def freeze(model: nn.Module, spec: str | int | None) -> nn.Module:
     return model
 
 
-def unfreeze(model: nn.Module, last: int) -> nn.Module:
-    """Open the last ``last`` blocks (timm's coarse ``group_matcher`` groups) and the head, for a
-    second fine-tuning stage; their BN layers train again."""
+def _is_head(name: str, head: Iterable[str]) -> bool:
+    return any(name == h or name.startswith(h + ".") for h in head)
+
+
+def blocks(model: nn.Module) -> list[list[str]]:
+    """The model's blocks, input to output: timm's coarse ``group_matcher`` groups (module names),
+    without the classifier. The unit of ``unfreeze(last=K)`` and of partial fine-tuning."""
     from timm.models import group_modules
 
     if not hasattr(model, "group_matcher"):
         raise UsageError(f"{type(model).__name__} defines no blocks (timm group_matcher); use freeze=N instead")
-    head = set(classifier_names(model))
+    head = classifier_names(model)
     groups = group_modules(model, model.group_matcher(coarse=True), reverse=False)
     # the head is its own group in timm's matchers: it is always opened, and not one of the blocks
-    ordered = [names for _, names in sorted(groups.items())
-               if not all(any(n == h or n.startswith(h + ".") for h in head) for n in names)]
+    return [names for _, names in sorted(groups.items()) if not all(_is_head(n, head) for n in names)]
+
+
+def unfreeze(model: nn.Module, last: int) -> nn.Module:
+    """Open the last ``last`` blocks (see :func:`blocks`) and the head, for a second fine-tuning
+    stage; their BN layers train again."""
+    ordered = blocks(model)
     if not 0 <= last <= len(ordered):
         raise UsageError(f"unfreeze(last={last}): the model has {len(ordered)} blocks")
-    opened = set(head)
+    opened = set(classifier_names(model))
     for names in ordered[len(ordered) - last:] if last else []:
         opened.update(names)
     for name, module in param_modules(model):
-        if any(name == o or name.startswith(o + ".") for o in opened):
+        if _is_head(name, opened):
             _unfreeze_module(module)
             module.train(model.training)  # an opened BN follows the model's mode again
     return model

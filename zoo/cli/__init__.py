@@ -46,7 +46,7 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cards, mirror, predict, weights
+    from . import cards, mirror, predict, runs, weights
 
     parser = argparse.ArgumentParser(prog="zoo", description="A model-zoo hub for transfer learning.")
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_parsers(sub)
     predict.add_parsers(sub)
     mirror.add_parsers(sub)
+    runs.add_parsers(sub)
     return parser
 
 

@@ -22,9 +22,12 @@ def expand(paths: list[str]) -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from ..load import decode, load, transforms
+    from ..api import load
+    from ..loader import decode, transforms
 
     model = load(args.name)
+    run = getattr(model, "run", None)
+    label = f"{run.name} (run on {model.card.name})" if run else model.card.name
     tf = transforms(model)
     files = expand(args.images)
     if not files:
@@ -49,12 +52,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for path, top in zip(names, decode(logits, top=args.top, model=model)):
             results.append({"image": path, "predictions": [{"label": l, "probability": p} for l, p in top]})
     if args.json:
-        print_json({"model": model.card.name, "results": results})
+        print_json({"model": run.name if run else model.card.name, "base": model.card.name, "results": results})
     else:
         from rich.table import Table
 
         for r in results:
-            table = Table("#", "class", "probability", title=f"{r['image']} ({model.card.name})", title_justify="left")
+            table = Table("#", "class", "probability", title=f"{r['image']} ({label})", title_justify="left")
             for i, p in enumerate(r["predictions"], 1):
                 table.add_row(str(i), p["label"], f"{p['probability']:.4f}")
             out.print(table)
@@ -64,7 +67,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     from ..datasets import scan
     from ..features import extract, write_features
-    from ..load import load, transforms
+    from ..loader import load, transforms
 
     data = scan(args.data)
     model = load(args.name, head=0)
@@ -102,7 +105,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(run=cmd_extract)
 
     p = sub.add_parser("predict", help="classify images with a model (top-k classes and probabilities)")
-    p.add_argument("name", help="model name (efficientnet_lite0, ResNet50, ...)")
+    p.add_argument("name", help="model name (efficientnet_lite0, ResNet50, ...), a run directory, or hf://ORG/NAME of a published run")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--top", type=positive_int, default=5)
     p.add_argument("--batch-size", type=positive_int, default=16)

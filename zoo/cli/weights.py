@@ -51,6 +51,12 @@ def cmd_pull(args: argparse.Namespace) -> int:
         if not names:
             raise _usage("name a model to pull (or --all, or --lock FILE)")
         for name in names:
+            from ..publish import is_published_run_uri, pull_run
+
+            if is_published_run_uri(name):  # a published fine-tuned run: its files, then its base
+                run, base = pull_run(name, progress=progress)
+                out.print(f"{name}: run {run}, base weights {base}")
+                continue
             is_source = "://" in name or os.sep in name or os.path.exists(name)  # a URI or a path, not a name
             path = pull_uri(name, progress=progress) if is_source else pull(name, progress=progress)
             out.print(f"{name}: {path}")

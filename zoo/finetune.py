@@ -1,0 +1,243 @@
+"""``zoo.finetune``: an ImageFolder and a base model in, a run directory out.
+
+The fast path is the one most transfer-learning runs take: a frozen backbone and no augmentation.
+Then the backbone runs once per image (``zoo.features``, cached on disk by content), and every
+epoch trains the head on the cached features in milliseconds; a second run with other head
+hyper-parameters runs no backbone forward at all. Otherwise (partial or full fine-tuning, or
+augmentation) the model trains on images, with the head at a higher learning rate than reused
+layers. What to train comes from ``zoo.strategy``; the run directory from ``zoo.runs``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .datasets import Split, split as split_folder
+from .strategy import LARGE_PER_CLASS, Plan, plan as make_plan, similarity
+
+#: images whose ImageNet predictions measure similarity when no features are cached
+SIMILARITY_SAMPLE = 64
+
+
+@dataclass
+class Hooks:
+    """How a run reports (the CLI renders these with rich; the library never prints).
+
+    ``message(text)``; ``progress(label, total)`` returns an ``advance(n)`` function;
+    ``epoch(Epoch)`` after every epoch; ``forward(n)`` for every backbone batch run."""
+
+    message: Callable[[str], None] = lambda text: None
+    progress: Callable[[str, int], Callable[[int], None]] = lambda label, total: (lambda n: None)
+    epoch: Callable[[Any], None] = lambda epoch: None
+    forward: Callable[[int], None] = lambda n: None
+
+
+@dataclass
+class Result:
+    run: Path
+    card: Any  # zoo.runs.RunCard
+    model: Any  # the trained model, eval mode
+    plan: Plan
+    history: list
+    features_cached: bool | None  # head on features: whether the feature cache already held them
+    seconds: float
+
+
+def finetune(name: str, data: str | os.PathLike, out: str | os.PathLike, *, val_split: float = 0.2,
+             val: str | os.PathLike | None = None, strategy: str = "auto", epochs: int = 10,
+             freeze: int | None = None, lr: float | None = None, backbone_lr: float | None = None,
+             batch_size: int = 32, augment: bool | None = None, seed: int = 0, workers: int | None = None,
+             overwrite: bool = False, hooks: Hooks | None = None) -> Result:
+    """Fine-tune ``name`` on the ImageFolder ``data`` and write the run directory ``out``.
+
+    See ``zoo finetune --help`` for the options; ``hooks`` receives progress and epochs."""
+    import torch
+
+    from . import heads
+    from .loader import load
+    from .weights import open_weights
+
+    hooks = hooks or Hooks()
+    t0 = time.perf_counter()
+    split = split_folder(data, val_split=val_split, val_dir=val, seed=seed)
+    classes = split.data.classes
+    hooks.message(f"{len(split.train)} training and {len(split.val)} validation images in {len(classes)} classes "
+                  f"(validation: {split.how})")
+    torch.manual_seed(seed)
+    random.seed(seed)
+    model = load(name, head=list(classes))
+    base_file = open_weights(model.card)
+    imagenet = _imagenet_classifier(model, base_file)
+    per_class = len(split.train) / len(classes)
+    head_only = strategy == "head" or (strategy == "auto" and per_class < LARGE_PER_CLASS)
+    features = None
+    if head_only and freeze is None and augment is not True:
+        features = _features(model, split, batch_size, workers, hooks)
+        x_train = features.x[features.train]
+        sample = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))]
+        similar = similarity(sample, *imagenet) if imagenet else None
+    elif strategy == "auto" and imagenet:
+        similar = _sample_similarity(model, split, imagenet, seed, hooks)
+    else:
+        similar = None
+    plan = make_plan(strategy, train_size=len(split.train), num_classes=len(classes),
+                     num_blocks=len(heads.blocks(model)) if hasattr(model, "group_matcher") else 0,
+                     similar=similar, freeze=freeze, augment=augment, lr=lr, backbone_lr=backbone_lr)
+    hooks.message(f"strategy {plan.strategy}: {plan.reason}")
+    if plan.on_features and features is not None:
+        history = _train_on_features(model, features, plan, epochs, batch_size, seed, hooks)
+    else:
+        history = _train_on_images(model, split, plan, epochs, batch_size, seed, workers, hooks)
+    for path, why in split.data.skipped:
+        hooks.message(f"skipped {path}: {why}")
+    card = _run_card(model, split, plan, history, out, data, similar, epochs, batch_size, seed, val_split)
+    from .runs import changed_tensors, write_run
+
+    run = write_run(out, card, changed_tensors(model, base_file), [e.as_dict() for e in history], overwrite=overwrite)
+    from .runs import read_run
+
+    return Result(run, read_run(run), model, plan, history, features.cached if features else None,
+                  time.perf_counter() - t0)
+
+
+def _imagenet_classifier(model, base_file):
+    """The base's own ImageNet classifier (weight, bias) from its weights file, if it has one."""
+    from safetensors import safe_open
+
+    from .heads import classifier_names
+
+    names = classifier_names(model)
+    if len(names) != 1:
+        return None
+    with safe_open(str(base_file), "pt") as f:
+        keys = set(f.keys())
+        w, b = f"{names[0]}.weight", f"{names[0]}.bias"
+        if w not in keys or b not in keys or f.get_slice(w).get_shape()[-1] != model.num_features:
+            return None
+        return f.get_tensor(w), f.get_tensor(b)
+
+
+@dataclass
+class _Features:
+    x: Any  # (N, D) features of the readable images
+    y: Any  # (N,) labels
+    train: Any  # row indices of the training images
+    val: Any
+    cached: bool
+
+
+def _features(model, split: Split, batch_size, workers, hooks) -> _Features:
+    """Features of the readable images of ``split`` (extracted once, cached) and which rows are
+    training and validation images."""
+    import torch
+
+    from .features import extract
+
+    advance = hooks.progress("extract", len(split.data.files))
+    fs = extract(model, split.data, batch_size=batch_size, workers=workers, progress=advance, on_forward=hooks.forward)
+    x, y = fs.features(), fs.labels()
+    row = {file_index: r for r, file_index in enumerate(fs.kept)}
+    train = torch.tensor([row[i] for i in split.train if i in row], dtype=torch.int64)
+    val = torch.tensor([row[i] for i in split.val if i in row], dtype=torch.int64)
+    if fs.cached:
+        hooks.message(f"features of {len(fs.kept)} images read from the feature cache (no backbone forward)")
+    return _Features(x, y, train, val, fs.cached)
+
+
+def _sample_similarity(model, split: Split, imagenet, seed, hooks):
+    from .features import extract
+
+    rng = random.Random(seed)
+    sample = sorted(rng.sample(split.train, min(SIMILARITY_SAMPLE, len(split.train))))
+    fs = extract(model, split.data.subset(sample), on_forward=hooks.forward)
+    return similarity(fs.features(), *imagenet)
+
+
+def _train_on_features(model, features, plan: Plan, epochs, batch_size, seed, hooks):
+    from .train import train_head
+
+    x, y, train, val = features.x, features.y, features.train, features.val
+    head = model.get_classifier()
+    advance = hooks.progress("epochs", epochs)
+
+    def on_epoch(e):
+        hooks.epoch(e)
+        advance(1)
+
+    history = train_head(head, x[train], y[train], x[val], y[val], epochs=epochs, lr=plan.lr,
+                         batch_size=batch_size, seed=seed, on_epoch=on_epoch)
+    model.eval()
+    return history
+
+
+def _train_on_images(model, split: Split, plan: Plan, epochs, batch_size, seed, workers, hooks):
+    import torch
+
+    from . import heads
+    from .features import image_loader
+    from .loader import transforms
+    from .train import train_model
+
+    if plan.strategy == "head":
+        heads.freeze(model, "backbone")
+    elif plan.strategy == "partial":
+        if plan.freeze is not None:
+            heads.freeze(model, plan.freeze)
+        else:
+            heads.freeze(model, "backbone")
+            heads.unfreeze(model, plan.open_blocks)
+    head_params = {id(p) for p in model.get_classifier().parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) in head_params], "lr": plan.lr},
+              {"params": [p for p in trainable if id(p) not in head_params], "lr": plan.backbone_lr}]
+    model.to(memory_format=torch.channels_last)
+    data = split.data
+    train_loader = image_loader(data, split.train, transforms(model, train=plan.augment), batch_size, workers,
+                                seed=seed)
+    val_loader = image_loader(data, split.val, transforms(model), batch_size, workers)
+    advance = hooks.progress("train", epochs * (len(split.train) + len(split.val)))
+
+    def on_batch(n):
+        hooks.forward(n)
+        advance(n)
+
+    return train_model(model, train_loader, val_loader, epochs=epochs, groups=groups, on_epoch=hooks.epoch,
+                       on_batch=on_batch)
+
+
+def _run_card(model, split: Split, plan: Plan, history, out, data, similar, epochs, batch_size, seed, val_split):
+    import timm
+    import torch
+
+    from . import __version__
+    from .runs import Base, RunCard
+
+    card = model.card
+    last = history[-1]
+    transform = {k: list(v) if isinstance(v, tuple) else v for k, v in model.data_config.items()}
+    training = {
+        "strategy": plan.strategy, "reason": plan.reason, "epochs": epochs, "lr": plan.lr,
+        "backbone_lr": plan.backbone_lr, "batch_size": batch_size, "augment": plan.augment, "seed": seed,
+        "open_blocks": plan.open_blocks, "trained_on": "cached features" if plan.on_features else "images",
+        "validation": split.how, "val_split": val_split, "train_size": len(split.train),
+        "data_name": Path(data).resolve().name, "optimizer": "AdamW (weight decay 1e-4), cross-entropy",
+    }
+    if plan.freeze is not None:
+        training["freeze"] = plan.freeze
+    if similar is not None:
+        training["imagenet_mean_top1"] = round(similar.mean_top1, 4)
+        training["imagenet_top_share"] = round(similar.top_share, 4)
+    metrics = {"val_accuracy": last.val_accuracy, "val_loss": last.val_loss, "train_accuracy": last.train_accuracy,
+               "train_loss": last.train_loss, "val_size": last.val_size, "train_size": last.train_size,
+               "epochs": len(history)}
+    return RunCard(
+        name=Path(out).resolve().name,
+        base=Base(name=card.name, architecture=card.architecture, weights_sha256=model.weights_sha256,
+                  num_features=model.num_features, license=card.license, hub_repo=card.hub_repo),
+        classes=tuple(split.data.classes), pool="avg", transform=transform, training=training, metrics=metrics,
+        versions={"zoo": __version__, "timm": timm.__version__, "torch": torch.__version__}, files={})

@@ -1,0 +1,115 @@
+"""Runs on a hub: publish a run directory as a repo, and fetch a published run back.
+
+Both directions go through huggingface_hub against any Hugging Face-compatible endpoint
+(huggingface.co, or ``zoo serve``): ``HfApi.create_repo`` + ``upload_folder`` (one commit) to
+publish, ``snapshot_download`` (its content-addressed cache under ``ZOO_HOME/runs``) to fetch. A
+published repo holds the run's files only, never the base weights: loading resolves the base
+through its card and verifies both (``zoo.runs.load_run``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import config
+from .errors import UsageError, ZooError
+from .runs import CARD_FILE, RUN_FILES, RunError, verify_run
+from .uri import parse_uri
+
+
+class PublishError(ZooError):
+    """The hub refused or could not be reached."""
+
+
+@dataclass(frozen=True)
+class Published:
+    repo_id: str
+    endpoint: str
+    commit: str
+    url: str
+
+
+def _hub_error(exc: Exception, endpoint: str, repo_id: str) -> ZooError:
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    if isinstance(exc, RepositoryNotFoundError):
+        return PublishError(f"{endpoint}: no repo {repo_id} (or it is private: pass --token or set HF_TOKEN)")
+    if isinstance(exc, HfHubHTTPError):
+        status = getattr(exc.response, "status_code", None)
+        hint = "; pass --token or set HF_TOKEN" if status in (401, 403) else ""
+        return PublishError(f"{endpoint}: {repo_id}: {str(exc).splitlines()[0]}{hint}")
+    return PublishError(f"{endpoint} is unreachable: {type(exc).__name__}: {exc}")
+
+
+def publish(run: str | os.PathLike, repo_id: str, *, endpoint: str | None = None, private: bool = False,
+            token: str | None = None, message: str | None = None) -> Published:
+    """Upload the run directory ``run`` to ``repo_id`` in one commit, creating the repo if needed.
+    Refuses a run whose files no longer match the sha256 its card.toml records."""
+    from huggingface_hub import HfApi
+
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise UsageError(f"--repo must be ORG/NAME, not {repo_id!r}")
+    card = verify_run(run)
+    if config.offline():
+        raise PublishError("offline (ZOO_OFFLINE/HF_HUB_OFFLINE): publishing needs the network")
+    endpoint = (endpoint or config.hf_endpoint()).rstrip("/")
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(run), allow_patterns=list(RUN_FILES),
+                                 commit_message=message or f"zoo run {card.name}: {len(card.classes)}-class head "
+                                 f"on {card.base.name} (val accuracy {float(card.metrics['val_accuracy']):.4f})")
+    except Exception as exc:
+        raise _hub_error(exc, endpoint, repo_id) from None
+    return Published(repo_id, endpoint, info.oid, info.commit_url)
+
+
+def is_published_run_uri(text: str) -> bool:
+    """``hf://ORG/NAME[@rev]`` naming a whole repo outside the ``timm`` org (those are timm weights)."""
+    if not text.startswith("hf://"):
+        return False
+    try:
+        uri = parse_uri(text)
+    except ZooError:
+        return False
+    return uri.path is None and uri.repo_id.split("/")[0] != "timm"
+
+
+def fetch_run(text: str, *, token: str | None = None) -> Path:
+    """The local directory of the published run ``hf://ORG/NAME[@rev]``, downloaded once (then read
+    from ``ZOO_HOME/runs``, also offline) and verified against its card."""
+    from huggingface_hub import snapshot_download
+
+    uri = parse_uri(text)
+    endpoint = config.hf_endpoint()
+    cache_dir = os.path.join(config.zoo_home(), "runs")
+    try:
+        path = Path(snapshot_download(uri.repo_id, revision=uri.revision, endpoint=endpoint, cache_dir=cache_dir,
+                                      allow_patterns=list(RUN_FILES), local_files_only=config.offline(), token=token))
+    except Exception as exc:
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        if isinstance(exc, LocalEntryNotFoundError) or config.offline():
+            raise PublishError(f"{text} is not in the local run cache and zoo is offline; run `zoo pull {text}` "
+                               "on a machine with access to the hub (or unset ZOO_OFFLINE)") from None
+        raise _hub_error(exc, endpoint, uri.repo_id) from None
+    if not (path / CARD_FILE).is_file():
+        raise RunError(f"{text} holds no zoo run ({CARD_FILE} is missing); for timm weights use hf://timm/<tag>")
+    verify_run(path)
+    return path
+
+
+def pull_run(text: str, *, progress=None, token: str | None = None) -> tuple[Path, Path]:
+    """Fetch a published run and its base weights (through the base's card), both verified:
+    (run directory, base weights blob)."""
+    from .weights import pull
+
+    path = fetch_run(text, token=token)
+    card = verify_run(path)
+    base = pull(card.base.name, progress=progress)
+    if base.name != card.base.weights_sha256:
+        raise RunError(f"{text} was trained on base weights sha256 {card.base.weights_sha256}, but "
+                       f"{card.base.name} gives {base.name} here")
+    return path, base
