@@ -66,12 +66,12 @@ def user_cards(tmp_path, monkeypatch):
     return d
 
 
-def run_zoo(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_zoo(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (``python -m zoo``), capturing text output."""
     import os
 
     return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+                          env={**os.environ, **(env or {})}, timeout=timeout)
 
 
 # --- a served hub on a free loopback port, and the small models tests publish on it
@@ -187,3 +187,22 @@ def digits_folder(tmp_path_factory) -> Path:
         d.mkdir(exist_ok=True)
         Image.fromarray((img * (255 / 16)).astype(np.uint8)).resize((64, 64), Image.BICUBIC).save(d / f"{i:04d}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def digits_home(tmp_path_factory) -> Path:
+    """A ZOO_HOME shared by the tests that need lite0 features of the digits: its feature cache
+    means the backbone runs over the 1797 images once per session, not once per test."""
+    return tmp_path_factory.mktemp("digits_home")
+
+
+@pytest.fixture(scope="session")
+def digits_run(digits_folder, digits_home, tmp_path_factory):
+    """``zoo finetune efficientnet_lite0`` on the digits (head strategy, 30 epochs), through the
+    real CLI: (run directory, the finished process)."""
+    out = tmp_path_factory.mktemp("runs") / "digits-lite0"
+    result = run_zoo("finetune", "efficientnet_lite0", "--data", str(digits_folder), "--out", str(out),
+                     "--strategy", "head", "--epochs", "30", env={"ZOO_HOME": str(digits_home), "ZOO_OFFLINE": "1"},
+                     timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result

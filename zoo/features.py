@@ -170,7 +170,7 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     workers = default_workers() if workers is None else workers
     loader = torch.utils.data.DataLoader(_Images(data.files, tf), batch_size=batch_size, num_workers=workers,
                                          collate_fn=_collate, shuffle=False)
-    model = model.eval().to(memory_format=torch.channels_last)
+    model.eval().to(memory_format=torch.channels_last)
     kept: list[int] = []
     dim = 0
     try:
@@ -200,6 +200,7 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
                           str(cached), {"classes": json.dumps(data.classes), "weights_sha256": weights})
     finally:
         raw.unlink(missing_ok=True)
+        model.to(memory_format=torch.contiguous_format)  # hand the model back as it came
     return FeatureSet(cached, kept, dim, cached=False)
 
 

@@ -206,8 +206,11 @@ def _train_on_images(model, split: Split, plan: Plan, epochs, batch_size, seed, 
         hooks.forward(n)
         advance(n)
 
-    return train_model(model, train_loader, val_loader, epochs=epochs, groups=groups, on_epoch=hooks.epoch,
-                       on_batch=on_batch)
+    try:
+        return train_model(model, train_loader, val_loader, epochs=epochs, groups=groups, on_epoch=hooks.epoch,
+                           on_batch=on_batch)
+    finally:
+        model.to(memory_format=torch.contiguous_format)  # as zoo.load gives it (and load_run rebuilds it)
 
 
 def _run_card(model, split: Split, plan: Plan, history, out, data, similar, epochs, batch_size, seed, val_split):

@@ -1,0 +1,112 @@
+"""zoo finetune (zoo/finetune.py) on real data: sklearn's digits through the bundled lite0."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+import zoo
+from zoo.finetune import Hooks, finetune
+from zoo.images import open_rgb
+from zoo.runs import read_run
+
+from conftest import run_zoo
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+
+
+def _logits(model, files):
+    tf = zoo.transforms(model)
+    with torch.inference_mode():
+        return model(torch.stack([tf(open_rgb(str(p))) for p in files]))
+
+
+def test_head_strategy_on_digits_reaches_090_and_writes_a_small_run(digits_run):
+    run, result = digits_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["val_accuracy"] >= 0.90 and metrics["val_size"] == 359
+    assert len(metrics["history"]) == 30
+    assert sorted(p.name for p in run.iterdir()) == ["README.md", "card.toml", "head.safetensors", "metrics.json"]
+    assert (run / "head.safetensors").stat().st_size < 100_000
+    from safetensors import safe_open
+
+    with safe_open(str(run / "head.safetensors"), "pt") as f:  # only the new head: nothing of the backbone
+        assert sorted(f.keys()) == ["classifier.bias", "classifier.weight"]
+        assert json.loads(f.metadata()["classes"]) == [str(i) for i in range(10)]
+    card = read_run(run)
+    assert card.base.name == "tf_efficientnet_lite0.bundled_in1k" and card.base.num_features == 1280
+    assert card.base.weights_sha256 == zoo.card("efficientnet_lite0").sha256
+    assert card.training["strategy"] == "head" and card.training["trained_on"] == "cached features"
+    assert card.metrics["val_accuracy"] == metrics["val_accuracy"] and card.versions["torch"] == torch.__version__
+    from huggingface_hub import ModelCard
+
+    readme = ModelCard.load(run / "README.md")
+    assert readme.data.base_model == "timm/tf_efficientnet_lite0.in1k" and readme.data.license == "apache-2.0"
+    assert readme.data.library_name == "zoo" and "image-classification" in readme.data.tags
+    assert readme.data.eval_results[0].metric_value == metrics["val_accuracy"]
+    # the choice is printed with its reasons (the size and the measured similarity), then every epoch
+    log = result.stderr
+    assert "strategy head" in log and "144 per class" in log and "ImageNet head: mean top-1 probability" in log
+    assert "epoch  30:" in log and "val accuracy" in result.stdout
+
+
+def test_second_run_reuses_features_and_its_model_is_what_load_rebuilds(digits_run, digits_folder, digits_home,
+                                                                        monkeypatch, tmp_path):
+    monkeypatch.setenv("ZOO_HOME", str(digits_home))
+    forwards = []
+    result = finetune("efficientnet_lite0", digits_folder, tmp_path / "run2", strategy="head", lr=3e-3, epochs=5,
+                      hooks=Hooks(forward=forwards.append))
+    assert forwards == [] and result.features_cached is True  # no backbone forward: features from the cache
+    assert read_run(result.run).training["lr"] == 3e-3
+    files = sorted(digits_folder.glob("*/*.png"))[::200]
+    rebuilt = zoo.load(result.run)
+    assert rebuilt.class_names == [str(i) for i in range(10)] and rebuilt.run.name == "run2"
+    assert torch.equal(_logits(result.model, files), _logits(rebuilt, files))
+
+
+def test_partial_strategy_stores_unfrozen_blocks_and_reloads(digits_folder, tmp_path):
+    data = tmp_path / "two"
+    for c in ("3", "8"):
+        (data / c).mkdir(parents=True)
+        for p in sorted((digits_folder / c).iterdir())[:10]:
+            shutil.copy(p, data / c / p.name)
+    result = finetune("efficientnet_lite0", data, tmp_path / "run", strategy="partial", epochs=1, batch_size=8,
+                      workers=0)
+    assert result.plan.strategy == "partial" and result.plan.open_blocks == 2 and result.plan.augment
+    assert result.plan.backbone_lr == pytest.approx(result.plan.lr / 10)
+    from safetensors import safe_open
+
+    with safe_open(str(result.run / "head.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert "classifier.weight" in keys and any(k.startswith("blocks.6.") for k in keys)
+    assert any(k.endswith("running_mean") for k in keys)  # opened BN layers trained their statistics too
+    assert not any(k.startswith(("conv_stem", "blocks.0.", "blocks.4.")) for k in keys)  # frozen: not stored
+    files = sorted(data.glob("*/*.png"))[:4]
+    assert torch.equal(_logits(result.model, files), _logits(zoo.load(result.run), files))
+
+
+def test_bad_folders_fail_clearly(tmp_path, digits_folder):
+    (tmp_path / "one" / "a").mkdir(parents=True)
+    shutil.copy(next((digits_folder / "0").iterdir()), tmp_path / "one" / "a" / "x.png")
+    r = run_zoo("finetune", "efficientnet_lite0", "--data", str(tmp_path / "one"), "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "at least 2 class folders" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "one" / "b").mkdir()
+    r = run_zoo("finetune", "efficientnet_lite0", "--data", str(tmp_path / "one"), "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "holds no images" in r.stderr and str(tmp_path / "one" / "b") in r.stderr
+    r = run_zoo("finetune", "efficientnet_lite0", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
+                "--val-split", "1.5")
+    assert r.returncode == 2 and "between 0 and 1" in r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_existing_run_is_not_overwritten_without_asking(digits_run, digits_folder, tmp_path):
+    run, _ = digits_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    r = run_zoo("finetune", "efficientnet_lite0", "--data", str(digits_folder), "--out", str(copy))
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    assert read_run(copy).files == read_run(run).files
