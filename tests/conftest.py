@@ -146,6 +146,32 @@ def hub(tmp_path_factory):
     server.stop()
 
 
+#: the write token of the ``hub_rw`` fixture
+TOKEN = "zoo-test-token"
+
+
+@pytest.fixture
+def hub_rw(tmp_path_factory):
+    """``zoo serve`` that takes writes from holders of TOKEN (reads stay open)."""
+    tokens = tmp_path_factory.mktemp("tokens") / "tokens.txt"
+    tokens.write_text(f"# writers\n{TOKEN}\n")
+    server = HubServer(tmp_path_factory.mktemp("served_rw"), "--token-file", str(tokens), "--max-upload-mb", "64")
+    yield server
+    server.stop()
+
+
+def hub_client(hub, code: str, tmp_path, **env):
+    """Run ``code`` in a fresh Python (stock huggingface_hub/timm, HF_ENDPOINT = the hub); the last
+    stdout line is JSON, returned parsed."""
+    import json
+    import os
+
+    full = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1", **env}
+    result = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """A real timm model's weights (``test_efficientnet``, 1000 classes, ~1.8 MB), as zoo writes them."""

@@ -8,26 +8,7 @@ import sys
 import pytest
 import requests
 
-from conftest import HubServer
-
-TOKEN = "zoo-test-token"
-
-
-@pytest.fixture
-def hub_rw(tmp_path_factory):
-    tokens = tmp_path_factory.mktemp("tokens") / "tokens.txt"
-    tokens.write_text(f"# writers\n{TOKEN}\n")
-    server = HubServer(tmp_path_factory.mktemp("served_rw"), "--token-file", str(tokens), "--max-upload-mb", "64")
-    yield server
-    server.stop()
-
-
-def _client(hub, code: str, tmp_path, **env) -> list:
-    full = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1", **env}
-    result = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
+from conftest import TOKEN, hub_client as _client
 
 def test_upload_folder_then_snapshot_download_and_revisions(hub_rw, tmp_path):
     folder = tmp_path / "run"

@@ -43,26 +43,59 @@ def _hub_error(exc: Exception, endpoint: str, repo_id: str) -> ZooError:
     return PublishError(f"{endpoint} is unreachable: {type(exc).__name__}: {exc}")
 
 
+#: the files of a merged export (``zoo export --merged``), which stock timm loads from a hub
+MERGED_FILES = ("config.json", "model.safetensors", "README.md")
+
+
+def _is_zoo_hub(endpoint: str) -> bool:
+    """Whether ``endpoint`` is a ``zoo serve`` hub (it answers /api/zoo/stats; the HF Hub does not)."""
+    import requests
+
+    try:
+        return requests.get(f"{endpoint}/api/zoo/stats", timeout=10).status_code in (200, 401, 403)
+    except requests.RequestException:
+        return False
+
+
+def _files_to_upload(folder: Path) -> tuple[list[str], str]:
+    """The files to publish from a run directory (verified) or a merged export, and a description."""
+    from .runs import is_run
+
+    if is_run(folder):
+        card = verify_run(folder)
+        return list(RUN_FILES), (f"zoo run {card.name}: {len(card.classes)}-class head on {card.base.name} "
+                                 f"(val accuracy {float(card.metrics['val_accuracy']):.4f})")
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return list(MERGED_FILES), f"zoo export of {folder.name}: a full timm model"
+    raise UsageError(f"{folder} is neither a run directory (zoo finetune --out) nor a merged export "
+                     "(zoo export --merged)")
+
+
 def publish(run: str | os.PathLike, repo_id: str, *, endpoint: str | None = None, private: bool = False,
             token: str | None = None, message: str | None = None) -> Published:
-    """Upload the run directory ``run`` to ``repo_id`` in one commit, creating the repo if needed.
-    Refuses a run whose files no longer match the sha256 its card.toml records."""
-    from huggingface_hub import HfApi
+    """Upload a run directory (or a merged export) to ``repo_id`` in one commit, creating the repo
+    if needed. Refuses a run whose files no longer match the sha256 its card.toml records."""
+    from huggingface_hub import HfApi, constants
 
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise UsageError(f"--repo must be ORG/NAME, not {repo_id!r}")
-    card = verify_run(run)
+    files, description = _files_to_upload(Path(run))
     if config.offline():
         raise PublishError("offline (ZOO_OFFLINE/HF_HUB_OFFLINE): publishing needs the network")
     endpoint = (endpoint or config.hf_endpoint()).rstrip("/")
     api = HfApi(endpoint=endpoint, token=token)
+    # a zoo hub speaks the LFS basic transfer, not Xet, for files over 10 MB (hub-protocol.md
+    # section 3); huggingface_hub reads this switch at upload time
+    xet_was = constants.HF_HUB_DISABLE_XET
+    constants.HF_HUB_DISABLE_XET = xet_was or _is_zoo_hub(endpoint)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.upload_folder(repo_id=repo_id, folder_path=str(run), allow_patterns=list(RUN_FILES),
-                                 commit_message=message or f"zoo run {card.name}: {len(card.classes)}-class head "
-                                 f"on {card.base.name} (val accuracy {float(card.metrics['val_accuracy']):.4f})")
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(run), allow_patterns=files,
+                                 commit_message=message or description)
     except Exception as exc:
         raise _hub_error(exc, endpoint, repo_id) from None
+    finally:
+        constants.HF_HUB_DISABLE_XET = xet_was
     return Published(repo_id, endpoint, info.oid, info.commit_url)
 
 

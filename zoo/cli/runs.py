@@ -72,7 +72,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..runs import export_merged
 
-    path = export_merged(args.run, args.merged)
+    path = export_merged(args.run_dir, args.merged)
     console().print(f"{path}: config.json + model.safetensors; stock timm loads it "
                     f"(timm.create_model('hf-hub:ORG/NAME', pretrained=True) once uploaded)")
     return 0
@@ -81,8 +81,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from ..publish import publish
 
-    done = publish(args.run, args.repo, endpoint=args.endpoint, private=args.private, token=args.token)
-    console().print(f"published {args.run} to {done.endpoint}/{done.repo_id} (commit {done.commit[:12]}); "
+    done = publish(args.run_dir, args.repo, endpoint=args.endpoint, private=args.private, token=args.token)
+    console().print(f"published {args.run_dir} to {done.endpoint}/{done.repo_id} (commit {done.commit[:12]}); "
                     f"load it with zoo.load('hf://{done.repo_id}')")
     return 0
 
@@ -114,12 +114,12 @@ def add_parsers(sub) -> None:
     p.set_defaults(run=cmd_finetune)
 
     p = sub.add_parser("export", help="a run as a full model folder stock timm loads (config.json + model.safetensors)")
-    p.add_argument("run", metavar="RUN", help="a run directory (zoo finetune --out)")
+    p.add_argument("run_dir", metavar="RUN", help="a run directory (zoo finetune --out)")
     p.add_argument("--merged", required=True, metavar="OUT", help="the folder to write")
     p.set_defaults(run=cmd_export)
 
-    p = sub.add_parser("publish", help="upload a run to a Hugging Face-compatible hub (one commit)")
-    p.add_argument("run", metavar="RUN", help="a run directory (zoo finetune --out)")
+    p = sub.add_parser("publish", help="upload a run (or a merged export) to a Hugging Face-compatible hub, one commit")
+    p.add_argument("run_dir", metavar="RUN", help="a run directory (zoo finetune --out) or a merged export (zoo export --merged)")
     p.add_argument("--repo", required=True, metavar="ORG/NAME")
     p.add_argument("--endpoint", default=None, help="hub URL (default $HF_ENDPOINT or https://huggingface.co)")
     p.add_argument("--private", action="store_true")

@@ -1,0 +1,98 @@
+"""Run directories (zoo/runs.py): integrity, refusal of a base that does not fit, merged export."""
+
+import json
+import shutil
+
+import pytest
+import tomlkit
+import torch
+
+import zoo
+from zoo.runs import RunError, load_run, verify_run
+
+from conftest import run_zoo
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+
+
+@pytest.fixture
+def run(digits_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(digits_run[0], copy)
+    return copy
+
+
+def _edit_card(run, section, key, value):
+    doc = tomlkit.parse((run / "card.toml").read_text())
+    doc[section][key] = value
+    (run / "card.toml").write_text(tomlkit.dumps(doc))
+
+
+def test_a_base_with_other_weights_is_refused_naming_both(run):
+    recorded = "ab" * 32
+    _edit_card(run, "base", "weights_sha256", recorded)
+    with pytest.raises(RunError) as err:
+        load_run(run)
+    assert recorded in str(err.value) and zoo.card("efficientnet_lite0").sha256 in str(err.value)
+
+
+def test_a_head_for_another_feature_size_is_refused_naming_both(run):
+    _edit_card(run, "base", "num_features", 1024)
+    with pytest.raises(RunError, match="head for 1024 features, but tf_efficientnet_lite0.bundled_in1k gives 1280"):
+        load_run(run)
+    _edit_card(run, "base", "num_features", 1280)
+    from zoo.convert import write_safetensors
+
+    sha = write_safetensors({"classifier.weight": torch.zeros(10, 1024), "classifier.bias": torch.zeros(10)},
+                            str(run / "head.safetensors"))
+    doc = tomlkit.parse((run / "card.toml").read_text())
+    doc["files"]["head.safetensors"] = sha
+    (run / "card.toml").write_text(tomlkit.dumps(doc))
+    with pytest.raises(RunError, match=r"classifier.weight has shape \(10, 1024\), tf_efficientnet_lite0 expects \(10, 1280\)"):
+        load_run(run)
+
+
+def test_altered_or_missing_files_are_caught(run):
+    data = bytearray((run / "head.safetensors").read_bytes())
+    data[-1] ^= 1
+    (run / "head.safetensors").write_bytes(bytes(data))
+    with pytest.raises(RunError, match="head.safetensors was changed after the run was written"):
+        verify_run(run)
+    (run / "metrics.json").unlink()
+    r = run_zoo("predict", str(run), str(run / "README.md"))
+    assert r.returncode == 1 and "error:" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(RunError, match="not a run directory"):
+        verify_run(run.parent)
+
+
+def test_predict_on_a_run_shows_the_new_class_names(digits_run, digits_folder, digits_home):
+    run, _ = digits_run
+    image = sorted((digits_folder / "7").iterdir())[0]
+    r = run_zoo("predict", str(run), str(image), "--json", "--top", "3", env={"ZOO_HOME": str(digits_home)})
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["model"] == "digits-lite0" and out["base"] == "tf_efficientnet_lite0.bundled_in1k"
+    assert out["results"][0]["predictions"][0]["label"] == "7"
+
+
+def test_a_run_takes_no_new_head(digits_run):
+    with pytest.raises(zoo.UsageError, match="fine-tuned run: its head and options are fixed"):
+        zoo.load(digits_run[0], head=3)
+
+
+def test_merged_export_is_a_plain_timm_folder(run, tmp_path):
+    out = tmp_path / "merged"
+    r = run_zoo("export", str(run), "--merged", str(out))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["architecture"] == "tf_efficientnet_lite0" and config["num_classes"] == 10
+    assert config["label_names"] == [str(i) for i in range(10)]
+    assert config["pretrained_cfg"]["mean"] == [0.5, 0.5, 0.5] and "file" not in config["pretrained_cfg"]
+    from safetensors.torch import load_file
+
+    state = load_file(str(out / "model.safetensors"))
+    assert torch.equal(state["classifier.weight"], load_run(run).state_dict()["classifier.weight"])
