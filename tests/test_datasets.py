@@ -43,3 +43,16 @@ def test_too_small_classes_for_the_split_are_named(tmp_path):
     _folder(root, ["dog"], 1)
     with pytest.raises(UsageError, match="class 'dog' has 1 images"):
         split(root, 0.2)
+
+
+def test_a_train_folder_without_validation_is_not_taken_for_classes(tmp_path):
+    _folder(tmp_path / "d" / "train", ["cat", "dog"], 4)
+    _folder(tmp_path / "d" / "test", ["cat", "dog"], 2)
+    with pytest.raises(UsageError, match="no validation/ .* pass --val DIR"):
+        split(tmp_path / "d")
+    s = split(tmp_path / "d", val_dir=tmp_path / "d" / "test")
+    assert s.data.classes == ["cat", "dog"] and len(s.train) == 8 and len(s.val) == 4
+    from zoo.datasets import all_images
+
+    (tmp_path / "d" / "test").rename(tmp_path / "d" / "validation")
+    assert all_images(tmp_path / "d").classes == ["cat", "dog"] and len(all_images(tmp_path / "d").files) == 12

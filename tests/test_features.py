@@ -83,3 +83,16 @@ def test_unreadable_images_are_skipped_and_folders_checked(digits_folder, tmp_pa
         scan(root)
     with pytest.raises(UsageError, match="at least 2 class"):
         scan(root / "0")
+
+
+def test_extract_a_named_layer_and_refuse_unknown_ones(digits_folder, tmp_path):
+    model = zoo.load("efficientnet_lite0", head=0)
+    data = scan(digits_folder)
+    data.files, data.labels = data.files[::100], data.labels[::100]
+    fs = extract(model, data, cache_dir=tmp_path / "c", layer="blocks.5")
+    assert fs.features().shape == (len(data.files), 192)  # lite0's blocks.5 has 192 channels, average-pooled
+    pooled = extract(model, data, cache_dir=tmp_path / "c")
+    assert not pooled.cached and pooled.path != fs.path  # the layer is part of the cache key
+    with pytest.raises(UsageError, match="no layer 'blocks.55'; did you mean"):
+        extract(model, data, cache_dir=tmp_path / "c", layer="blocks.55")
+    assert not model._forward_hooks and all(not m._forward_hooks for m in model.modules())

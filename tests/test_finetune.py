@@ -57,10 +57,16 @@ def test_head_strategy_on_digits_reaches_090_and_writes_a_small_run(digits_run):
 def test_second_run_reuses_features_and_its_model_is_what_load_rebuilds(digits_run, digits_folder, digits_home,
                                                                         monkeypatch, tmp_path):
     monkeypatch.setenv("ZOO_HOME", str(digits_home))
-    forwards = []
-    result = finetune("efficientnet_lite0", digits_folder, tmp_path / "run2", strategy="head", lr=3e-3, epochs=5,
-                      hooks=Hooks(forward=forwards.append))
-    assert forwards == [] and result.features_cached is True  # no backbone forward: features from the cache
+    forwards, convs = [], []
+    # every Conv2d call in the process, whatever code path would make it
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, i, o: convs.append(1) if isinstance(m, torch.nn.Conv2d) else None)
+    try:
+        result = finetune("efficientnet_lite0", digits_folder, tmp_path / "run2", strategy="head", lr=3e-3,
+                          epochs=5, hooks=Hooks(forward=forwards.append))
+    finally:
+        hook.remove()
+    assert convs == [] and forwards == [] and result.features_cached is True  # no backbone forward at all
     assert read_run(result.run).training["lr"] == 3e-3
     files = sorted(digits_folder.glob("*/*.png"))[::200]
     rebuilt = zoo.load(result.run)
@@ -101,6 +107,19 @@ def test_bad_folders_fail_clearly(tmp_path, digits_folder):
                 "--val-split", "1.5")
     assert r.returncode == 2 and "between 0 and 1" in r.stderr
     assert not (tmp_path / "r").exists()
+    # a folder of images none of which decodes: named, not a traceback, and nothing cached or written
+    for c in ("a", "b"):
+        (tmp_path / "bad" / c).mkdir(parents=True)
+        for i in range(5):
+            (tmp_path / "bad" / c / f"{i}.png").write_bytes(b"not a png")
+    r = run_zoo("finetune", "efficientnet_lite0", "--data", str(tmp_path / "bad"), "--out", str(tmp_path / "r"),
+                "--workers", "0")
+    assert r.returncode == 2 and "none of the 10 images" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r").exists()
+    # --out pointing at a directory that is not a run is refused before any work, even with --overwrite
+    r = run_zoo("finetune", "efficientnet_lite0", "--data", str(digits_folder), "--out", str(tmp_path / "one"),
+                "--overwrite")
+    assert r.returncode == 2 and "does not hold a run" in r.stderr and (tmp_path / "one" / "a" / "x.png").exists()
 
 
 def test_existing_run_is_not_overwritten_without_asking(digits_run, digits_folder, tmp_path):

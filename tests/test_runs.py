@@ -96,3 +96,33 @@ def test_merged_export_is_a_plain_timm_folder(run, tmp_path):
 
     state = load_file(str(out / "model.safetensors"))
     assert torch.equal(state["classifier.weight"], load_run(run).state_dict()["classifier.weight"])
+
+
+def test_class_names_are_text_in_the_model_card_never_template_code(digits_run):
+    from dataclasses import replace
+
+    from zoo.runs import model_card_text, read_run
+
+    card = replace(read_run(digits_run[0]), classes=("{{ 7*7 }}", "{% if true %}x{% endif %}"), name="{{ name }}")
+    text = model_card_text(card)
+    assert "Classes: {{ 7*7 }}, {% if true %}x{% endif %}" in text and "# {{ name }}" in text
+
+
+def test_export_replaces_only_its_own_folders(run, tmp_path):
+    keep = tmp_path / "documents"
+    keep.mkdir()
+    (keep / "thesis.txt").write_text("precious")
+    r = run_zoo("export", str(run), "--merged", str(keep), "--overwrite")
+    assert r.returncode == 2 and "does not hold a merged export" in r.stderr
+    assert (keep / "thesis.txt").read_text() == "precious"
+    out = tmp_path / "merged"
+    assert run_zoo("export", str(run), "--merged", str(out)).returncode == 0
+    r = run_zoo("export", str(run), "--merged", str(out))
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    assert run_zoo("export", str(run), "--merged", str(out), "--overwrite").returncode == 0
+
+
+def test_a_published_card_with_a_bad_transform_is_refused(run):
+    _edit_card(run, "transform", "input_size", [3, 100000, 224])
+    with pytest.raises(RunError, match="transform.input_size"):
+        load_run(run)

@@ -72,11 +72,12 @@ def scan(root: str | os.PathLike, classes: list[str] | None = None) -> ImageFold
     return ImageFolder(root, found, files, labels)
 
 
-def _presplit(root: Path) -> tuple[Path, Path] | None:
+def _presplit(root: Path) -> tuple[Path | None, Path | None]:
+    """``(root/train, root/validation)`` where they exist (any of the names in TRAIN_DIRS/VAL_DIRS)."""
     subdirs = {d.name.lower(): d for d in root.iterdir() if d.is_dir()} if root.is_dir() else {}
     train = next((subdirs[n] for n in TRAIN_DIRS if n in subdirs), None)
     val = next((subdirs[n] for n in VAL_DIRS if n in subdirs), None)
-    return (train, val) if train is not None and val is not None else None
+    return (train, val) if train is not None else (None, None)  # a lone "val" folder may be a class
 
 
 def split(root: str | os.PathLike, val_split: float = 0.2, val_dir: str | os.PathLike | None = None,
@@ -84,13 +85,17 @@ def split(root: str | os.PathLike, val_split: float = 0.2, val_dir: str | os.Pat
     """Train and validation images of ``root``: ``root/train`` + ``root/validation`` when present,
     else ``val_dir`` when given, else a stratified ``val_split`` fraction of every class (seeded)."""
     root = Path(root)
-    pair = (Path(root), Path(val_dir)) if val_dir is not None else _presplit(root)
-    if pair is not None:
-        train = scan(pair[0])
-        val = scan(pair[1], classes=train.classes)
+    train_dir, found_val = _presplit(root)
+    if train_dir is not None and val_dir is None and found_val is None:
+        raise UsageError(f"{root} has {train_dir.name}/ but no validation/ (or val/) folder: pass --val "
+                         f"DIR (for example {root / 'test'}), or point --data at {train_dir} to split it")
+    val_dir = Path(val_dir) if val_dir is not None else found_val
+    if val_dir is not None:
+        train = scan(train_dir or root)
+        val = scan(val_dir, classes=train.classes)
         data = ImageFolder(train.root, train.classes, train.files + val.files, train.labels + val.labels)
         n = len(train.files)
-        return Split(data, list(range(n)), list(range(n, len(data.files))), f"{pair[1]}")
+        return Split(data, list(range(n)), list(range(n, len(data.files))), f"{val_dir}")
     if not 0 < val_split < 1:
         raise UsageError(f"--val-split must be between 0 and 1 (exclusive), not {val_split}")
     data = scan(root)
@@ -108,6 +113,23 @@ def split(root: str | os.PathLike, val_split: float = 0.2, val_dir: str | os.Pat
     return Split(data, sorted(train), sorted(val), f"{val_split:.0%} of each class held out (seed {seed})")
 
 
+def all_images(root: str | os.PathLike) -> ImageFolder:
+    """Every labelled image under ``root``: a plain ImageFolder, or both sides of a pre-split one
+    (``train/`` + ``validation/``), labelled by class either way (never by split)."""
+    root = Path(root)
+    train_dir, val_dir = _presplit(root)
+    if train_dir is None:
+        return scan(root)
+    return split(root, val_dir=val_dir).data if val_dir is not None else scan(train_dir)
+
+
 def content_hashes(files: list[Path]) -> list[str]:
-    """sha256 of every file's bytes: features are cached by what the images are, not their names."""
-    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in files]
+    """sha256 of every file's bytes: features are cached by what the images are, not their names.
+    A file that cannot be read hashes as its error (it is skipped later, when decoding fails)."""
+    out = []
+    for p in files:
+        try:
+            out.append(hashlib.sha256(p.read_bytes()).hexdigest())
+        except OSError as exc:
+            out.append(f"unreadable: {exc}")
+    return out

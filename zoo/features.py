@@ -37,12 +37,14 @@ class FeatureSet:
     """Features of the readable images of an ImageFolder, in a safetensors file of the cache.
 
     ``kept[i]`` is the index (into the folder's files) of feature row ``i``; ``cached`` says
-    whether the set came from the cache without a forward pass."""
+    whether the set came from the cache without a forward pass. Labels come from the folder as it
+    is now, not from the cache (moving an image to another class changes no content hash)."""
 
     path: Path
     kept: list[int]
     num_features: int
     cached: bool
+    label_list: list[int]
 
     def features(self):
         """All rows as one float32 tensor (N, D)."""
@@ -51,10 +53,9 @@ class FeatureSet:
         return load_file(str(self.path))["features"]
 
     def labels(self):
-        from safetensors import safe_open
+        import torch
 
-        with safe_open(str(self.path), "pt") as f:
-            return f.get_tensor("labels")
+        return torch.tensor(self.label_list, dtype=torch.int64)
 
     def blocks(self, rows: int = BLOCK_ROWS) -> Iterator:
         """Row blocks of the features, read from disk one block at a time."""
@@ -73,6 +74,53 @@ def pooled(model, x):
     return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
+def layer_features(model, layer: str):
+    """(function images -> (N, D) features, hook handle to remove or None): ``"pooled"`` (what the
+    classifier sees), or the output of the module named ``layer`` (``blocks.5``),
+    global-average-pooled when it is a feature map."""
+    if layer == "pooled":
+        return (lambda x: pooled(model, x)), None
+    modules = dict(model.named_modules())
+    if layer not in modules or not layer:
+        import difflib
+
+        close = difflib.get_close_matches(layer, [n for n in modules if n], n=3)
+        raise UsageError(f"{type(model).__name__} has no layer {layer!r}"
+                         + (f"; did you mean {', '.join(close)}?" if close else "; use 'pooled' or a module name"))
+    box = {}
+    handle = modules[layer].register_forward_hook(lambda _m, _i, out: box.__setitem__("out", out))
+
+    def run(x):
+        model.forward_features(x) if hasattr(model, "forward_features") else model(x)
+        out = box.pop("out")
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        return out.mean(dim=(2, 3)) if out.ndim == 4 else out.flatten(1)
+
+    return run, handle
+
+
+def layer_key(model, layer: str) -> str:
+    """What the cache key says of the layer: its name, and for ``pooled`` the pooling type."""
+    pool = getattr(getattr(model, "global_pool", None), "pool_type", "")
+    return f"pooled:{pool}" if layer == "pooled" else f"module:{layer}"
+
+
+def check_output(path: str | os.PathLike) -> Path:
+    """An export path zoo can write (``.h5`` with h5py installed, or ``.safetensors``): checked
+    before any backbone runs."""
+    path = Path(path)
+    if path.suffix == ".h5":
+        try:
+            import h5py  # noqa: F401
+        except ImportError:
+            raise UsageError("writing .h5 needs h5py: pip install 'zoo[features]' (or write .safetensors)") from None
+    elif path.suffix != ".safetensors":
+        raise UsageError(f"--out must end in .h5 or .safetensors, not {path.suffix or 'nothing'}")
+    if path.is_dir():
+        raise UsageError(f"--out {path} is a directory; name a file")
+    return path
+
+
 class _Images:
     """Map-style dataset for DataLoader workers: (image tensor or None, index, why unreadable)."""
 
@@ -85,8 +133,8 @@ class _Images:
     def __getitem__(self, i: int):
         try:
             return self.transform(open_rgb(str(self.files[i]))), i, ""
-        except ValueError as exc:
-            return None, i, str(exc)
+        except Exception as exc:  # one bad image never stops a run over thousands
+            return None, i, str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
 
 
 def _collate(items):
@@ -131,8 +179,7 @@ def image_loader(data: ImageFolder, indices: list[int], transform, batch_size: i
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     loader = torch.utils.data.DataLoader(_Images(files, transform), batch_size=batch_size,
                                          num_workers=default_workers() if workers is None else workers,
-                                         collate_fn=_collate, shuffle=seed is not None, generator=gen,
-                                         persistent_workers=bool(workers if workers is not None else default_workers()))
+                                         collate_fn=_collate, shuffle=seed is not None, generator=gen)
     return _Labelled(loader, data, indices)
 
 
@@ -143,8 +190,9 @@ def default_workers() -> int:
 
 def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | None = None,
             cache_dir: str | os.PathLike | None = None, progress: Callable[[int], None] | None = None,
-            on_forward: Callable[[int], None] | None = None) -> FeatureSet:
-    """Pooled features of every readable image of ``data`` through ``model`` (a zoo.load model).
+            on_forward: Callable[[int], None] | None = None, layer: str = "pooled") -> FeatureSet:
+    """Features (``layer``: see :func:`layer_features`) of every readable image of ``data``
+    through ``model`` (a zoo.load model).
 
     Unreadable images are skipped and listed in ``data.skipped``. Uses and fills the feature
     cache in ``cache_dir`` (default ``ZOO_HOME/features``). ``on_forward(n)`` is called for every
@@ -159,10 +207,13 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     weights = getattr(model, "weights_sha256", None)
     if not weights:  # random init or a model not made by zoo.load: its features cannot be reused
         raise UsageError("feature extraction needs a model loaded by zoo.load with pretrained weights")
-    key = cache_key(weights, "pooled", repr(tf), content_hashes(data.files))
+    forward, hook = layer_features(model, layer)
+    key = cache_key(weights, layer_key(model, layer), repr(tf), content_hashes(data.files))
     cache_dir = Path(cache_dir or Path(config.zoo_home()) / "features")
     cached = cache_dir / f"{key}.safetensors"
     if cached.is_file():
+        if hook:
+            hook.remove()
         return _from_cache(cached, data, progress)
 
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -180,7 +231,7 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
                     data.skipped.append((data.files[i], why))
                 if batch is not None:
                     with torch.inference_mode():
-                        out = pooled(model, batch.contiguous(memory_format=torch.channels_last)).float()
+                        out = forward(batch.contiguous(memory_format=torch.channels_last)).float()
                     if on_forward:
                         on_forward(len(idx))
                     dim = out.shape[-1]
@@ -188,6 +239,10 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
                     kept += idx
                 if progress:
                     progress(len(idx) + len(bad))
+        if not kept:
+            raise UsageError(f"none of the {len(data.files)} images under {data.root} could be read "
+                             f"(first: {data.skipped[0][0]}: {data.skipped[0][1]})" if data.skipped else
+                             f"no images under {data.root}")
         labels = torch.tensor([data.labels[i] for i in kept], dtype=torch.int64)
 
         def chunks():
@@ -201,7 +256,9 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     finally:
         raw.unlink(missing_ok=True)
         model.to(memory_format=torch.contiguous_format)  # hand the model back as it came
-    return FeatureSet(cached, kept, dim, cached=False)
+        if hook:
+            hook.remove()
+    return FeatureSet(cached, kept, dim, cached=False, label_list=[data.labels[i] for i in kept])
 
 
 def _from_cache(path: Path, data: ImageFolder, progress) -> FeatureSet:
@@ -215,23 +272,20 @@ def _from_cache(path: Path, data: ImageFolder, progress) -> FeatureSet:
                      for i in range(len(data.files)) if i not in keep]
     if progress:
         progress(len(data.files))
-    return FeatureSet(path, kept, dim, cached=True)
+    return FeatureSet(path, kept, dim, cached=True, label_list=[data.labels[i] for i in kept])
 
 
 def write_features(path: str | os.PathLike, features: FeatureSet, data: ImageFolder, meta: dict) -> Path:
     """Save features as ``.h5`` (h5py: datasets features/labels/paths, class names and metadata in
     attributes, written in row blocks) or ``.safetensors`` (paths and classes in the metadata)."""
-    path = Path(path)
+    path = check_output(path)
     paths = [str(data.files[i]) for i in features.kept]
     meta = {**meta, "classes": json.dumps(data.classes)}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     n, d = len(features.kept), features.num_features
     try:
         if path.suffix == ".h5":
-            try:
-                import h5py
-            except ImportError:
-                raise UsageError("writing .h5 needs h5py: pip install 'zoo[features]' (or write .safetensors)") from None
+            import h5py
             import numpy as np
 
             with h5py.File(tmp, "w") as h5:
@@ -250,8 +304,6 @@ def write_features(path: str | os.PathLike, features: FeatureSet, data: ImageFol
             chunks = (b.contiguous().numpy().tobytes() for b in features.blocks())
             write_safetensors({"features": Chunked("F32", [n, d], chunks), "labels": features.labels()}, str(tmp),
                               {**{k: str(v) for k, v in meta.items()}, "paths": json.dumps(paths)})
-        else:
-            raise UsageError(f"--out must end in .h5 or .safetensors, not {path.suffix or 'nothing'}")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -62,8 +62,11 @@ def finetune(name: str, data: str | os.PathLike, out: str | os.PathLike, *, val_
     from .loader import load
     from .weights import open_weights
 
+    from .runs import check_out
+
     hooks = hooks or Hooks()
     t0 = time.perf_counter()
+    check_out(out, overwrite)
     split = split_folder(data, val_split=val_split, val_dir=val, seed=seed)
     classes = split.data.classes
     hooks.message(f"{len(split.train)} training and {len(split.val)} validation images in {len(classes)} classes "
@@ -82,7 +85,7 @@ def finetune(name: str, data: str | os.PathLike, out: str | os.PathLike, *, val_
         sample = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))]
         similar = similarity(sample, *imagenet) if imagenet else None
     elif strategy == "auto" and imagenet:
-        similar = _sample_similarity(model, split, imagenet, seed, hooks)
+        similar = _sample_similarity(model, split, imagenet, seed, batch_size, workers, hooks)
     else:
         similar = None
     plan = make_plan(strategy, train_size=len(split.train), num_classes=len(classes),
@@ -144,17 +147,32 @@ def _features(model, split: Split, batch_size, workers, hooks) -> _Features:
     row = {file_index: r for r, file_index in enumerate(fs.kept)}
     train = torch.tensor([row[i] for i in split.train if i in row], dtype=torch.int64)
     val = torch.tensor([row[i] for i in split.val if i in row], dtype=torch.int64)
+    _check_readable(split, y[train].tolist(), len(val))
     if fs.cached:
         hooks.message(f"features of {len(fs.kept)} images read from the feature cache (no backbone forward)")
     return _Features(x, y, train, val, fs.cached)
 
 
-def _sample_similarity(model, split: Split, imagenet, seed, hooks):
+def _check_readable(split: Split, train_labels: list[int], val_size: int) -> None:
+    """Every class keeps readable training images and validation is not empty, after skipping."""
+    from .errors import UsageError
+
+    counts = [0] * len(split.data.classes)
+    for label in train_labels:
+        counts[label] += 1
+    empty = [c for c, n in zip(split.data.classes, counts) if n == 0]
+    if empty:
+        raise UsageError(f"class {empty[0]!r} has no readable training images (all skipped as unreadable)")
+    if val_size == 0:
+        raise UsageError("no readable validation images (all skipped as unreadable)")
+
+
+def _sample_similarity(model, split: Split, imagenet, seed, batch_size, workers, hooks):
     from .features import extract
 
     rng = random.Random(seed)
     sample = sorted(rng.sample(split.train, min(SIMILARITY_SAMPLE, len(split.train))))
-    fs = extract(model, split.data.subset(sample), on_forward=hooks.forward)
+    fs = extract(model, split.data.subset(sample), batch_size=batch_size, workers=workers, on_forward=hooks.forward)
     return similarity(fs.features(), *imagenet)
 
 
@@ -193,6 +211,11 @@ def _train_on_images(model, split: Split, plan: Plan, epochs, batch_size, seed, 
             heads.unfreeze(model, plan.open_blocks)
     head_params = {id(p) for p in model.get_classifier().parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        from .errors import UsageError
+
+        raise UsageError(f"--freeze {plan.freeze} freezes every layer, the head too: nothing would train "
+                         f"(the model has {len(heads.param_modules(model))} parameter-owning modules)")
     groups = [{"params": [p for p in trainable if id(p) in head_params], "lr": plan.lr},
               {"params": [p for p in trainable if id(p) not in head_params], "lr": plan.backbone_lr}]
     model.to(memory_format=torch.channels_last)
@@ -222,14 +245,20 @@ def _run_card(model, split: Split, plan: Plan, history, out, data, similar, epoc
 
     card = model.card
     last = history[-1]
+    if last.val_size == 0:
+        from .errors import UsageError
+
+        raise UsageError("no readable validation images (all skipped as unreadable)")
     transform = {k: list(v) if isinstance(v, tuple) else v for k, v in model.data_config.items()}
     training = {
         "strategy": plan.strategy, "reason": plan.reason, "epochs": epochs, "lr": plan.lr,
         "backbone_lr": plan.backbone_lr, "batch_size": batch_size, "augment": plan.augment, "seed": seed,
         "open_blocks": plan.open_blocks, "trained_on": "cached features" if plan.on_features else "images",
-        "validation": split.how, "val_split": val_split, "train_size": len(split.train),
+        "validation": split.how, "train_size": len(split.train),
         "data_name": Path(data).resolve().name, "optimizer": "AdamW (weight decay 1e-4), cross-entropy",
     }
+    if "held out" in split.how:
+        training["val_split"] = val_split
     if plan.freeze is not None:
         training["freeze"] = plan.freeze
     if similar is not None:

@@ -17,5 +17,7 @@ def open_rgb(path: str):
         raise ValueError("no such file") from None
     except UnidentifiedImageError:
         raise ValueError("not an image (PIL cannot identify it)") from None
-    except (OSError, SyntaxError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"refused: {exc}") from None
+    except (OSError, SyntaxError, EOFError) as exc:
         raise ValueError(f"unreadable image: {exc}") from None

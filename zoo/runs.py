@@ -102,13 +102,37 @@ def _run_version(value: Any) -> int:
     return version
 
 
+def _size(value: Any) -> tuple:
+    size = v.list_of(v.integer(1), min_len=3)(value)
+    if len(size) != 3 or max(size) > 8192:
+        raise ValueError(f"expected [channels, height, width] up to 8192, got {value!r}")
+    return size
+
+
+def _triple(value: Any) -> tuple:
+    out = v.list_of(v.number(-1e3, 1e3), min_len=1)(value)
+    if len(out) not in (1, 3):
+        raise ValueError(f"expected 1 or 3 numbers, got {value!r}")
+    return out
+
+
+# what create_transform receives: checked key by key, since a published card is someone else's file
+_TRANSFORM_SPEC = {
+    "input_size": (_size, True), "interpolation": (v.choice(("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")), True),
+    "mean": (_triple, True), "std": (_triple, True), "crop_pct": (v.number(0.05, 2.0), True),
+    "crop_mode": (v.choice(("center", "squash", "border")), True),
+}
+_TRAINING_REQUIRED = ("strategy",)
+_METRICS_REQUIRED = ("val_accuracy", "val_size", "train_accuracy")
+
 _BASE_SPEC = {"name": (v.string, True), "architecture": (v.string, True), "weights_sha256": (v.sha256_hex, True),
               "num_features": (v.integer(1), True), "license": (v.string, False), "hub_repo": (v.string, False)}
 _HEAD_SPEC = {"classes": (v.list_of(v.string, min_len=2), True), "pool": (v.string, True)}
 _RUN_SPEC = {
     "format": (_run_format, True), "version": (_run_version, True), "name": (v.string, True),
     "base": (v.sub_table(Base, _BASE_SPEC), True), "head": (v.sub_table(dict, _HEAD_SPEC), True),
-    "transform": (_scalars, True), "training": (_scalars, True), "metrics": (_scalars, True),
+    "transform": (lambda t: v.check_table(t, _TRANSFORM_SPEC) if isinstance(t, Mapping) else _scalars(t), True),
+    "training": (_scalars, True), "metrics": (_scalars, True),
     "versions": (_scalars, True), "files": (_sha_table, True),
 }
 
@@ -130,6 +154,15 @@ def read_run(path: str | os.PathLike) -> RunCard:
     head = fields.pop("head")
     if head["classes"] and len(set(head["classes"])) != len(head["classes"]):
         raise RunError(f"{card_path}: head.classes: duplicate class names")
+    for section, keys in (("training", _TRAINING_REQUIRED), ("metrics", _METRICS_REQUIRED)):
+        missing = [k for k in keys if k not in fields[section]]
+        if missing:
+            raise RunError(f"{card_path}: {section}.{missing[0]}: missing required field")
+    for key in ("val_accuracy", "train_accuracy"):
+        value = fields["metrics"][key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise RunError(f"{card_path}: metrics.{key}: expected a number between 0 and 1, got {value!r}")
+    fields["transform"] = {k: list(x) if isinstance(x, tuple) else x for k, x in fields["transform"].items()}
     return RunCard(classes=tuple(head["classes"]), pool=head["pool"], **fields)
 
 
@@ -191,6 +224,7 @@ def model_card_text(card: RunCard, merged: bool = False) -> str:
                                  metric_type="accuracy", metric_value=float(metrics["val_accuracy"]),
                                  dataset_split=f"validation ({metrics['val_size']} images)")])
     rows = "\n".join(f"| {k} | {v} |" for k, v in card.training.items())
+    # the body is passed as a value, never as template text: class and run names are user data
     body = f"""
 # {card.name}
 
@@ -214,7 +248,7 @@ Classes: {', '.join(card.classes)}
 | --- | --- |
 {rows}
 """
-    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body).content
+    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n{{ body }}", body=body).content
 
 
 _USE_RUN = f"""```python
@@ -230,6 +264,30 @@ model = timm.create_model("hf-hub:ORG/NAME", pretrained=True)  # the full model:
 ```"""
 
 
+def _replaceable(out: Path, overwrite: bool, what: str, is_ours) -> Path:
+    out = Path(os.path.abspath(out))
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return out
+    if not out.is_dir():
+        raise UsageError(f"{out} is a file; {what} is a directory: choose another path")
+    if not is_ours(out):
+        raise UsageError(f"{out} is a directory that does not hold {what}; zoo replaces only its own: "
+                         "choose another path")
+    if not overwrite:
+        raise UsageError(f"{out} holds {what} already; choose another path or pass --overwrite")
+    return out
+
+
+def check_out(out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Where a new run may be written: a new or empty directory, or (with ``overwrite``) an
+    earlier run. Checked before any training, so a bad ``--out`` costs nothing."""
+    return _replaceable(Path(out), overwrite, "a run", is_run)
+
+
+def _is_export(path: Path) -> bool:
+    return {p.name for p in path.iterdir()} <= {"config.json", "model.safetensors", README_FILE}
+
+
 def write_run(out: str | os.PathLike, card: RunCard, head_tensors: dict, history: list[dict],
               overwrite: bool = False) -> Path:
     """Write the run directory ``out`` whole: files go to a temp directory beside it, which is
@@ -240,9 +298,7 @@ def write_run(out: str | os.PathLike, card: RunCard, head_tensors: dict, history
 
     from .convert import write_safetensors
 
-    out = Path(out)
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
-        raise UsageError(f"{out} exists; choose another --out or pass --overwrite")
+    out = check_out(out, overwrite)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -281,6 +337,9 @@ def load_run(path: str | os.PathLike, device=None):
     path = Path(path)
     card = verify_run(path)
     model = load(card.base.name, head=list(card.classes), pool=card.pool or None)
+    if tuple(card.transform["input_size"]) != tuple(model.data_config["input_size"]):
+        raise RunError(f"{path} was trained at input size {tuple(card.transform['input_size'])}, but "
+                       f"{card.base.name} takes {tuple(model.data_config['input_size'])}")
     if model.weights_sha256 != card.base.weights_sha256:
         raise RunError(f"{path} was trained on base weights sha256 {card.base.weights_sha256}, but "
                        f"{card.base.name} resolves to {model.weights_sha256} here; pull the recorded weights "
@@ -290,6 +349,13 @@ def load_run(path: str | os.PathLike, device=None):
                        f"gives {model.num_features} here")
     tensors = load_file(str(path / HEAD_FILE))
     state = model.state_dict()
+    if card.training["strategy"] == "head":  # a head run replaces the classifier and nothing else
+        from .heads import classifier_names
+
+        heads = classifier_names(model)
+        foreign = sorted(n for n in tensors if not any(n == h or n.startswith(h + ".") for h in heads))
+        if foreign:
+            raise RunError(f"{path / HEAD_FILE}: a head-strategy run holds backbone tensors ({', '.join(foreign[:3])})")
     for name, tensor in tensors.items():
         if name not in state:
             raise RunError(f"{path / HEAD_FILE}: tensor {name!r} is not in {card.base.architecture}")
@@ -305,13 +371,13 @@ def load_run(path: str | os.PathLike, device=None):
     return model
 
 
-def export_merged(run: str | os.PathLike, out: str | os.PathLike) -> Path:
+def export_merged(run: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Path:
     """A full model folder stock timm loads without zoo: ``config.json`` (architecture,
     num_classes, label_names, pretrained_cfg) and ``model.safetensors`` (timm's own save_for_hf)."""
     from timm.models import save_for_hf
 
+    out = _replaceable(Path(out), overwrite, "a merged export", _is_export)
     model = load_run(run)
-    out = Path(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

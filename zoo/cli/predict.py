@@ -6,7 +6,7 @@ import argparse
 import os
 
 from ..images import IMAGE_EXTENSIONS, open_rgb
-from . import console, positive_int, print_json
+from . import console, non_negative_int, positive_int, print_json
 
 def expand(paths: list[str]) -> list[str]:
     """Files as given; directories contribute their image files, sorted."""
@@ -65,11 +65,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from ..datasets import scan
-    from ..features import extract, write_features
+    from ..datasets import all_images
+    from ..features import check_output, extract, write_features
     from ..loader import load, transforms
 
-    data = scan(args.data)
+    check_output(args.out)
+    data = all_images(args.data)
     model = load(args.name, head=0)
     import time
 
@@ -84,10 +85,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
             done = bar.tasks[0].completed + n
             bar.update(task, advance=n, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.0f} images/s")
 
-        features = extract(model, data, batch_size=args.batch_size, workers=args.workers, progress=advance)
+        features = extract(model, data, batch_size=args.batch_size, workers=args.workers, progress=advance,
+                           layer=args.layer)
     for path, why in data.skipped:
         console(stderr=True).print(f"skipped {path}: {why}", style="yellow")
-    meta = {"model": model.card.name, "weights_sha256": model.weights_sha256, "layer": "pooled",
+    meta = {"model": model.card.name, "weights_sha256": model.weights_sha256, "layer": args.layer,
             "transform": repr(transforms(model))}
     out = write_features(args.out, features, data, meta)
     console().print(f"{out}: {len(features.kept)} images x {features.num_features} features, "
@@ -101,7 +103,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="an ImageFolder: one sub-folder per class")
     p.add_argument("--out", required=True, metavar="FILE", help="FEATURES.h5 or FEATURES.safetensors")
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: one per core, up to 4)")
+    p.add_argument("--layer", default="pooled", metavar="pooled|NAME",
+                   help="pooled (what the classifier sees, default) or a module name (blocks.5), average-pooled")
+    p.add_argument("--workers", type=non_negative_int, default=None,
+                   help="image-decoding processes (default: one per core, up to 4; 0: in this process)")
     p.set_defaults(run=cmd_extract)
 
     p = sub.add_parser("predict", help="classify images with a model (top-k classes and probabilities)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import console, positive_int, print_json
+from . import console, non_negative_int, positive_int, print_json
 
 
 def _fraction(text: str) -> float:
@@ -72,7 +72,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..runs import export_merged
 
-    path = export_merged(args.run_dir, args.merged)
+    path = export_merged(args.run_dir, args.merged, overwrite=args.overwrite)
     console().print(f"{path}: config.json + model.safetensors; stock timm loads it "
                     f"(timm.create_model('hf-hub:ORG/NAME', pretrained=True) once uploaded)")
     return 0
@@ -99,7 +99,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--strategy", choices=("auto", "head", "partial", "full"), default="auto",
                    help="auto picks by dataset size and measured similarity to ImageNet (printed)")
     p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--freeze", type=int, default=None, metavar="N",
+    p.add_argument("--freeze", type=non_negative_int, default=None, metavar="N",
                    help="keep the first N parameter-owning modules frozen, train the rest (the partial strategy)")
     p.add_argument("--lr", type=_positive_float, default=None, help="the new head's learning rate (default 1e-2 "
                    "for a head on features, 1e-3 beside unfrozen layers)")
@@ -108,7 +108,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random crops and flips (default: off for the head, so features are extracted once; on otherwise)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: one per core, up to 4)")
+    p.add_argument("--workers", type=non_negative_int, default=None,
+                   help="image-decoding processes (default: one per core, up to 4; 0: in this process)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_finetune)
@@ -116,6 +117,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("export", help="a run as a full model folder stock timm loads (config.json + model.safetensors)")
     p.add_argument("run_dir", metavar="RUN", help="a run directory (zoo finetune --out)")
     p.add_argument("--merged", required=True, metavar="OUT", help="the folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT")
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("publish", help="upload a run (or a merged export) to a Hugging Face-compatible hub, one commit")
