@@ -7,7 +7,7 @@ import torch
 
 import zoo
 from zoo.errors import UsageError
-from zoo.datasets import scan, split
+from zoo.datasets import scan
 from zoo.features import extract
 
 from conftest import run_zoo
@@ -27,12 +27,13 @@ def _probe_accuracy(x, y, seed=0):
     return clf.score(xte, yte)
 
 
-def test_extract_to_h5_then_logistic_regression(digits_folder, tmp_path, isolated_env):
+def test_extract_to_h5_then_logistic_regression(digits_folder, tmp_path, digits_home):
     import h5py
 
     out = tmp_path / "digits.h5"
+    # the session's digits home: the one full extraction of the suite (finetune tests reuse it)
     result = run_zoo("extract", "efficientnet_lite0", "--data", str(digits_folder), "--out", str(out),
-                     env={"ZOO_HOME": str(isolated_env), "ZOO_OFFLINE": "1"})
+                     env={"ZOO_HOME": str(digits_home), "ZOO_OFFLINE": "1"}, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     with h5py.File(out) as h5:
         x, y = h5["features"][:], h5["labels"][:]

@@ -2,10 +2,7 @@
 
 import json
 import os
-import subprocess
-import sys
 
-import pytest
 import requests
 
 from conftest import TOKEN, hub_client as _client

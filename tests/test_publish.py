@@ -1,10 +1,8 @@
 """Publishing runs to a hub and loading them back (zoo/publish.py), end to end against `zoo serve`
 on loopback with the stock huggingface_hub client (no mocks)."""
 
-import json
 import shutil
 
-import pytest
 import torch
 
 import zoo

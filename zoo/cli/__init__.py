@@ -34,26 +34,49 @@ def print_json(data: Any) -> int:
     return 0
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
+def _checked(parse, ok, expected: str):
+    """An argparse type: ``parse`` the text, then require ``ok(value)``, else say what was expected."""
+
+    def check(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return check
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+positive_int = _checked(int, lambda v: v >= 1, "a whole number >= 1")
+non_negative_int = _checked(int, lambda v: v >= 0, "a whole number >= 0")
+positive_float = _checked(float, lambda v: v > 0, "a positive number")
+fraction = _checked(float, lambda v: 0 < v < 1, "a fraction between 0 and 1")
+
+
+def progress_bars():
+    """A rich Progress on stderr, and ``start(label, total)`` that adds a bar and returns its
+    ``advance(n)`` (with an images/s rate unless ``rate=False``): what library progress hooks take."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console(stderr=True))
+
+    def start(label: str, total: int, rate: bool = True):
+        task = bar.add_task(label, total=total, rate="")
+        t0 = time.perf_counter()
+
+        def advance(n: int) -> None:
+            done = bar.tasks[task].completed + n
+            speed = f"{done / max(time.perf_counter() - t0, 1e-9):.0f} images/s" if rate else ""
+            bar.update(task, advance=n, rate=speed)
+
+        return advance
+
+    return bar, start
 
 
 def build_parser() -> argparse.ArgumentParser:

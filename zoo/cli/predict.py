@@ -6,7 +6,7 @@ import argparse
 import os
 
 from ..images import IMAGE_EXTENSIONS, open_rgb
-from . import console, non_negative_int, positive_int, print_json
+from . import console, non_negative_int, positive_int, print_json, progress_bars
 
 def expand(paths: list[str]) -> list[str]:
     """Files as given; directories contribute their image files, sorted."""
@@ -57,7 +57,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from rich.table import Table
 
         for r in results:
-            table = Table("#", "class", "probability", title=f"{r['image']} ({label})", title_justify="left")
+            out.print(f"{r['image']} ({label})")  # a line of its own: a table title wraps at the table's width
+            table = Table("#", "class", "probability")
             for i, p in enumerate(r["predictions"], 1):
                 table.add_row(str(i), p["label"], f"{p['probability']:.4f}")
             out.print(table)
@@ -72,21 +73,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
     check_output(args.out)
     data = all_images(args.data)
     model = load(args.name, head=0)
-    import time
-
-    t0 = time.perf_counter()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("extract"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                  TimeRemainingColumn(), console=console(stderr=True)) as bar:
-        task = bar.add_task("extract", total=len(data.files), rate="")
-
-        def advance(n: int) -> None:
-            done = bar.tasks[0].completed + n
-            bar.update(task, advance=n, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.0f} images/s")
-
-        features = extract(model, data, batch_size=args.batch_size, workers=args.workers, progress=advance,
-                           layer=args.layer)
+    bar, start = progress_bars()
+    with bar:
+        features = extract(model, data, batch_size=args.batch_size, workers=args.workers,
+                           progress=start("extract", len(data.files)), layer=args.layer)
     for path, why in data.skipped:
         console(stderr=True).print(f"skipped {path}: {why}", style="yellow")
     meta = {"model": model.card.name, "weights_sha256": model.weights_sha256, "layer": args.layer,

@@ -5,50 +5,17 @@ from __future__ import annotations
 
 import argparse
 
-from . import console, non_negative_int, positive_int, print_json
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+from . import console, fraction, non_negative_int, positive_float, positive_int, print_json, progress_bars
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    import time
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from ..finetune import Hooks, finetune
 
-    out, err = console(), console(stderr=True)
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, transient=False)
+    out = console()
+    bar, start = progress_bars()
 
     def progress(label: str, total: int):
-        task = bar.add_task(label, total=total, rate="")
-        start = time.perf_counter()
-
-        def advance(n: int) -> None:
-            done = bar.tasks[task].completed + n
-            rate = f"{done / max(time.perf_counter() - start, 1e-9):.0f} images/s" if label != "epochs" else ""
-            bar.update(task, advance=n, rate=rate)
-
-        return advance
+        return start(label, total, rate=label != "epochs")
 
     def epoch(e) -> None:
         bar.console.print(f"epoch {e.epoch:>3}: train loss {e.train_loss:.4f} acc {e.train_accuracy:.4f}  "
@@ -94,16 +61,16 @@ def add_parsers(sub) -> None:
                    help="an ImageFolder (one sub-folder per class), or DIR/train + DIR/validation")
     p.add_argument("--out", required=True, metavar="RUN", help="the run directory to write")
     val = p.add_mutually_exclusive_group()
-    val.add_argument("--val-split", type=_fraction, default=0.2, help="fraction of each class held out (default 0.2)")
+    val.add_argument("--val-split", type=fraction, default=0.2, help="fraction of each class held out (default 0.2)")
     val.add_argument("--val", metavar="DIR", help="a validation ImageFolder with the same classes")
     p.add_argument("--strategy", choices=("auto", "head", "partial", "full"), default="auto",
                    help="auto picks by dataset size and measured similarity to ImageNet (printed)")
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--freeze", type=non_negative_int, default=None, metavar="N",
                    help="keep the first N parameter-owning modules frozen, train the rest (the partial strategy)")
-    p.add_argument("--lr", type=_positive_float, default=None, help="the new head's learning rate (default 1e-2 "
+    p.add_argument("--lr", type=positive_float, default=None, help="the new head's learning rate (default 1e-2 "
                    "for a head on features, 1e-3 beside unfrozen layers)")
-    p.add_argument("--backbone-lr", type=_positive_float, default=None, help="learning rate of unfrozen reused layers (default lr/10)")
+    p.add_argument("--backbone-lr", type=positive_float, default=None, help="learning rate of unfrozen reused layers (default lr/10)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random crops and flips (default: off for the head, so features are extracted once; on otherwise)")
