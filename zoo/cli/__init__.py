@@ -80,7 +80,7 @@ def progress_bars():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cards, mirror, predict, runs, weights
+    from . import cards, compare, mirror, predict, runs, weights
 
     parser = argparse.ArgumentParser(prog="zoo", description="A model-zoo hub for transfer learning.")
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")
@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_parsers(sub)
     mirror.add_parsers(sub)
     runs.add_parsers(sub)
+    compare.add_parsers(sub)
     return parser
 
 

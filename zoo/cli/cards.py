@@ -61,18 +61,28 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     cards = list_models(args.pattern, sort=args.sort, descending=args.descending,
                         min_top1=args.min_top1, max_params=args.max_params, license=args.license)
+    columns, keys = COLUMNS, list(args.columns)
+    measured = {}
+    if args.measured:
+        from ..compare import latest_measurements  # JSON files only: no torch
+
+        measured = latest_measurements()
+        columns = {**COLUMNS, **_measured_columns(measured)}
+        keys += [k for k in _measured_columns(measured) if k not in keys]
     if args.json:
-        return print_json([c.to_record() for c in cards])
+        return print_json([{**c.to_record(), **({"measured": measured.get(c.name)} if args.measured else {})}
+                           for c in cards])
     from rich.table import Table
     from rich.text import Text
 
     # padding=0 with a space each side of the text looks the same as rich's default padding and halves
     # the render time (no Padding renderable per cell); Text cells skip markup parsing (bench/bench_list.py)
     # (rich's right-justify strips that trailing space, so numbers are right-aligned here with rjust)
-    cells = [[COLUMNS[key][1](card) for key in args.columns] for card in cards]
-    table = Table(caption=_list_caption(cards), caption_justify="left", padding=0)
-    for i, key in enumerate(args.columns):
-        header, _, right = COLUMNS[key]
+    cells = [[columns[key][1](card) for key in keys] for card in cards]
+    table = Table(caption=_list_caption(cards) + _measured_caption(measured, args.measured), caption_justify="left",
+                  padding=0)
+    for i, key in enumerate(keys):
+        header, _, right = columns[key]
         if right:
             width = max([len(header), *(len(row[i]) for row in cells)])
             header = header.rjust(width)
@@ -88,6 +98,28 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     console.print(table)
     return 0
+
+
+def _measured_columns(measured: dict) -> dict[str, tuple[str, Callable[[Card], str], bool]]:
+    """``--measured``: the latest local figures of ``zoo compare`` beside the published ones."""
+
+    def field(key: str, fmt: str) -> Callable[[Card], str]:
+        return lambda c: _num(measured.get(c.name, {}).get(key), fmt)
+
+    return {"gmacs": ("GMACs", field("gmacs", ".2f"), True), "lat": ("lat ms", field("latency_ms", ".1f"), True),
+            "ips": ("img/s", field("throughput", ".1f"), True), "rss": ("peak MB", field("peak_rss_mb", ".0f"), True)}
+
+
+def _measured_caption(measured: dict, asked: bool) -> str:
+    if not asked:
+        return ""
+    if not measured:
+        return " Measured: nothing yet on this machine; 'zoo compare NAME...' measures."
+    latest = max(measured.values(), key=lambda m: m.get("measured_at", ""))
+    machine = latest.get("machine") or {}
+    return (f" Measured here by 'zoo compare' (latest {latest.get('measured_at', '?')}, {machine.get('cpu', '?')}, "
+            f"{machine.get('threads', '?')} threads, torch {machine.get('torch', '?')}): latency at batch 1, "
+            "throughput at the largest batch, peak RSS of a fresh process; blank: not measured.")
 
 
 def _list_caption(cards: list[Card]) -> str:
@@ -188,6 +220,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--columns", type=parse_columns, default=parse_columns(DEFAULT_COLUMNS),
                    metavar="COLS", help=f"comma-separated, from: {', '.join(COLUMNS)} (default {DEFAULT_COLUMNS})")
     p.add_argument("--json", action="store_true", help="JSON records with every card field instead of a table")
+    p.add_argument("--measured", action="store_true",
+                   help="add this machine's latest measurements (zoo compare): GMACs, latency, img/s, peak memory")
     p.set_defaults(run=cmd_list)
 
     p = sub.add_parser("info", help="one model card in full, with the other tags of its architecture")

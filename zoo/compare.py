@@ -1,0 +1,172 @@
+"""``zoo.compare``: backbones side by side, published figures beside what this machine and the
+user's data say.
+
+Per model: the card's published top-1/top-5 (marked with their source), params, size, depth and
+input resolution; GMACs computed at that resolution; latency, throughput and peak memory measured
+in a fresh subprocess (``zoo.measure``); and with ``data``, a linear probe, kNN and LogME on the
+pooled features (``zoo.features``: extracted once, cached, shared with ``zoo finetune``). A model
+whose weights are not cached, offline, keeps its computed and published columns and says why the
+rest is "not measured". Measurements are kept in ``ZOO_HOME/measurements`` with the machine they
+were taken on, for ``zoo list --measured``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from . import config
+from .errors import UsageError, ZooError
+
+MEASUREMENTS_VERSION = 1
+#: the fields a compare row always has (None where not applicable or not measured)
+FIELDS = ("name", "architecture", "top1", "top5", "metrics_source", "params", "weights_mb", "depth", "input_size",
+          "gmacs", "measured", "not_measured", "latency_ms", "latency_p90_ms", "throughput", "throughput_batch",
+          "peak_rss_mb", "machine", "probe_accuracy", "probe_seconds", "knn_accuracy", "knn_seconds", "logme",
+          "logme_seconds", "extract_seconds", "features_cached", "pareto_front", "rank")
+
+
+def measurements_dir() -> Path:
+    return Path(config.zoo_home()) / "measurements"
+
+
+def save_measurement(name: str, row: dict) -> None:
+    """Keep the latest measurement of ``name`` (with its machine), atomically."""
+    keep = {k: row[k] for k in ("latency_ms", "latency_p90_ms", "throughput", "throughput_batch", "peak_rss_mb",
+                                "gmacs", "machine")}
+    doc = {"version": MEASUREMENTS_VERSION, "name": name, "measured_at": datetime.now(timezone.utc).isoformat(
+        timespec="seconds"), **keep}
+    folder = measurements_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, folder / f"{name}.json")
+
+
+def latest_measurements() -> dict[str, dict]:
+    """Card name -> its latest local measurement (torch-free: ``zoo list --measured`` reads this)."""
+    out = {}
+    folder = measurements_dir()
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # a damaged file costs its row, not the listing
+        if isinstance(doc, dict) and doc.get("version") == MEASUREMENTS_VERSION and isinstance(doc.get("name"), str):
+            out[doc["name"]] = doc
+    return out
+
+
+def _weights_available(card) -> str | None:
+    """None if the weights are (or can be made) cached; else why the model cannot be measured."""
+    from .weights import open_weights, pull
+
+    try:
+        open_weights(card)
+        return None
+    except ZooError:
+        pass
+    if config.offline():
+        return f"not measured: weights not cached and offline (run `zoo pull {card.name}` where the network is)"
+    try:
+        pull(card)
+        return None
+    except ZooError as exc:
+        return f"not measured: {exc}"
+
+
+def compare(names: list[str], data: str | os.PathLike | None = None, batch_sizes: tuple[int, ...] = (1, 32),
+            threads: int | None = None, device: str = "cpu",
+            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Rows for ``names`` (see FIELDS), ranked; and, with ``data``, the rank agreement between
+    LogME and probe accuracy (Kendall's tau)."""
+    from .loader import card_for
+    from .measure import gmacs, measure
+
+    if not names:
+        raise UsageError("name at least one model to compare")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device here")
+    say = progress or (lambda text: None)
+    cards = [card_for(n) for n in names]
+    split = None
+    if data is not None:
+        from .datasets import split as split_folder
+
+        split = split_folder(data, 0.2, seed=0)  # fixed: every model sees the same images on each side
+    rows = []
+    for card in cards:
+        row: dict[str, Any] = dict.fromkeys(FIELDS)
+        row.update(name=card.name, architecture=card.architecture, top1=card.top1, top5=card.top5,
+                   metrics_source=card.metrics_source, params=card.params, weights_mb=card.size_mb,
+                   depth=card.depth, input_size=list(card.input_size), measured=False)
+        say(f"{card.name}: GMACs")
+        row["gmacs"] = round(gmacs(card.architecture, tuple(card.input_size)), 4)
+        why = _weights_available(card)
+        if why:
+            row["not_measured"] = why
+        else:
+            say(f"{card.name}: timing in a fresh process")
+            row.update(measure(card.name, list(batch_sizes), device, threads), measured=True)
+            save_measurement(card.name, row)
+            if split is not None:
+                say(f"{card.name}: features and probes")
+                row.update(_probes(card, split, device))
+        rows.append(row)
+    return {"rows": _rank(rows, with_data=split is not None), "logme_probe_kendall_tau": _tau(rows),
+            "data": str(data) if data is not None else None,
+            "split": {"train": len(split.train), "test": len(split.val), "how": split.how} if split else None}
+
+
+def _probes(card, split, device: str) -> dict[str, Any]:
+    import torch
+
+    from .features import extract
+    from .loader import load
+    from .probe import knn_accuracy, linear_probe, logme
+
+    model = load(card.name, head=0, device=device)
+    t0 = time.perf_counter()
+    fs = extract(model, split.data)
+    extract_seconds = time.perf_counter() - t0
+    x, y = fs.features(), fs.labels()
+    row_of = {f: r for r, f in enumerate(fs.kept)}
+    train = torch.tensor([row_of[i] for i in split.train if i in row_of])
+    test = torch.tensor([row_of[i] for i in split.val if i in row_of])
+    out: dict[str, Any] = {"extract_seconds": round(extract_seconds, 3), "features_cached": fs.cached}
+    for key, fn in (("probe", lambda: linear_probe(x, y, train, test)), ("knn", lambda: knn_accuracy(x, y, train, test)),
+                    ("logme", lambda: logme(x[train], y[train]))):
+        t0 = time.perf_counter()
+        value = fn()
+        out[f"{key}_accuracy" if key != "logme" else "logme"] = value
+        out[f"{key}_seconds"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def _rank(rows: list[dict], with_data: bool) -> list[dict]:
+    """Best first (probe accuracy with data, else published top-1); mark the Pareto front of
+    accuracy against batch-1 latency among the measured rows."""
+    from .probe import pareto_front
+
+    key = "probe_accuracy" if with_data else "top1"
+    rows = sorted(rows, key=lambda r: (r[key] is None, -(r[key] or 0)))
+    scored = [r for r in rows if r[key] is not None and r["latency_ms"] is not None]
+    for r, front in zip(scored, pareto_front([(r[key], r["latency_ms"]) for r in scored])):
+        r["pareto_front"] = front
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i
+    return rows
+
+
+def _tau(rows: list[dict]) -> float | None:
+    from .probe import kendall_tau
+
+    both = [r for r in rows if r["logme"] is not None and r["probe_accuracy"] is not None]
+    return kendall_tau([r["logme"] for r in both], [r["probe_accuracy"] for r in both]) if len(both) >= 2 else None
