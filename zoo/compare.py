@@ -25,7 +25,8 @@ from .errors import UsageError, ZooError
 MEASUREMENTS_VERSION = 1
 #: the fields a compare row always has (None where not applicable or not measured)
 FIELDS = ("name", "architecture", "top1", "top5", "metrics_source", "params", "weights_mb", "depth", "input_size",
-          "gmacs", "measured", "not_measured", "latency_ms", "latency_p90_ms", "throughput", "throughput_batch",
+          "gmacs", "measured", "not_measured", "latency_ms", "latency_p90_ms", "runs", "throughput", "throughput_batch",
+          "memory_format",
           "peak_rss_mb", "machine", "probe_accuracy", "probe_seconds", "knn_accuracy", "knn_seconds", "logme",
           "logme_seconds", "extract_seconds", "features_cached", "pareto_front", "rank")
 
@@ -62,16 +63,10 @@ def latest_measurements() -> dict[str, dict]:
 
 
 def _weights_available(card) -> str | None:
-    """None if the weights are (or can be made) cached; else why the model cannot be measured."""
-    from .weights import open_weights, pull
+    """None if the weights are cached or can be fetched now (bundled ones even offline); else why
+    the model cannot be measured, with what to do."""
+    from .weights import pull
 
-    try:
-        open_weights(card)
-        return None
-    except ZooError:
-        pass
-    if config.offline():
-        return f"not measured: weights not cached and offline (run `zoo pull {card.name}` where the network is)"
     try:
         pull(card)
         return None
