@@ -109,7 +109,12 @@ def compare(names: list[str], data: str | os.PathLike | None = None, batch_sizes
             row["not_measured"] = why
         else:
             say(f"{card.name}: timing in a fresh process")
-            row.update(measure(card.name, list(batch_sizes), device, threads), measured=True)
+            try:
+                row.update(measure(card.name, list(batch_sizes), device, threads), measured=True)
+            except ZooError as exc:  # one model failing to run (memory, an op missing on the device) costs its row
+                row["not_measured"] = f"not measured: {exc}"
+                rows.append(row)
+                continue
             save_measurement(card.name, row)
             if split is not None:
                 say(f"{card.name}: features and probes")
