@@ -199,7 +199,7 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     backbone batch actually run (tests and benchmarks count them)."""
     import torch
 
-    from . import config
+    from . import config, distributed
     from .convert import Chunked, write_safetensors
     from .loader import transforms
 
@@ -211,7 +211,8 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     key = cache_key(weights, layer_key(model, layer), repr(tf), content_hashes(data.files))
     cache_dir = Path(cache_dir or Path(config.zoo_home()) / "features")
     cached = cache_dir / f"{key}.safetensors"
-    if cached.is_file():
+    # under torchrun every rank must take the same branch: a hit only if every rank sees the file
+    if all(distributed.gather_objects(cached.is_file())):
         if hook:
             hook.remove()
         return _from_cache(cached, data, progress)
@@ -219,16 +220,19 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     cache_dir.mkdir(parents=True, exist_ok=True)
     raw = cache_dir / f".{key}.{os.getpid()}.rows"
     workers = default_workers() if workers is None else workers
-    loader = torch.utils.data.DataLoader(_Images(data.files, tf), batch_size=batch_size, num_workers=workers,
-                                         collate_fn=_collate, shuffle=False)
+    # under torchrun: this rank's contiguous shard, every image extracted exactly once across ranks
+    mine = list(distributed.shard(len(data.files))) if distributed.active() else list(range(len(data.files)))
+    loader = torch.utils.data.DataLoader(_Images([data.files[i] for i in mine], tf), batch_size=batch_size,
+                                         num_workers=workers, collate_fn=_collate, shuffle=False)
     model.eval().to(memory_format=torch.channels_last)
     kept: list[int] = []
     dim = 0
     try:
         with open(raw, "wb") as rows:
             for batch, idx, bad in loader:
-                for i, why in bad:
-                    data.skipped.append((data.files[i], why))
+                idx = [mine[j] for j in idx]
+                for j, why in bad:
+                    data.skipped.append((data.files[mine[j]], why))
                 if batch is not None:
                     with torch.inference_mode():
                         out = forward(batch.contiguous(memory_format=torch.channels_last)).float()
@@ -239,6 +243,8 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
                     kept += idx
                 if progress:
                     progress(len(idx) + len(bad))
+        if distributed.active():
+            kept, dim = _gather_shards(raw, kept, dim, data)
         if not kept:
             raise UsageError(f"none of the {len(data.files)} images under {data.root} could be read "
                              f"(first: {data.skipped[0][0]}: {data.skipped[0][1]})" if data.skipped else
@@ -259,6 +265,23 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
         if hook:
             hook.remove()
     return FeatureSet(cached, kept, dim, cached=False, label_list=[data.labels[i] for i in kept])
+
+
+def _gather_shards(raw: Path, kept: list[int], dim: int, data: ImageFolder) -> tuple[list[int], int]:
+    """Every rank's rows into this rank's ``raw`` file (rank order = file order, since shards are
+    contiguous), with the kept indices and skipped images of all ranks."""
+    import torch
+
+    from . import distributed
+
+    dim = max(distributed.gather_objects(dim))
+    mine = torch.frombuffer(bytearray(raw.read_bytes()), dtype=torch.float32).reshape(len(kept), dim) \
+        if kept else torch.empty(0, dim)
+    rows = distributed.gather_rows(mine)
+    raw.write_bytes(rows.contiguous().numpy().tobytes())
+    skipped = distributed.gather_objects([(str(p), why) for p, why in data.skipped])
+    data.skipped = [(Path(p), why) for part in skipped for p, why in part]
+    return [i for part in distributed.gather_objects(kept) for i in part], dim
 
 
 def _from_cache(path: Path, data: ImageFolder, progress) -> FeatureSet:

@@ -46,6 +46,7 @@ class Result:
     history: list
     features_cached: bool | None  # head on features: whether the feature cache already held them
     seconds: float
+    extracted_per_rank: list[int]  # images the backbone ran on, per torchrun rank (one entry: one process)
 
 
 def finetune(name: str, data: str | os.PathLike, out: str | os.PathLike, *, val_split: float = 0.2,
@@ -64,7 +65,17 @@ def finetune(name: str, data: str | os.PathLike, out: str | os.PathLike, *, val_
 
     from .runs import check_out
 
+    from . import distributed
+
     hooks = hooks or Hooks()
+    extracted = [0]
+    user_forward = hooks.forward
+
+    def forward(n: int) -> None:
+        extracted[0] += n
+        user_forward(n)
+
+    hooks = Hooks(message=hooks.message, progress=hooks.progress, epoch=hooks.epoch, forward=forward)
     t0 = time.perf_counter()
     check_out(out, overwrite)
     split = split_folder(data, val_split=val_split, val_dir=val, seed=seed)
@@ -94,18 +105,28 @@ def finetune(name: str, data: str | os.PathLike, out: str | os.PathLike, *, val_
     hooks.message(f"strategy {plan.strategy}: {plan.reason}")
     if plan.on_features and features is not None:
         history = _train_on_features(model, features, plan, epochs, batch_size, seed, hooks)
+    elif distributed.active():
+        from .errors import UsageError
+
+        raise UsageError(f"under torchrun, zoo finetune trains heads on cached features (--strategy head, no "
+                         f"--augment); the {plan.strategy} strategy runs in one process for now")
     else:
         history = _train_on_images(model, split, plan, epochs, batch_size, seed, workers, hooks)
     for path, why in split.data.skipped:
         hooks.message(f"skipped {path}: {why}")
     card = _run_card(model, split, plan, history, out, data, similar, epochs, batch_size, seed, val_split)
-    from .runs import changed_tensors, write_run
+    from .runs import changed_tensors, read_run, write_run
 
-    run = write_run(out, card, changed_tensors(model, base_file), [e.as_dict() for e in history], overwrite=overwrite)
-    from .runs import read_run
-
-    return Result(run, read_run(run), model, plan, history, features.cached if features else None,
-                  time.perf_counter() - t0)
+    per_rank = distributed.gather_objects(extracted[0])
+    if distributed.is_main():  # one run directory, written once
+        run = write_run(out, card, changed_tensors(model, base_file), [e.as_dict() for e in history],
+                        overwrite=overwrite)
+        card = read_run(run)
+    else:
+        run = Path(out)
+    distributed.barrier()
+    return Result(run, card, model, plan, history, features.cached if features else None,
+                  time.perf_counter() - t0, per_rank)
 
 
 def _imagenet_classifier(model, base_file):
@@ -141,7 +162,11 @@ def _features(model, split: Split, batch_size, workers, hooks) -> _Features:
 
     from .features import extract
 
-    advance = hooks.progress("extract", len(split.data.files))
+    from . import distributed
+
+    # under torchrun each rank's bar counts its own shard
+    advance = hooks.progress("extract", len(distributed.shard(len(split.data.files))) if distributed.active()
+                             else len(split.data.files))
     fs = extract(model, split.data, batch_size=batch_size, workers=workers, progress=advance, on_forward=hooks.forward)
     x, y = fs.features(), fs.labels()
     row = {file_index: r for r, file_index in enumerate(fs.kept)}

@@ -136,11 +136,17 @@ def load(name: str | Card, head: int | Sequence[str] | nn.Module | None = None, 
         from .cache import Cache
         from .weights import open_weights, pull
 
+        from .distributed import main_first
+
         cache = Cache()
-        try:
-            path = open_weights(card, cache)
-        except ZooError:
-            path = pull(card, cache=cache)  # not cached yet: fetch (fails with what to do when offline)
+
+        def weights():
+            try:
+                return open_weights(card, cache)
+            except ZooError:
+                return pull(card, cache=cache)  # not cached yet: fetch (fails with what to do when offline)
+
+        path = main_first(weights)  # under torchrun: rank 0 fetches and verifies, the others then open it
         # timm reads a ".safetensors" file with safetensors (never unpickles it); passing the tensors
         # in the cfg instead would make timm deep-copy them (30 ms for lite0, bench/bench_load.py)
         cfg.update(source="", file=str(cache.safetensors_view(path.name)))

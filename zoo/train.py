@@ -45,21 +45,33 @@ def train_head(head: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_
     Costs milliseconds per epoch: the backbone never runs."""
     import time
 
-    gen = torch.Generator().manual_seed(seed)
+    from . import distributed
+
+    gen = torch.Generator().manual_seed(seed)  # the same order on every rank
     opt = _optimizer([{"params": [p for p in head.parameters() if p.requires_grad], "lr": lr}], weight_decay)
+    # under torchrun each rank takes its contiguous part of every batch; DDP averages the gradients
+    trained = distributed.data_parallel(head)
     history = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         head.train()
         loss_sum = correct = 0.0
-        for idx in torch.randperm(len(x_train), generator=gen).split(batch_size):
-            logits = head(x_train[idx])
+        for batch in torch.randperm(len(x_train), generator=gen).split(batch_size):
+            split = distributed.active() and len(batch) >= distributed.world_size()
+            part = distributed.shard(len(batch)) if split else range(len(batch))
+            idx = batch[part.start:part.stop]
+            # a last batch smaller than the world: every rank steps on all of it, rank 0 alone counts it
+            counts = split or distributed.is_main()
+            logits = trained(x_train[idx])
             loss = nn.functional.cross_entropy(logits, y_train[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(-1) == y_train[idx]).sum().item()
+            if counts:
+                loss_sum += loss.item() * len(idx)
+                correct += (logits.argmax(-1) == y_train[idx]).sum().item()
+        if distributed.active():  # epoch figures over all ranks' parts
+            loss_sum, correct = (sum(v) for v in zip(*distributed.gather_objects((loss_sum, correct))))
         head.eval()
         with torch.no_grad():
             val_loss, val_correct = _scores(head(x_val), y_val) if len(x_val) else (float("nan"), 0)

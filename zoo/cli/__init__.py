@@ -20,8 +20,12 @@ from ..errors import UsageError, ZooError
 def console(stderr: bool = False):
     from rich.console import Console
 
-    # markup off: card text (and error messages) may hold '[...]', which is not rich markup here
-    out = Console(stderr=stderr, highlight=False, markup=False, emoji=False)
+    from .. import distributed
+
+    # markup off: card text (and error messages) may hold '[...]', which is not rich markup here;
+    # under torchrun only rank 0 speaks
+    out = Console(stderr=stderr, highlight=False, markup=False, emoji=False,
+                  quiet=distributed.active() and not distributed.is_main())
     if not out.is_terminal and "COLUMNS" not in os.environ:
         out.width = 200  # piped into a file or a pager: wrapping at 80 columns only hurts
     return out
@@ -101,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    from .. import distributed
+
     try:
         return args.run(args)
     except UsageError as exc:
@@ -116,3 +122,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `zoo list | head`
         return 0
+    finally:
+        distributed.shutdown()

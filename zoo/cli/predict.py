@@ -81,6 +81,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
         console(stderr=True).print(f"skipped {path}: {why}", style="yellow")
     meta = {"model": model.card.name, "weights_sha256": model.weights_sha256, "layer": args.layer,
             "transform": repr(transforms(model))}
+    from .. import distributed
+
+    if not distributed.is_main():  # under torchrun: every rank extracted its shard; rank 0 writes
+        return 0
     out = write_features(args.out, features, data, meta)
     console().print(f"{out}: {len(features.kept)} images x {features.num_features} features, "
                     f"{len(data.classes)} classes{' (from the feature cache)' if features.cached else ''}")

@@ -29,8 +29,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                           hooks=Hooks(message=lambda text: bar.console.print(text), progress=progress, epoch=epoch))
     m = result.card.metrics
     if args.json:
+        from .. import distributed
+
+        if not distributed.is_main():
+            return 0
         return print_json({"run": str(result.run), "strategy": result.plan.strategy, "reason": result.plan.reason,
-                           "metrics": dict(m), "seconds": round(result.seconds, 2)})
+                           "metrics": dict(m), "seconds": round(result.seconds, 2),
+                           "extracted_per_rank": result.extracted_per_rank})
     out.print(f"{result.run}: val accuracy {float(m['val_accuracy']):.4f} on {m['val_size']} images, "
               f"strategy {result.plan.strategy}, {result.seconds:.1f} s")
     return 0
