@@ -1,0 +1,220 @@
+"""Keyed object storage with compare-and-swap: a local directory, or an S3-compatible bucket.
+
+The hub keeps repo metadata and refs as small objects that several servers may update at once.
+Both backends give the same contract:
+
+- ``get(key)`` -> :class:`Object` (bytes and an ETag) or None;
+- ``put(key, data, if_match=ETAG)`` replaces only the version read; ``if_none_match=True`` creates
+  only if absent; a lost race raises :class:`PreconditionFailed` (the caller re-reads and retries:
+  :func:`update`);
+- ``url(key)``: a short-lived presigned GET for S3 (so bytes can flow from the store, not through
+  the server), None for a directory.
+
+S3 goes through botocore directly, configured the standard AWS way (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``): conditional writes are ``PutObject`` with
+``If-Match`` / ``If-None-Match``, which s3fs does not expose. SeaweedFS 4.48 enforces both under
+concurrency (tests/test_storage.py: 2 writers x 20 commits, none lost). A directory does the same
+with a per-key file lock, the ETag being the sha256 of the bytes, and an atomic rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import UsageError, ZooError
+
+
+class PreconditionFailed(ZooError):
+    """The object changed (or exists, or vanished) since it was read: re-read and retry."""
+
+
+class StorageError(ZooError):
+    """The store refused or could not be reached."""
+
+
+@dataclass(frozen=True)
+class Object:
+    data: bytes
+    etag: str
+
+
+def _safe_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise UsageError(f"bad storage key {key!r}")
+    return key
+
+
+class LocalStorage:
+    """Objects as files under ``root`` (the default backend: one machine, or a shared file system)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"LocalStorage({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        return self.root / _safe_key(key)
+
+    def get(self, key: str) -> Object | None:
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        return Object(data, hashlib.sha256(data).hexdigest())
+
+    def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+        from filelock import FileLock
+
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            current = self.get(key)
+            if if_none_match and current is not None:
+                raise PreconditionFailed(f"{key} exists already")
+            if if_match is not None and (current is None or current.etag != if_match):
+                raise PreconditionFailed(f"{key} changed since it was read")
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return hashlib.sha256(data).hexdigest()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str = "") -> list[str]:
+        base = self.root
+        if not base.is_dir():
+            return []
+        keys = (p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+        return sorted(k for k in keys if k.startswith(prefix) and not k.endswith(".lock")
+                      and not Path(k).name.startswith("."))
+
+    def url(self, key: str, expires: int = 300) -> str | None:
+        return None
+
+
+class S3Storage:
+    """Objects in ``s3://bucket/prefix`` of any S3-compatible store, through botocore."""
+
+    def __init__(self, bucket: str, prefix: str = "", client=None):
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        if client is None:
+            import botocore.session
+
+            session = botocore.session.get_session()
+            region = session.get_config_variable("region") or "us-east-1"
+            client = session.create_client("s3", region_name=region)  # AWS_ENDPOINT_URL and keys from the env
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"S3Storage('s3://{self.bucket}/{self.prefix}')"
+
+    def _key(self, key: str) -> str:
+        key = _safe_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, what: str, fn, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(Bucket=self.bucket, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                raise PreconditionFailed(f"{what}: {code or status}") from None
+            if code in ("NoSuchKey", "404") or status == 404:
+                raise KeyError(what) from None
+            raise StorageError(f"s3://{self.bucket}: {what}: {code}: {exc}") from None
+        except BotoCoreError as exc:
+            raise StorageError(f"s3://{self.bucket}: {what}: {exc}") from None
+
+    def get(self, key: str) -> Object | None:
+        try:
+            r = self._call(f"get {key}", self.client.get_object, Key=self._key(key))
+        except KeyError:
+            return None
+        return Object(r["Body"].read(), r["ETag"])
+
+    def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+        extra = {"IfMatch": if_match} if if_match is not None else {}
+        if if_none_match:
+            extra["IfNoneMatch"] = "*"
+        try:
+            r = self._call(f"put {key}", self.client.put_object, Key=self._key(key), Body=data, **extra)
+        except KeyError:  # If-Match on an object that is gone
+            raise PreconditionFailed(f"{key} vanished since it was read") from None
+        return r["ETag"]
+
+    def delete(self, key: str) -> None:
+        try:
+            self._call(f"delete {key}", self.client.delete_object, Key=self._key(key))
+        except KeyError:
+            pass
+
+    def list(self, prefix: str = "") -> list[str]:
+        if prefix:
+            _safe_key(prefix.rstrip("/"))
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        keys, token = [], None
+        while True:
+            kwargs = {"Prefix": full, **({"ContinuationToken": token} if token else {})}
+            r = self._call(f"list {prefix}", self.client.list_objects_v2, **kwargs)
+            strip = len(self.prefix) + 1 if self.prefix else 0
+            keys += [o["Key"][strip:] for o in r.get("Contents", [])]
+            if not r.get("IsTruncated"):
+                return sorted(keys)
+            token = r["NextContinuationToken"]
+
+    def url(self, key: str, expires: int = 300) -> str | None:
+        """A presigned GET, valid ``expires`` seconds: the client fetches from the store directly."""
+        return self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
+                                                  ExpiresIn=expires)
+
+
+def open_storage(location: str | os.PathLike) -> LocalStorage | S3Storage:
+    """``s3://BUCKET[/PREFIX]`` or a directory."""
+    text = os.fspath(location)
+    if text.startswith("s3://"):
+        bucket, _, prefix = text[5:].partition("/")
+        if not bucket:
+            raise UsageError(f"bad storage location {text!r}; expected s3://BUCKET[/PREFIX]")
+        return S3Storage(bucket, prefix)
+    if "://" in text:
+        raise UsageError(f"unsupported storage {text!r}; use s3://BUCKET/PREFIX or a directory")
+    return LocalStorage(text)
+
+
+def update(storage, key: str, change: Callable[[bytes | None], bytes], attempts: int = 100) -> bytes:
+    """Read-modify-write ``key`` with compare-and-swap, retrying lost races: ``change`` gets the
+    current bytes (None if absent) and returns the new ones. Two servers updating the same ref
+    never lose an update; after ``attempts`` lost races it gives up (the Hub answers 409 then)."""
+    import random
+    import time
+
+    for attempt in range(attempts):
+        current = storage.get(key)
+        new = change(current.data if current else None)
+        try:
+            if current is None:
+                storage.put(key, new, if_none_match=True)
+            else:
+                storage.put(key, new, if_match=current.etag)
+            return new
+        except PreconditionFailed:
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # back off a little, differently per writer
+    raise PreconditionFailed(f"{key}: gave up after {attempts} lost races")
+
+
+def json_update(storage, key: str, change: Callable[[dict | None], dict]) -> dict:
+    """:func:`update` for JSON documents."""
+    out = update(storage, key, lambda raw: json.dumps(change(json.loads(raw) if raw else None), sort_keys=True).encode())
+    return json.loads(out)
