@@ -90,10 +90,12 @@ class LocalStorage:
         self._path(key).unlink(missing_ok=True)
 
     def list(self, prefix: str = "") -> list[str]:
-        base = self.root
-        if not base.is_dir():
+        folder = prefix.rpartition("/")[0]  # walk only below the prefix's folder, not the whole root
+        start = self.root / _safe_key(folder) if folder else self.root
+        if not start.is_dir():
             return []
-        keys = (p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+        base = self.root
+        keys = (p.relative_to(base).as_posix() for p in start.rglob("*") if p.is_file())
         return sorted(k for k in keys if k.startswith(prefix) and not k.endswith(".lock")
                       and not Path(k).name.startswith("."))
 

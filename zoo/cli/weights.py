@@ -143,9 +143,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
         from ..registry import get_registry
 
         from ..hub.store import RepoStore
+        from ..storage import LocalStorage
 
         # what a card pins and what a served revision of an uploaded repo refers to stays
-        keep = {c.sha256 for c in get_registry().cards if c.sha256} | RepoStore(cache).referenced_blobs()
+        keep = {c.sha256 for c in get_registry().cards if c.sha256} | RepoStore(LocalStorage(cache.root)).referenced_blobs()
         removed = cache.prune(args.older_than, keep=keep)
         out.print(f"removed {len(removed['entries'])} index entries, {len(removed['blobs'])} blobs, "
                   f"{len(removed['temp'])} stale temp files")

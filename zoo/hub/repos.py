@@ -67,11 +67,13 @@ class RepoIndex:
     """Repos of a cache: uploaded ones (zoo/hub/store.py) and those of cached cards (their
     ``hub_repo``), the latter re-read when the cache index changes (its directory's mtime moves)."""
 
-    def __init__(self, cache: Cache):
+    def __init__(self, cache: Cache, storage=None):
+        from ..storage import LocalStorage
         from .store import RepoStore
 
         self.cache = cache
-        self.store = RepoStore(cache)
+        self.storage = storage or LocalStorage(cache.root)  # uploaded repos (and, on S3, their blobs)
+        self.store = RepoStore(self.storage)
         self._stamp: object = None
         self._derived: dict[str, Repo] = {}
 

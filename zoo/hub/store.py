@@ -1,27 +1,25 @@
-"""Uploaded repos: immutable commits over the cache's blobs, and a ``main`` ref that moves.
+"""Uploaded repos: immutable commits over content-addressed blobs, and a ``main`` ref that moves.
 
-Layout under ``ZOO_HOME/repos/<org>/<name>/``::
+Layout (keys of a :mod:`zoo.storage` store: ``ZOO_HOME`` by default, or ``s3://BUCKET/PREFIX``)::
 
-    repo.json               created, private
-    refs/main               the current commit id (40 hex)
-    commits/<id>.json       parent, title, message, date, files {path: {sha256, size, oid, lfs}}
+    repos/<org>/<name>/repo.json           created, private
+    repos/<org>/<name>/refs/main           the current commit id (40 hex)
+    repos/<org>/<name>/commits/<id>.json   parent, title, message, date, files {path: {sha256, size, oid, lfs}}
 
-Everything is a file written atomically (temp + rename) under a per-repo lock, so any number of
-server workers on one cache agree without shared memory; old commits stay, so a pinned revision
-keeps resolving after ``main`` moves.
+Commits are written once (their id hashes their content); ``refs/main`` moves only by
+compare-and-swap (``If-Match`` on S3, a per-key lock on a directory), so any number of servers on
+one store agree without shared memory and no commit is lost to a race; old commits stay, so a
+pinned revision keeps resolving after ``main`` moves.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from ..cache import Cache, _read_json, _write_json
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}\Z")
 
@@ -42,56 +40,73 @@ class Commit:
 
 
 class RepoStore:
-    """Repos created and committed to through the hub's write API."""
+    """Repos created and committed to through the hub's write API, in a :mod:`zoo.storage` store."""
 
-    def __init__(self, cache: Cache):
-        self.cache = cache
-        self.root = cache.root / "repos"
+    def __init__(self, storage):
+        self.storage = storage
 
-    def _dir(self, repo_id: str) -> Path:
+    def _key(self, repo_id: str, *parts: str) -> str:
         from .repos import REPO_ID_RE
 
-        if not REPO_ID_RE.match(repo_id):  # never a path outside repos/ (e.g. a decoded '%2e%2e')
+        if not REPO_ID_RE.match(repo_id):  # never a key outside repos/ (e.g. a decoded '%2e%2e')
             raise ValueError(f"invalid repo id {repo_id!r}")
-        org, name = repo_id.split("/", 1)
-        return self.root / org / name
+        return "/".join(("repos", repo_id, *parts))
+
+    def _json(self, key: str) -> dict | None:
+        obj = self.storage.get(key)
+        if obj is None:
+            return None
+        try:
+            data = json.loads(obj.data)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
 
     def exists(self, repo_id: str) -> bool:
-        return (self._dir(repo_id) / "repo.json").is_file()
+        return self.storage.get(self._key(repo_id, "repo.json")) is not None
 
     def repo_ids(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(f"{o.name}/{n.name}" for o in self.root.iterdir() if o.is_dir()
-                      for n in o.iterdir() if (n / "repo.json").is_file())
+        keys = self.storage.list("repos/")
+        return sorted(k[len("repos/"):-len("/repo.json")] for k in keys
+                      if k.endswith("/repo.json") and k.count("/") == 3)
 
     def info(self, repo_id: str) -> dict:
-        return _read_json(self._dir(repo_id) / "repo.json") or {}
+        return self._json(self._key(repo_id, "repo.json")) or {}
 
     def create(self, repo_id: str, private: bool = False) -> bool:
         """Create an empty repo (with an empty first commit on main); False if it already exists."""
-        with self.cache.lock(f"repo-{repo_id.replace('/', '--')}"):
-            if self.exists(repo_id):
-                return False
-            d = self._dir(repo_id)
-            _write_json(d / "repo.json", {"created": time.time(), "private": private})
-            self._write_commit(repo_id, None, "initial commit", "", {})
-            return True
+        from ..storage import PreconditionFailed
+
+        body = json.dumps({"created": time.time(), "private": private}).encode()
+        try:
+            self.storage.put(self._key(repo_id, "repo.json"), body, if_none_match=True)
+        except PreconditionFailed:
+            return False
+        commit = self._put_commit(repo_id, None, "initial commit", "", {})
+        try:
+            self.storage.put(self._key(repo_id, "refs", "main"), commit.id.encode(), if_none_match=True)
+        except PreconditionFailed:
+            pass  # a concurrent first commit landed: it is as good as ours
+        return True
+
+    def _head(self, repo_id: str):
+        obj = self.storage.get(self._key(repo_id, "refs", "main"))
+        text = obj.data.decode(errors="replace").strip() if obj else ""
+        return (text if COMMIT_RE.match(text) else None), obj
 
     def head(self, repo_id: str) -> str | None:
-        try:
-            text = (self._dir(repo_id) / "refs" / "main").read_text().strip()
-        except OSError:
-            return None
-        return text if COMMIT_RE.match(text) else None
+        return self._head(repo_id)[0]
 
     def commit(self, repo_id: str, revision: str) -> Commit | None:
         """The commit ``revision`` names: ``main`` or a commit id."""
         cid = self.head(repo_id) if revision == "main" else revision
         if not cid or not COMMIT_RE.match(cid):
             return None
-        data = _read_json(self._dir(repo_id) / "commits" / f"{cid}.json")
-        return Commit(**data) if data else None
+        data = self._json(self._key(repo_id, "commits", f"{cid}.json"))
+        try:
+            return Commit(**data) if data else None
+        except TypeError:
+            return None
 
     def history(self, repo_id: str, revision: str = "main") -> list[Commit]:
         out, commit = [], self.commit(repo_id, revision)
@@ -100,27 +115,27 @@ class RepoStore:
             commit = self.commit(repo_id, commit.parent) if commit.parent else None
         return out
 
-    def _write_commit(self, repo_id: str, parent: str | None, title: str, message: str, files: dict) -> Commit:
+    def _put_commit(self, repo_id: str, parent: str | None, title: str, message: str, files: dict) -> Commit:
         date = time.time()
         body = json.dumps({"parent": parent, "title": title, "message": message, "date": date, "files": files},
                           sort_keys=True).encode()
         cid = hashlib.sha1(b"zoo commit " + repo_id.encode() + b"\0" + body).hexdigest()
         commit = Commit(cid, parent, title, message, date, files)
-        d = self._dir(repo_id)
-        _write_json(d / "commits" / f"{cid}.json", commit.__dict__)
-        tmp = d / "refs" / f".main.{os.getpid()}.tmp"
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(cid)
-        os.replace(tmp, d / "refs" / "main")
+        self.storage.put(self._key(repo_id, "commits", f"{cid}.json"), json.dumps(commit.__dict__).encode())
         return commit
 
     def apply(self, repo_id: str, title: str, message: str, parent: str | None, adds: dict[str, dict],
-              deletes: list[str]) -> Commit:
+              deletes: list[str], attempts: int = 50) -> Commit:
         """A new commit on main: ``adds`` (path -> file record) over main's files, minus ``deletes``
         (files, or folders when the path ends with '/'). Raises ValueError if ``parent`` is given
-        and is not main any more (the client then sees a conflict, as on the Hub)."""
-        with self.cache.lock(f"repo-{repo_id.replace('/', '--')}"):
-            head = self.head(repo_id)
+        and is not main any more (the client then sees a conflict, as on the Hub). A race with
+        another writer is retried on the new head; after ``attempts`` lost races, ValueError."""
+        import random
+
+        from ..storage import PreconditionFailed
+
+        for attempt in range(attempts):
+            head, ref = self._head(repo_id)
             if parent and parent != head:
                 raise ValueError(f"parent commit {parent} is not the head of main ({head})")
             base = self.commit(repo_id, head) if head else None
@@ -138,13 +153,22 @@ class RepoStore:
                 clash = next(("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in paths), None)
                 if clash:
                     raise ValueError(f"{clash} is a file, so {p} cannot be in a folder of that name")
-            return self._write_commit(repo_id, head, title, message, files)
+            commit = self._put_commit(repo_id, head, title, message, files)
+            try:
+                if ref is None:
+                    self.storage.put(self._key(repo_id, "refs", "main"), commit.id.encode(), if_none_match=True)
+                else:
+                    self.storage.put(self._key(repo_id, "refs", "main"), commit.id.encode(), if_match=ref.etag)
+                return commit
+            except PreconditionFailed:  # another server moved main: build on its commit
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise ValueError(f"main of {repo_id} kept moving: gave up after {attempts} attempts; try again")
 
     def referenced_blobs(self) -> set[str]:
         """Every blob any commit of any repo refers to (``zoo cache prune`` keeps them)."""
         out = set()
-        for repo_id in self.repo_ids():
-            for f in (self._dir(repo_id) / "commits").glob("*.json"):
-                data = _read_json(f) or {}
-                out.update(rec["sha256"] for rec in data.get("files", {}).values())
+        for key in self.storage.list("repos/"):
+            if "/commits/" in key and key.endswith(".json"):
+                data = self._json(key) or {}
+                out.update(rec["sha256"] for rec in (data.get("files") or {}).values())
         return out
