@@ -88,7 +88,7 @@ def free_port() -> int:
 class HubServer:
     """``zoo serve`` (the real CLI, uvicorn) in a subprocess over its own cache directory."""
 
-    def __init__(self, root: Path, *extra: str):
+    def __init__(self, root: Path, *extra: str, env: dict | None = None):
         import os
         import time
         import urllib.request
@@ -96,7 +96,7 @@ class HubServer:
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "ZOO_HOME": str(root)}
+        env = {**os.environ, "ZOO_HOME": str(root), **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "zoo", "serve", "--port", str(self.port), "--cache", str(root), *extra],
                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         import urllib.error

@@ -86,6 +86,22 @@ class LocalStorage:
             os.replace(tmp, path)
         return hashlib.sha256(data).hexdigest()
 
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def put_file(self, key: str, path: str | os.PathLike) -> None:
+        """Store the file at ``path`` under ``key`` (streamed; replaced atomically)."""
+        import shutil
+
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, dest)
+
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
@@ -155,6 +171,17 @@ class S3Storage:
         except KeyError:  # If-Match on an object that is gone
             raise PreconditionFailed(f"{key} vanished since it was read") from None
         return r["ETag"]
+
+    def size(self, key: str) -> int | None:
+        try:
+            return int(self._call(f"head {key}", self.client.head_object, Key=self._key(key))["ContentLength"])
+        except KeyError:
+            return None
+
+    def put_file(self, key: str, path: str | os.PathLike) -> None:
+        """Upload the file at ``path`` (streamed from disk, never read into memory whole)."""
+        with open(path, "rb") as fh:
+            self._call(f"put {key}", self.client.put_object, Key=self._key(key), Body=fh)
 
     def delete(self, key: str) -> None:
         try:

@@ -161,7 +161,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..hub.app import SETTINGS_ENV, create_app
 
     settings = {"cache_root": args.cache, "token_file": args.token_file, "read_only": args.read_only,
-                "private": args.private, "max_upload_mb": args.max_upload_mb, "upstream": args.upstream}
+                "private": args.private, "max_upload_mb": args.max_upload_mb, "upstream": args.upstream,
+                "storage": args.storage}
     if args.token_file:
         open(args.token_file).close()  # fail now, with the path, rather than in every worker
     if args.workers > 1:
@@ -229,4 +230,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--private", action="store_true", help="reads need a token too")
     p.add_argument("--max-upload-mb", type=int, default=1024, metavar="N", help="largest accepted upload (413 above)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="server processes on the one cache")
+    p.add_argument("--storage", metavar="s3://BUCKET/PREFIX",
+                   help="keep uploaded repos and blobs in an S3-compatible store (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
+                        "AWS_SECRET_ACCESS_KEY), shared by every server on it; large downloads redirect to the store")
     p.set_defaults(run=cmd_serve)

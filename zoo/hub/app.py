@@ -32,8 +32,11 @@ class ServedIndex(RepoIndex):
     """The repo index plus per-file request counters (for operators, and for tests that must see
     that N concurrent pulls made one download)."""
 
-    def __init__(self, cache: Cache):
-        super().__init__(cache)
+    def __init__(self, cache: Cache, storage=None):
+        from .blobs import Blobs
+
+        super().__init__(cache, storage)
+        self.blobs = Blobs(cache, self.storage)
         self.counts: Counter = Counter()
 
     def count(self, key: str) -> None:
@@ -115,10 +118,14 @@ def index_page(hub: Hub) -> str:
 
 def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str | None = None,
                read_only: bool = False, private: bool = False, max_upload_mb: int = 1024,
-               upstream: str | None = None) -> Starlette:
-    """The hub over the cache at ``cache_root`` (default ``$ZOO_HOME``)."""
+               upstream: str | None = None, storage: str | None = None) -> Starlette:
+    """The hub over the cache at ``cache_root`` (default ``$ZOO_HOME``); with ``storage``
+    (``s3://BUCKET/PREFIX``) uploaded repos and their blobs live in that object store, shared by
+    every server pointed at it (the cache then only stages uploads)."""
+    from ..storage import open_storage
+
     cache = Cache(cache_root)
-    hub = Hub(ServedIndex(cache), Auth(read_tokens(token_file), cache.root), read_only, private,
+    hub = Hub(ServedIndex(cache, open_storage(storage) if storage else None), Auth(read_tokens(token_file), cache.root), read_only, private,
               max_upload_mb * 1024 * 1024, upstream.rstrip("/") if upstream else None)
 
     def reader(handler):

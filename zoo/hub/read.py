@@ -64,12 +64,22 @@ def resolve(index: RepoIndex, request: Request) -> Response:
     if isinstance(repo, Response):
         return repo
     entry = repo.files.get(path)
-    if entry is None or not entry.blob.is_file():  # a blob removed since the index was read
+    blobs = getattr(index, "blobs", None)
+    remote = blobs is not None and blobs.remote and repo.uploaded
+    if entry is None or (not remote and not entry.blob.is_file()):  # a blob removed since the index was read
         return hub_error(404, "EntryNotFound", f"{path} not found in {repo.repo_id}", commit=repo.commit)
     headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{entry.etag}"'}
     if entry.lfs:
         headers.update({"X-Linked-Size": str(entry.size), "X-Linked-Etag": f'"{entry.sha256}"'})
     index.count(f"{request.method} {repo.repo_id}/{entry.path}")
+    if remote:
+        if entry.lfs:  # the store serves the bytes: a cross-origin redirect, as the Hub's CDN does
+            return Response(status_code=302, headers={**headers, "Location": blobs.url(entry.sha256)})
+        data = blobs.read(entry.sha256)
+        if data is None:
+            return hub_error(404, "EntryNotFound", f"{path} not found in {repo.repo_id}", commit=repo.commit)
+        return Response(b"" if request.method == "HEAD" else data, headers={**headers, "Content-Length": str(len(data))},
+                        media_type="application/octet-stream")
     return BlobResponse(entry.blob, headers=headers, media_type="application/octet-stream",
                         stat_result=entry.blob.stat())
 

@@ -121,7 +121,7 @@ async def lfs_batch(hub, request: Request) -> Response:
             out.append({"oid": oid, "size": size, "error": {"code": 422, "message": "bad oid or size"}})
         elif size > hub.max_upload:
             out.append({"oid": oid, "size": size, "error": {"code": 413, "message": f"over the {hub.max_upload} byte limit"}})
-        elif hub.index.cache.has_blob(oid):
+        elif hub.index.blobs.has(oid, size):
             out.append({"oid": oid, "size": size})  # already stored: no actions
         else:
             sig = hub.auth.sign(repo_id, oid, size)
@@ -153,6 +153,7 @@ async def lfs_upload(hub, request: Request) -> Response:
                 return hub_error(413, None, f"body longer than the declared {size} bytes")
             writer.write(chunk)
         await run_in_threadpool(writer.commit, oid, size)
+        await run_in_threadpool(hub.index.blobs.stored, oid)
     except CorruptBlobError as exc:
         return hub_error(400, None, f"refused: {exc}")
     finally:
@@ -164,7 +165,7 @@ async def lfs_upload(hub, request: Request) -> Response:
 async def lfs_verify(hub, request: Request) -> Response:
     data = await _json(request)
     oid = (data or {}).get("oid", "")
-    if not SHA256_RE.match(str(oid)) or not hub.index.cache.has_blob(oid):
+    if not SHA256_RE.match(str(oid)) or not hub.index.blobs.has(oid):
         return hub_error(404, None, f"object {oid} was not uploaded")
     return JSONResponse({"ok": True})
 
@@ -191,12 +192,13 @@ async def _ndjson_lines(request: Request, limit: int):
         yield json.loads(bytes(buf))
 
 
-def _store_inline(cache, content: str) -> dict:
+def _store_inline(blobs, content: str) -> dict:
     """Decode one inline (regular) file of a commit and store it as a blob (off the event loop)."""
     data = base64.b64decode(content, validate=True)
-    with cache.writer(f"commit-{uuid.uuid4().hex}") as writer:
+    with blobs.cache.writer(f"commit-{uuid.uuid4().hex}") as writer:
         writer.write(data)
         sha = writer.commit()
+    blobs.stored(sha)
     return {"sha256": sha, "size": len(data), "oid": git_blob_oid(data), "lfs": False}
 
 
@@ -206,7 +208,7 @@ async def commit(hub, request: Request) -> Response:
         return repo_id
     if request.query_params.get("create_pr") in ("1", "true", "True"):
         return hub_error(400, None, "this hub does not do pull requests; commit to main")
-    cache = hub.index.cache
+    blobs = hub.index.blobs
     header, adds, deletes = {}, {}, []
     try:
         async for item in _ndjson_lines(request, hub.max_upload):
@@ -219,12 +221,12 @@ async def commit(hub, request: Request) -> Response:
                 return hub_error(400, None, f"invalid file path {path!r}")
             if key == "file":
                 try:
-                    adds[path] = await run_in_threadpool(_store_inline, cache, value.get("content", ""))
+                    adds[path] = await run_in_threadpool(_store_inline, blobs, value.get("content", ""))
                 except (binascii.Error, ValueError, TypeError):
                     return hub_error(400, None, f"{path}: content is not base64")
             elif key == "lfsFile":
                 oid, size = value.get("oid", ""), value.get("size")
-                if not SHA256_RE.match(str(oid)) or not cache.has_blob(oid) or cache.blob_path(oid).stat().st_size != size:
+                if not SHA256_RE.match(str(oid)) or not await run_in_threadpool(blobs.has, oid, size):
                     return hub_error(400, None, f"{path}: LFS object {oid} was not uploaded (or has another size)")
                 adds[path] = {"sha256": oid, "size": size, "lfs": True}
             elif key in ("deletedFile", "deletedFolder"):
