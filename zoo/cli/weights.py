@@ -162,7 +162,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = {"cache_root": args.cache, "token_file": args.token_file, "read_only": args.read_only,
                 "private": args.private, "max_upload_mb": args.max_upload_mb, "upstream": args.upstream,
-                "storage": args.storage}
+                "storage": args.storage, "proxy_downloads": args.proxy_downloads}
     if args.token_file:
         open(args.token_file).close()  # fail now, with the path, rather than in every worker
     if args.workers > 1:
@@ -233,4 +233,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--storage", metavar="s3://BUCKET/PREFIX",
                    help="keep uploaded repos and blobs in an S3-compatible store (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
                         "AWS_SECRET_ACCESS_KEY), shared by every server on it; large downloads redirect to the store")
+    p.add_argument("--proxy-downloads", action="store_true",
+                   help="with --storage: stream downloads through this server instead of redirecting to the store")
     p.set_defaults(run=cmd_serve)

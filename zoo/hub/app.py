@@ -32,12 +32,13 @@ class ServedIndex(RepoIndex):
     """The repo index plus per-file request counters (for operators, and for tests that must see
     that N concurrent pulls made one download)."""
 
-    def __init__(self, cache: Cache, storage=None):
+    def __init__(self, cache: Cache, storage=None, redirect: bool = True):
         from .blobs import Blobs
 
         super().__init__(cache, storage)
-        self.blobs = Blobs(cache, self.storage)
+        self.blobs = Blobs(cache, self.storage, redirect)
         self.counts: Counter = Counter()
+        self.bytes_out = 0  # file bytes this process sent itself (not what it redirected)
 
     def count(self, key: str) -> None:
         self.counts[key] += 1
@@ -118,14 +119,14 @@ def index_page(hub: Hub) -> str:
 
 def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str | None = None,
                read_only: bool = False, private: bool = False, max_upload_mb: int = 1024,
-               upstream: str | None = None, storage: str | None = None) -> Starlette:
+               upstream: str | None = None, storage: str | None = None, proxy_downloads: bool = False) -> Starlette:
     """The hub over the cache at ``cache_root`` (default ``$ZOO_HOME``); with ``storage``
     (``s3://BUCKET/PREFIX``) uploaded repos and their blobs live in that object store, shared by
     every server pointed at it (the cache then only stages uploads)."""
     from ..storage import open_storage
 
     cache = Cache(cache_root)
-    hub = Hub(ServedIndex(cache, open_storage(storage) if storage else None), Auth(read_tokens(token_file), cache.root), read_only, private,
+    hub = Hub(ServedIndex(cache, open_storage(storage) if storage else None, not proxy_downloads), Auth(read_tokens(token_file), cache.root), read_only, private,
               max_upload_mb * 1024 * 1024, upstream.rstrip("/") if upstream else None)
 
     def reader(handler):
@@ -180,7 +181,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
     async def stats(request: Request):
         if hub.private and not hub.auth.valid(request):
             return read.hub_error(401, None, "this hub is private")
-        return JSONResponse({"requests": dict(hub.index.counts), "upstream": dict(hub.upstream_fetches),
+        return JSONResponse({"requests": dict(hub.index.counts), "bytes_out": hub.index.bytes_out, "upstream": dict(hub.upstream_fetches),
                              "repos": hub.index.repo_ids()})
 
     async def home(request: Request):

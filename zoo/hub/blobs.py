@@ -16,11 +16,13 @@ from ..cache import Cache
 
 
 class Blobs:
-    def __init__(self, cache: Cache, storage):
+    def __init__(self, cache: Cache, storage, redirect: bool = True):
         from ..storage import S3Storage
 
         self.cache, self.storage = cache, storage
         self.remote = isinstance(storage, S3Storage)
+        # False (zoo serve --proxy-downloads): stream from the store, for clients that cannot reach it
+        self.redirect = redirect
 
     @staticmethod
     def key(sha256: str) -> str:
@@ -44,6 +46,9 @@ class Blobs:
     def url(self, sha256: str, expires: int = 300) -> str | None:
         """A presigned GET of the blob (S3), or None (served from local disk)."""
         return self.storage.url(self.key(sha256), expires) if self.remote else None
+
+    def stream(self, sha256: str):
+        return self.storage.stream(self.key(sha256))
 
     def read(self, sha256: str) -> bytes | None:
         obj = self.storage.get(self.key(sha256)) if self.remote else None

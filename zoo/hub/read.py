@@ -73,13 +73,25 @@ def resolve(index: RepoIndex, request: Request) -> Response:
         headers.update({"X-Linked-Size": str(entry.size), "X-Linked-Etag": f'"{entry.sha256}"'})
     index.count(f"{request.method} {repo.repo_id}/{entry.path}")
     if remote:
-        if entry.lfs:  # the store serves the bytes: a cross-origin redirect, as the Hub's CDN does
+        if entry.lfs and blobs.redirect:  # the store serves the bytes: a cross-origin redirect, as the Hub's CDN does
             return Response(status_code=302, headers={**headers, "Location": blobs.url(entry.sha256)})
+        if entry.lfs:  # --proxy-downloads: the bytes pass through this server
+            from starlette.responses import StreamingResponse
+
+            headers["Content-Length"] = str(entry.size)
+            if request.method == "HEAD":
+                return Response(headers=headers, media_type="application/octet-stream")
+            index.bytes_out += entry.size
+            return StreamingResponse(blobs.stream(entry.sha256), headers=headers, media_type="application/octet-stream")
         data = blobs.read(entry.sha256)
         if data is None:
             return hub_error(404, "EntryNotFound", f"{path} not found in {repo.repo_id}", commit=repo.commit)
+        if request.method == "GET":
+            index.bytes_out += len(data)
         return Response(b"" if request.method == "HEAD" else data, headers={**headers, "Content-Length": str(len(data))},
                         media_type="application/octet-stream")
+    if request.method == "GET":
+        index.bytes_out += entry.size
     return BlobResponse(entry.blob, headers=headers, media_type="application/octet-stream",
                         stat_result=entry.blob.stat())
 
