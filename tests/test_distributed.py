@@ -90,3 +90,25 @@ def test_torchrun_extract_matches_one_process(digits300, tmp_path):
     with h5py.File(tmp_path / "two.h5") as a, h5py.File(tmp_path / "one.h5") as b:
         assert list(a["paths"]) == list(b["paths"]) and (a["labels"][:] == b["labels"][:]).all()
         assert torch.allclose(torch.from_numpy(a["features"][:]), torch.from_numpy(b["features"][:]), atol=1e-4)
+
+
+def test_torchrun_partial_finetune_trains_blocks_under_ddp(digits_folder, tmp_path):
+    import shutil
+
+    data = tmp_path / "two"
+    for c in ("3", "8"):
+        (data / c).mkdir(parents=True)
+        for p in sorted((digits_folder / c).iterdir())[:11]:  # 18 training images: shards of 9, batches 4+4+1
+            shutil.copy(p, data / c / p.name)
+    env = {"ZOO_HOME": str(tmp_path / "home"), "ZOO_OFFLINE": "1"}
+    r = _torchrun("finetune", "efficientnet_lite0", "--data", str(data), "--out", str(tmp_path / "run"),
+                  "--strategy", "partial", "--epochs", "2", "--batch-size", "4", "--workers", "0", "--json", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout[r.stdout.index("{"):])
+    assert out["strategy"] == "partial" and out["metrics"]["train_size"] == 18 and out["metrics"]["val_size"] == 4
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "run" / "head.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert "classifier.weight" in keys and any(k.startswith("blocks.6.") for k in keys)
+    assert not any(k.startswith("conv_stem") for k in keys)

@@ -105,11 +105,6 @@ def finetune(name: str, data: str | os.PathLike, out: str | os.PathLike, *, val_
     hooks.message(f"strategy {plan.strategy}: {plan.reason}")
     if plan.on_features and features is not None:
         history = _train_on_features(model, features, plan, epochs, batch_size, seed, hooks)
-    elif distributed.active():
-        from .errors import UsageError
-
-        raise UsageError(f"under torchrun, zoo finetune trains heads on cached features (--strategy head, no "
-                         f"--augment); the {plan.strategy} strategy runs in one process for now")
     else:
         history = _train_on_images(model, split, plan, epochs, batch_size, seed, workers, hooks)
     for path, why in split.data.skipped:
@@ -245,10 +240,16 @@ def _train_on_images(model, split: Split, plan: Plan, epochs, batch_size, seed, 
               {"params": [p for p in trainable if id(p) not in head_params], "lr": plan.backbone_lr}]
     model.to(memory_format=torch.channels_last)
     data = split.data
-    train_loader = image_loader(data, split.train, transforms(model, train=plan.augment), batch_size, workers,
-                                seed=seed)
-    val_loader = image_loader(data, split.val, transforms(model), batch_size, workers)
-    advance = hooks.progress("train", epochs * (len(split.train) + len(split.val)))
+    from . import distributed
+
+    train_tf = transforms(model, train=plan.augment)
+    train_loader = _EpochShards(lambda indices: image_loader(data, indices, train_tf, batch_size, workers),
+                                split.train, seed)
+    val_part = [split.val[i] for i in distributed.shard(len(split.val))] if distributed.active() else split.val
+    val_loader = image_loader(data, val_part, transforms(model), batch_size, workers)
+    mine = len(distributed.shard(len(split.train))) + len(val_part) if distributed.active() else \
+        len(split.train) + len(split.val)
+    advance = hooks.progress("train", epochs * mine)
 
     def on_batch(n):
         hooks.forward(n)
@@ -259,6 +260,23 @@ def _train_on_images(model, split: Split, plan: Plan, epochs, batch_size, seed, 
                            on_batch=on_batch)
     finally:
         model.to(memory_format=torch.contiguous_format)  # as zoo.load gives it (and load_run rebuilds it)
+
+
+class _EpochShards:
+    """Training batches of a new seeded shuffle every epoch; under torchrun, this rank's contiguous
+    shard of it (no padding: the ranks' last batches may differ, which DDP's join absorbs)."""
+
+    def __init__(self, make_loader, indices: list[int], seed: int):
+        self.make_loader, self.indices, self.seed, self.epoch = make_loader, indices, seed, 0
+
+    def __iter__(self):
+        from . import distributed
+
+        order = random.Random(self.seed * 100_003 + self.epoch).sample(self.indices, len(self.indices))
+        self.epoch += 1
+        if distributed.active():
+            order = [order[i] for i in distributed.shard(len(order))]
+        return iter(self.make_loader(order))
 
 
 def _run_card(model, split: Split, plan: Plan, history, out, data, similar, epochs, batch_size, seed, val_split):

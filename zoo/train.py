@@ -92,26 +92,36 @@ def train_model(model: nn.Module, train_loader, val_loader, *, epochs: int, grou
                 weight_decay: float = 1e-4, on_epoch: Callable[[Epoch], None] | None = None,
                 on_batch: Callable[[int], None] | None = None) -> list[Epoch]:
     """Train the parameters of ``model`` that require grad on images (loaders yield (x, y));
-    ``groups`` are the optimizer's parameter groups (the head at a higher learning rate)."""
+    ``groups`` are the optimizer's parameter groups (the head at a higher learning rate).
+
+    Under torchrun the loaders hold this rank's shard: the model trains under
+    DistributedDataParallel, whose ``join`` lets a rank with one batch fewer finish cleanly, and
+    the epoch's figures are summed over ranks."""
+    import contextlib
     import time
 
+    from . import distributed
+
     opt = _optimizer(groups, weight_decay)
+    trained = distributed.data_parallel(model)
+    joined = trained.join if distributed.active() else contextlib.nullcontext
     history = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         model.train()
         loss_sum = correct = n = 0.0
-        for x, y in train_loader:
-            logits = model(x.contiguous(memory_format=torch.channels_last))
-            loss = nn.functional.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(-1) == y).sum().item()
-            n += len(y)
-            if on_batch:
-                on_batch(len(y))
+        with joined():
+            for x, y in train_loader:
+                logits = trained(x.contiguous(memory_format=torch.channels_last))
+                loss = nn.functional.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.item() * len(y)
+                correct += (logits.argmax(-1) == y).sum().item()
+                n += len(y)
+                if on_batch:
+                    on_batch(len(y))
         model.eval()
         val_loss = val_correct = n_val = 0.0
         with torch.inference_mode():
@@ -120,6 +130,9 @@ def train_model(model: nn.Module, train_loader, val_loader, *, epochs: int, grou
                 val_loss, val_correct, n_val = val_loss + loss, val_correct + right, n_val + len(y)
                 if on_batch:
                     on_batch(len(y))
+        if distributed.active():
+            parts = distributed.gather_objects((loss_sum, correct, n, val_loss, val_correct, n_val))
+            loss_sum, correct, n, val_loss, val_correct, n_val = (sum(v) for v in zip(*parts))
         history.append(_epoch(epoch, loss_sum, correct, n, val_loss, val_correct, n_val, t0))
         if on_epoch:
             on_epoch(history[-1])
