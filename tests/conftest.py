@@ -219,6 +219,17 @@ def digits_folder(tmp_path_factory) -> Path:
     return root
 
 
+def digits_subset(digits_folder: Path, dest: Path, per_class: int, classes: tuple[str, ...] | None = None) -> Path:
+    """The first ``per_class`` images of each digit class (or of ``classes``) copied to ``dest``."""
+    import shutil
+
+    for c in classes or sorted(d.name for d in digits_folder.iterdir()):
+        (dest / c).mkdir(parents=True)
+        for p in sorted((digits_folder / c).iterdir())[:per_class]:
+            shutil.copy(p, dest / c / p.name)
+    return dest
+
+
 @pytest.fixture(scope="session")
 def digits_home(tmp_path_factory) -> Path:
     """A ZOO_HOME shared by the tests that need lite0 features of the digits: its feature cache

@@ -10,7 +10,7 @@ import torch
 
 from zoo.distributed import shard
 
-from conftest import run_zoo, shipped_card_data, write_toml
+from conftest import digits_subset, run_zoo, shipped_card_data, write_toml
 
 
 def test_shards_are_contiguous_without_padding():
@@ -34,14 +34,7 @@ def _torchrun(*args, env):
 
 @pytest.fixture
 def digits300(digits_folder, tmp_path):
-    import shutil
-
-    root = tmp_path / "digits300"
-    for c in sorted(digits_folder.iterdir()):
-        (root / c.name).mkdir(parents=True)
-        for p in sorted(c.iterdir())[:30]:
-            shutil.copy(p, root / c.name / p.name)
-    return root
+    return digits_subset(digits_folder, tmp_path / "digits300", 30)
 
 
 def test_torchrun_finetune_pulls_once_extracts_once_and_writes_one_run(hub, digits300, tmp_path):
@@ -93,13 +86,7 @@ def test_torchrun_extract_matches_one_process(digits300, tmp_path):
 
 
 def test_torchrun_partial_finetune_trains_blocks_under_ddp(digits_folder, tmp_path):
-    import shutil
-
-    data = tmp_path / "two"
-    for c in ("3", "8"):
-        (data / c).mkdir(parents=True)
-        for p in sorted((digits_folder / c).iterdir())[:11]:  # 18 training images: shards of 9, batches 4+4+1
-            shutil.copy(p, data / c / p.name)
+    data = digits_subset(digits_folder, tmp_path / "two", 11, ("3", "8"))  # 18 training images: shards of 9, batches 4+4+1
     env = {"ZOO_HOME": str(tmp_path / "home"), "ZOO_OFFLINE": "1"}
     r = _torchrun("finetune", "efficientnet_lite0", "--data", str(data), "--out", str(tmp_path / "run"),
                   "--strategy", "partial", "--epochs", "2", "--batch-size", "4", "--workers", "0", "--json", env=env)

@@ -10,7 +10,7 @@ from zoo.errors import UsageError
 from zoo.datasets import scan
 from zoo.features import extract
 
-from conftest import run_zoo
+from conftest import digits_subset, run_zoo
 
 
 @pytest.fixture(autouse=True)
@@ -66,13 +66,7 @@ def test_second_extraction_reads_the_cache_and_runs_no_forward(digits_folder, tm
 
 
 def test_unreadable_images_are_skipped_and_folders_checked(digits_folder, tmp_path):
-    import shutil
-
-    root = tmp_path / "mini"
-    for c in ("0", "1"):
-        (root / c).mkdir(parents=True)
-        for p in sorted((digits_folder / c).iterdir())[:3]:
-            shutil.copy(p, root / c / p.name)
+    root = digits_subset(digits_folder, tmp_path / "mini", 3, ("0", "1"))
     (root / "1" / "broken.png").write_bytes(b"\x89PNG not really")
     model = zoo.load("efficientnet_lite0", head=0)
     data = scan(root)

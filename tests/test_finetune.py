@@ -11,7 +11,7 @@ from zoo.finetune import Hooks, finetune
 from zoo.images import open_rgb
 from zoo.runs import read_run
 
-from conftest import run_zoo
+from conftest import digits_subset, run_zoo
 
 
 @pytest.fixture(autouse=True)
@@ -75,11 +75,7 @@ def test_second_run_reuses_features_and_its_model_is_what_load_rebuilds(digits_r
 
 
 def test_partial_strategy_stores_unfrozen_blocks_and_reloads(digits_folder, tmp_path):
-    data = tmp_path / "two"
-    for c in ("3", "8"):
-        (data / c).mkdir(parents=True)
-        for p in sorted((digits_folder / c).iterdir())[:10]:
-            shutil.copy(p, data / c / p.name)
+    data = digits_subset(digits_folder, tmp_path / "two", 10, ("3", "8"))
     result = finetune("efficientnet_lite0", data, tmp_path / "run", strategy="partial", epochs=1, batch_size=8,
                       workers=0)
     assert result.plan.strategy == "partial" and result.plan.open_blocks == 2 and result.plan.augment

@@ -13,7 +13,7 @@ import torch
 import zoo
 from zoo.cache import Cache
 
-from conftest import HubServer
+from conftest import HubServer, hub_client
 
 
 @pytest.fixture
@@ -79,21 +79,26 @@ def test_sixteen_clients_download_one_100mb_file(tmp_path, workers):
         server.stop()
 
 
-def test_upstream_pull_through_fetches_once_and_verifies(tmp_path, tiny_weights):
+@pytest.fixture
+def upstream_mirror(tmp_path, tiny_weights):
+    """A hub holding the tiny weights, and a `zoo serve --upstream` mirror of it: (upstream, mirror, sha256)."""
     upstream = HubServer(tmp_path / "up")
     sha = upstream.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
     mirror = HubServer(tmp_path / "mirror", "--upstream", upstream.url)
-    try:
-        url = f"{mirror.url}/zootest/tiny/resolve/main/model.safetensors"
-        for _ in range(3):
-            r = requests.get(url)
-            assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == sha
-        assert upstream.stats()["GET zootest/tiny/model.safetensors"] == 1
-        assert Cache(tmp_path / "mirror").has_blob(sha)
-        assert requests.get(f"{mirror.url}/zootest/tiny/resolve/main/none.bin").status_code == 404
-    finally:
-        upstream.stop()
-        mirror.stop()
+    yield upstream, mirror, sha
+    upstream.stop()
+    mirror.stop()
+
+
+def test_upstream_pull_through_fetches_once_and_verifies(upstream_mirror, tmp_path):
+    upstream, mirror, sha = upstream_mirror
+    url = f"{mirror.url}/zootest/tiny/resolve/main/model.safetensors"
+    for _ in range(3):
+        r = requests.get(url)
+        assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == sha
+    assert upstream.stats()["GET zootest/tiny/model.safetensors"] == 1
+    assert Cache(tmp_path / "mirror").has_blob(sha)
+    assert requests.get(f"{mirror.url}/zootest/tiny/resolve/main/none.bin").status_code == 404
 
 
 def test_private_hub_needs_a_token_to_read(tmp_path, tiny_weights):
@@ -109,19 +114,10 @@ def test_private_hub_needs_a_token_to_read(tmp_path, tiny_weights):
         server.stop()
 
 
-def test_snapshot_download_through_an_upstream_mirror(tmp_path, tiny_weights):
-    upstream = HubServer(tmp_path / "up")
-    sha = upstream.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
-    mirror = HubServer(tmp_path / "mirror", "--upstream", upstream.url)
-    try:
-        code = ("from huggingface_hub import snapshot_download; import os, hashlib\n"
-                "d = snapshot_download('zootest/tiny')\n"
-                "print(hashlib.sha256(open(os.path.join(d, 'model.safetensors'), 'rb').read()).hexdigest())\n")
-        env = {**os.environ, "HF_ENDPOINT": mirror.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert out.stdout.strip() == sha
-        assert upstream.stats()["GET zootest/tiny/model.safetensors"] == 1
-    finally:
-        upstream.stop()
-        mirror.stop()
+def test_snapshot_download_through_an_upstream_mirror(upstream_mirror, tmp_path):
+    upstream, mirror, sha = upstream_mirror
+    code = ("from huggingface_hub import snapshot_download; import os, hashlib, json\n"
+            "d = snapshot_download('zootest/tiny')\n"
+            "print(json.dumps(hashlib.sha256(open(os.path.join(d, 'model.safetensors'), 'rb').read()).hexdigest()))\n")
+    assert hub_client(mirror, code, tmp_path) == sha
+    assert upstream.stats()["GET zootest/tiny/model.safetensors"] == 1

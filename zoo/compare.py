@@ -126,8 +126,6 @@ def compare(names: list[str], data: str | os.PathLike | None = None, batch_sizes
 
 
 def _probes(card, split, device: str) -> dict[str, Any]:
-    import torch
-
     from .features import extract
     from .loader import load
     from .probe import knn_accuracy, linear_probe, logme
@@ -137,9 +135,7 @@ def _probes(card, split, device: str) -> dict[str, Any]:
     fs = extract(model, split.data)
     extract_seconds = time.perf_counter() - t0
     x, y = fs.features(), fs.labels()
-    row_of = {f: r for r, f in enumerate(fs.kept)}
-    train = torch.tensor([row_of[i] for i in split.train if i in row_of])
-    test = torch.tensor([row_of[i] for i in split.val if i in row_of])
+    train, test = fs.rows(split.train), fs.rows(split.val)
     out: dict[str, Any] = {"extract_seconds": round(extract_seconds, 3), "features_cached": fs.cached}
     for key, fn in (("probe", lambda: linear_probe(x, y, train, test)), ("knn", lambda: knn_accuracy(x, y, train, test)),
                     ("logme", lambda: logme(x[train], y[train]))):

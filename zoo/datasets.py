@@ -45,6 +45,7 @@ class Split:
     train: list[int]
     val: list[int]
     how: str  # said to the user: "20% held out (seed 0, stratified)" or "DIR/validation"
+    fraction: float | None = None  # the held-out fraction, when the split was by fraction
 
 
 def scan(root: str | os.PathLike, classes: list[str] | None = None) -> ImageFolder:
@@ -110,7 +111,7 @@ def split(root: str | os.PathLike, val_split: float = 0.2, val_dir: str | os.Pat
                              f"{val_split:.0%} for validation; add images or pass --val DIR")
         val += members[:k]
         train += members[k:]
-    return Split(data, sorted(train), sorted(val), f"{val_split:.0%} of each class held out (seed {seed})")
+    return Split(data, sorted(train), sorted(val), f"{val_split:.0%} of each class held out (seed {seed})", val_split)
 
 
 def all_images(root: str | os.PathLike) -> ImageFolder:

@@ -70,8 +70,9 @@ def main_first(fn: Callable[[], T]) -> T:
 
 
 def shard(n: int, r: int | None = None, world: int | None = None) -> range:
-    """The contiguous slice of ``range(n)`` rank ``r`` owns: sizes differ by at most one, no padding."""
-    world = world_size() if world is None else world
+    """The contiguous slice of ``range(n)`` rank ``r`` owns: sizes differ by at most one, no padding.
+    A single process owns all of it."""
+    world = (world_size() if active() else 1) if world is None else world
     r = rank() if r is None else r
     return range(n * r // world, n * (r + 1) // world)
 

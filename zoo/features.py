@@ -57,6 +57,13 @@ class FeatureSet:
 
         return torch.tensor(self.label_list, dtype=torch.int64)
 
+    def rows(self, file_indices: list[int]):
+        """Row indices (a LongTensor) of those files, in that order; unreadable (skipped) files have none."""
+        import torch
+
+        row = {f: r for r, f in enumerate(self.kept)}
+        return torch.tensor([row[i] for i in file_indices if i in row], dtype=torch.int64)
+
     def blocks(self, rows: int = BLOCK_ROWS) -> Iterator:
         """Row blocks of the features, read from disk one block at a time."""
         from safetensors import safe_open
@@ -208,7 +215,10 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     if not weights:  # random init or a model not made by zoo.load: its features cannot be reused
         raise UsageError("feature extraction needs a model loaded by zoo.load with pretrained weights")
     forward, hook = layer_features(model, layer)
-    key = cache_key(weights, layer_key(model, layer), repr(tf), content_hashes(data.files))
+    # under torchrun each rank hashes its own shard of the files; the key needs all of them
+    mine = list(distributed.shard(len(data.files)))
+    hashes = [h for part in distributed.gather_objects(content_hashes([data.files[i] for i in mine])) for h in part]
+    key = cache_key(weights, layer_key(model, layer), repr(tf), hashes)
     cache_dir = Path(cache_dir or Path(config.zoo_home()) / "features")
     cached = cache_dir / f"{key}.safetensors"
     # under torchrun every rank must take the same branch: a hit only if every rank sees the file
@@ -221,7 +231,6 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     raw = cache_dir / f".{key}.{os.getpid()}.rows"
     workers = default_workers() if workers is None else workers
     # under torchrun: this rank's contiguous shard, every image extracted exactly once across ranks
-    mine = list(distributed.shard(len(data.files))) if distributed.active() else list(range(len(data.files)))
     loader = torch.utils.data.DataLoader(_Images([data.files[i] for i in mine], tf), batch_size=batch_size,
                                          num_workers=workers, collate_fn=_collate, shuffle=False)
     model.eval().to(memory_format=torch.channels_last)

@@ -109,7 +109,7 @@ def finetune(name: str, data: str | os.PathLike, out: str | os.PathLike, *, val_
         history = _train_on_images(model, split, plan, epochs, batch_size, seed, workers, hooks)
     for path, why in split.data.skipped:
         hooks.message(f"skipped {path}: {why}")
-    card = _run_card(model, split, plan, history, out, data, similar, epochs, batch_size, seed, val_split)
+    card = _run_card(model, split, plan, history, out, data, similar, epochs, batch_size, seed)
     from .runs import changed_tensors, read_run, write_run
 
     per_rank = distributed.gather_objects(extracted[0])
@@ -153,20 +153,14 @@ class _Features:
 def _features(model, split: Split, batch_size, workers, hooks) -> _Features:
     """Features of the readable images of ``split`` (extracted once, cached) and which rows are
     training and validation images."""
-    import torch
-
+    from . import distributed
     from .features import extract
 
-    from . import distributed
-
     # under torchrun each rank's bar counts its own shard
-    advance = hooks.progress("extract", len(distributed.shard(len(split.data.files))) if distributed.active()
-                             else len(split.data.files))
+    advance = hooks.progress("extract", len(distributed.shard(len(split.data.files))))
     fs = extract(model, split.data, batch_size=batch_size, workers=workers, progress=advance, on_forward=hooks.forward)
     x, y = fs.features(), fs.labels()
-    row = {file_index: r for r, file_index in enumerate(fs.kept)}
-    train = torch.tensor([row[i] for i in split.train if i in row], dtype=torch.int64)
-    val = torch.tensor([row[i] for i in split.val if i in row], dtype=torch.int64)
+    train, val = fs.rows(split.train), fs.rows(split.val)
     _check_readable(split, y[train].tolist(), len(val))
     if fs.cached:
         hooks.message(f"features of {len(fs.kept)} images read from the feature cache (no backbone forward)")
@@ -245,11 +239,9 @@ def _train_on_images(model, split: Split, plan: Plan, epochs, batch_size, seed, 
     train_tf = transforms(model, train=plan.augment)
     train_loader = _EpochShards(lambda indices: image_loader(data, indices, train_tf, batch_size, workers),
                                 split.train, seed)
-    val_part = [split.val[i] for i in distributed.shard(len(split.val))] if distributed.active() else split.val
+    val_part = [split.val[i] for i in distributed.shard(len(split.val))]
     val_loader = image_loader(data, val_part, transforms(model), batch_size, workers)
-    mine = len(distributed.shard(len(split.train))) + len(val_part) if distributed.active() else \
-        len(split.train) + len(split.val)
-    advance = hooks.progress("train", epochs * mine)
+    advance = hooks.progress("train", epochs * (len(distributed.shard(len(split.train))) + len(val_part)))
 
     def on_batch(n):
         hooks.forward(n)
@@ -274,12 +266,10 @@ class _EpochShards:
 
         order = random.Random(self.seed * 100_003 + self.epoch).sample(self.indices, len(self.indices))
         self.epoch += 1
-        if distributed.active():
-            order = [order[i] for i in distributed.shard(len(order))]
-        return iter(self.make_loader(order))
+        return iter(self.make_loader([order[i] for i in distributed.shard(len(order))]))
 
 
-def _run_card(model, split: Split, plan: Plan, history, out, data, similar, epochs, batch_size, seed, val_split):
+def _run_card(model, split: Split, plan: Plan, history, out, data, similar, epochs, batch_size, seed):
     import timm
     import torch
 
@@ -300,8 +290,8 @@ def _run_card(model, split: Split, plan: Plan, history, out, data, similar, epoc
         "validation": split.how, "train_size": len(split.train),
         "data_name": Path(data).resolve().name, "optimizer": "AdamW (weight decay 1e-4), cross-entropy",
     }
-    if "held out" in split.how:
-        training["val_split"] = val_split
+    if split.fraction is not None:
+        training["val_split"] = split.fraction
     if plan.freeze is not None:
         training["freeze"] = plan.freeze
     if similar is not None:

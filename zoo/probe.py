@@ -57,14 +57,22 @@ def knn_accuracy(x, y, train, test, k: int = 5) -> float:
     return float((counts.argmax(1) == y[test]).float().mean())
 
 
+def _terms(alpha: float, beta: float, s2, z2, y2: float) -> tuple[float, float, float]:
+    """gamma, m^T m and ||F m - y||^2 at (alpha, beta), from the spectrum: s2 = singular values
+    squared, z2 = (U^T y)^2, y2 = ||y||^2 (m in V's basis is beta s z / (alpha + beta s^2))."""
+    denom = alpha + beta * s2
+    gamma = float((beta * s2 / denom).sum())
+    m2 = float((beta * beta * s2 * z2 / denom ** 2).sum())
+    res = float((alpha * alpha * z2 / denom ** 2).sum()) + (y2 - float(z2.sum()))
+    return gamma, m2, res
+
+
 def _evidence(alpha: float, beta: float, s2, z2, y2: float, n: int, d: int) -> float:
-    """log p(y | F, alpha, beta) / n from the spectrum: s2 = singular values squared, z2 = (U^T y)^2,
-    y2 = ||y||^2."""
-    m2 = beta * beta * s2 * z2 / (alpha + beta * s2) ** 2  # (m in V's basis)^2
-    res = (alpha * alpha * z2 / (alpha + beta * s2) ** 2).sum() + (y2 - z2.sum())  # ||F m - y||^2
+    """log p(y | F, alpha, beta) / n from the spectrum (see :func:`_terms`)."""
+    _, m2, res = _terms(alpha, beta, s2, z2, y2)
     logdet = math.fsum(math.log(alpha + beta * v) for v in s2.tolist()) + (d - len(s2)) * math.log(alpha)
     ev = (n / 2 * math.log(beta) + d / 2 * math.log(alpha) - n / 2 * math.log(2 * math.pi)
-          - beta / 2 * float(res) - alpha / 2 * float(m2.sum()) - logdet / 2)
+          - beta / 2 * res - alpha / 2 * m2 - logdet / 2)
     return ev / n
 
 
@@ -83,10 +91,8 @@ def logme(features, labels, max_iter: int = 1000, tol: float = 1e-6) -> float:
         z = u.T @ y
         z2, y2 = z * z, float(y @ y)
         alpha, beta = 1.0, 1.0
-        for _ in range(max_iter):
-            gamma = float((beta * s2 / (alpha + beta * s2)).sum())
-            m2 = float((beta * beta * s2 * z2 / (alpha + beta * s2) ** 2).sum())
-            res = float((alpha * alpha * z2 / (alpha + beta * s2) ** 2).sum()) + (y2 - float(z2.sum()))
+        for _ in range(max_iter):  # the paper's Algorithm 1
+            gamma, m2, res = _terms(alpha, beta, s2, z2, y2)
             new_alpha, new_beta = gamma / max(m2, 1e-300), (n - gamma) / max(res, 1e-300)
             done = abs(new_alpha - alpha) / alpha < tol and abs(new_beta - beta) / beta < tol
             alpha, beta = new_alpha, new_beta

@@ -139,8 +139,10 @@ def pull_run(text: str, *, progress=None, token: str | None = None) -> tuple[Pat
     (run directory, base weights blob)."""
     from .weights import pull
 
+    from .runs import read_run
+
     path = fetch_run(text, token=token)
-    card = verify_run(path)
+    card = read_run(path)  # fetch_run verified the files against it already
     base = pull(card.base.name, progress=progress)
     if base.name != card.base.weights_sha256:
         raise RunError(f"{text} was trained on base weights sha256 {card.base.weights_sha256}, but "

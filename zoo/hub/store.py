@@ -89,13 +89,10 @@ class RepoStore:
             pass  # a concurrent first commit landed: it is as good as ours
         return True
 
-    def _head(self, repo_id: str):
+    def head(self, repo_id: str) -> str | None:
         obj = self.storage.get(self._key(repo_id, "refs", "main"))
         text = obj.data.decode(errors="replace").strip() if obj else ""
-        return (text if COMMIT_RE.match(text) else None), obj
-
-    def head(self, repo_id: str) -> str | None:
-        return self._head(repo_id)[0]
+        return text if COMMIT_RE.match(text) else None
 
     def commit(self, repo_id: str, revision: str) -> Commit | None:
         """The commit ``revision`` names: ``main`` or a commit id."""
@@ -125,44 +122,46 @@ class RepoStore:
         return commit
 
     def apply(self, repo_id: str, title: str, message: str, parent: str | None, adds: dict[str, dict],
-              deletes: list[str], attempts: int = 50) -> Commit:
+              deletes: list[str]) -> Commit:
         """A new commit on main: ``adds`` (path -> file record) over main's files, minus ``deletes``
         (files, or folders when the path ends with '/'). Raises ValueError if ``parent`` is given
         and is not main any more (the client then sees a conflict, as on the Hub). A race with
-        another writer is retried on the new head; after ``attempts`` lost races, ValueError."""
-        import random
+        another writer is retried on the new head (zoo.storage.update); if main keeps moving, ValueError."""
+        from ..storage import PreconditionFailed, update
 
-        from ..storage import PreconditionFailed
+        made: list[Commit] = []
 
-        for attempt in range(attempts):
-            head, ref = self._head(repo_id)
+        def next_head(raw: bytes | None) -> bytes:
+            text = raw.decode(errors="replace").strip() if raw else ""
+            head = text if COMMIT_RE.match(text) else None
             if parent and parent != head:
                 raise ValueError(f"parent commit {parent} is not the head of main ({head})")
-            base = self.commit(repo_id, head) if head else None
-            files = dict(base.files) if base else {}
-            for path in deletes:
-                gone = [p for p in files if p == path or (path.endswith("/") and p.startswith(path))]
-                if not gone:
-                    raise KeyError(path)
-                for p in gone:
-                    del files[p]
-            files.update(adds)
-            paths = set(files)
-            for p in paths:  # a file may not also be a folder: clients could not write both to disk
-                parts = p.split("/")
-                clash = next(("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in paths), None)
-                if clash:
-                    raise ValueError(f"{clash} is a file, so {p} cannot be in a folder of that name")
-            commit = self._put_commit(repo_id, head, title, message, files)
-            try:
-                if ref is None:
-                    self.storage.put(self._key(repo_id, "refs", "main"), commit.id.encode(), if_none_match=True)
-                else:
-                    self.storage.put(self._key(repo_id, "refs", "main"), commit.id.encode(), if_match=ref.etag)
-                return commit
-            except PreconditionFailed:  # another server moved main: build on its commit
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise ValueError(f"main of {repo_id} kept moving: gave up after {attempts} attempts; try again")
+            made.append(self._put_commit(repo_id, head, title, message, self._files_after(repo_id, head, adds, deletes)))
+            return made[-1].id.encode()
+
+        try:
+            update(self.storage, self._key(repo_id, "refs", "main"), next_head, attempts=50)
+        except PreconditionFailed:
+            raise ValueError(f"main of {repo_id} kept moving: gave up after 50 attempts; try again") from None
+        return made[-1]
+
+    def _files_after(self, repo_id: str, head: str | None, adds: dict[str, dict], deletes: list[str]) -> dict:
+        base = self.commit(repo_id, head) if head else None
+        files = dict(base.files) if base else {}
+        for path in deletes:
+            gone = [p for p in files if p == path or (path.endswith("/") and p.startswith(path))]
+            if not gone:
+                raise KeyError(path)
+            for p in gone:
+                del files[p]
+        files.update(adds)
+        paths = set(files)
+        for p in paths:  # a file may not also be a folder: clients could not write both to disk
+            parts = p.split("/")
+            clash = next(("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in paths), None)
+            if clash:
+                raise ValueError(f"{clash} is a file, so {p} cannot be in a folder of that name")
+        return files
 
     def referenced_blobs(self) -> set[str]:
         """Every blob any commit of any repo refers to (``zoo cache prune`` keeps them)."""
