@@ -10,6 +10,7 @@ import pytest
 
 from zoo.cache import Cache, CacheError, CorruptBlobError
 from zoo.hashing import sha256_file, sha256_files
+from zoo.tempfiles import HOST, owner_of
 
 from conftest import run_zoo
 
@@ -49,7 +50,8 @@ def test_killed_writer_leaves_no_final_file_and_its_partial_is_resumed(tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     cache = Cache(tmp_path)
-    assert [p.name for p in cache.blobs.iterdir()] == [f".incomplete-dl.{proc.pid}"]
+    [left] = cache.blobs.iterdir()
+    assert left.name.startswith(".incomplete-dl.") and owner_of(left.name) == (HOST, str(proc.pid))
     w = cache.writer("dl", resume=True)
     assert w.offset == 5000
     w.write(b"y" * 10)
@@ -117,11 +119,11 @@ def test_prune_keeps_what_is_referenced(tmp_path):
     cache.record("old.a", files["old"], 300, "test")
     cache.record("new.a", files["new"], 300, "test")
     cache.pin("pinned.a", files["pinned"], 600, "test")
-    (cache.blobs / ".incomplete-gone.999999999").write_bytes(b"partial")
+    (cache.blobs / f".incomplete-gone.{HOST}.999999999.0123abcd").write_bytes(b"partial")
     removed = cache.prune(older_than=86400, now=time.time() + 2 * 86400, keep={files["new"]})
     assert removed["entries"] == ["new.a", "old.a"]
     assert removed["blobs"] == [files["old"]]
-    assert removed["temp"] == [".incomplete-gone.999999999"]
+    assert removed["temp"] == [f".incomplete-gone.{HOST}.999999999.0123abcd"]
     assert cache.has_blob(files["new"]) and cache.has_blob(files["pinned"])
 
 

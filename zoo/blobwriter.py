@@ -13,7 +13,8 @@ import queue
 import threading
 from pathlib import Path
 
-from .cache import Cache, CacheError, CorruptBlobError, pid_alive
+from .cache import Cache, CacheError, CorruptBlobError
+from .tempfiles import abandoned, unique_suffix
 
 
 class BlobWriter:
@@ -29,9 +30,11 @@ class BlobWriter:
     _DONE = object()
 
     def __init__(self, cache: Cache, key: str, resume: bool = False):
-        self.cache = cache
+        self.cache, self.key = cache, key
         cache.blobs.mkdir(parents=True, exist_ok=True)
-        self.path = cache.blobs / f".incomplete-{key}.{os.getpid()}"
+        # host + pid + random: no other writer (thread, process, or host on a shared file system
+        # whose locks are broken) ever appends to this file
+        self.path = cache.blobs / f".incomplete-{key}.{unique_suffix()}"
         if resume:
             self._adopt(key)
         self.offset = self.path.stat().st_size if self.path.exists() else 0
@@ -49,7 +52,8 @@ class BlobWriter:
 
     def _adopt(self, key: str) -> None:
         leftovers = [Path(p) for p in glob.glob(str(self.cache.blobs / f".incomplete-{glob.escape(key)}.*"))]
-        leftovers = [p for p in leftovers if p != self.path and not pid_alive(p.name.rsplit(".", 1)[-1])]
+        # only a dead writer's file: one still being written (here or on another host) is left alone
+        leftovers = [p for p in leftovers if p != self.path and abandoned(p)]
         if leftovers and not self.path.exists():
             best = max(leftovers, key=lambda p: p.stat().st_size)
             os.replace(best, self.path)
@@ -86,7 +90,7 @@ class BlobWriter:
         """Drop what was written (the server ignored a Range request and sends everything)."""
         self._finish()
         self.path.unlink(missing_ok=True)
-        self.__init__(self.cache, self.path.name[len(".incomplete-"):].rsplit(".", 1)[0])
+        self.__init__(self.cache, self.key)
 
     def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> str:
         """Finish writing; rename into ``blobs/<sha256>`` if the hash (and size) match, else raise."""

@@ -3,7 +3,7 @@
 Layout under the root (``$ZOO_HOME``, else ``~/.cache/zoo``, see :func:`zoo.config.zoo_home`)::
 
     blobs/<sha256>                     verified files, read-only; the sha256 of the bytes is the name
-    blobs/.incomplete-<key>.<pid>      a download or conversion in progress (never under a final name)
+    blobs/.incomplete-<key>.<host>.<pid>.<random>   a download or conversion in progress (never under a final name)
     verified/<sha256>.json             stamp taken right after verification (size, mtime, ctime, inode)
     models/<card name>.json            the human-readable index: which blob a card uses, when it was
                                        pulled and last used (kept here, never by touching blobs)
@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ from typing import Iterator
 from . import config
 from .errors import ZooError
 from .hashing import Progress, sha256_file
+from .tempfiles import abandoned, temp_beside
 
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
@@ -41,7 +41,6 @@ DEFAULT_LOCK_TIMEOUT = 600.0
 LAST_USED_RESOLUTION = 3600.0
 #: prune never deletes a blob younger than this: a concurrent pull may not have indexed it yet
 PRUNE_GRACE = 3600.0
-_TEMP_PID = re.compile(r"^\.incomplete-.+\.(\d+)$")
 
 
 class CacheError(ZooError):
@@ -76,7 +75,7 @@ def _stat_stamp(path: str | os.PathLike) -> dict:
 def _write_json(path: Path, data: object) -> None:
     """Atomic JSON write: a process-unique temp file beside ``path``, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = temp_beside(path)
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(tmp, path)
 
@@ -125,10 +124,12 @@ class Cache:
 
     def lock(self, key: str, timeout: float | None = None):
         """An inter-process lock (filelock, fcntl-based on Unix: the kernel releases it when its
-        holder dies, so a killed process never leaves it held). Waits at most ``timeout`` seconds."""
+        holder dies, so a killed process never leaves it held). Waits at most ``timeout`` seconds.
+        It saves bandwidth only: see :class:`_Lock` and ``ZOO_NO_LOCKS``."""
         from filelock import FileLock
 
-        self.locks.mkdir(parents=True, exist_ok=True)
+        if not config.no_locks():
+            self.locks.mkdir(parents=True, exist_ok=True)
         if timeout is None:
             timeout = float(os.environ.get("ZOO_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
         return _Lock(FileLock(str(self.locks / f"{key}.lock")), key, timeout)
@@ -189,8 +190,7 @@ class Cache:
         view = self.root / "views" / f"{sha256}.safetensors"
         if not view.is_symlink():
             view.parent.mkdir(parents=True, exist_ok=True)
-            tmp = view.with_name(f".{view.name}.{os.getpid()}.tmp")
-            tmp.unlink(missing_ok=True)
+            tmp = temp_beside(view)
             os.symlink(os.path.join("..", "blobs", sha256), tmp)
             os.replace(tmp, view)
         return view
@@ -287,40 +287,46 @@ class Cache:
                 self.remove_blob(blob.name)
                 removed["blobs"].append(blob.name)
         for tmp in list(self.temp_files()):
-            pid = _TEMP_PID.match(tmp.name)
-            if pid and not pid_alive(pid.group(1)):  # names zoo did not write are left alone
+            if abandoned(tmp, now):  # names zoo did not write, and live writers' files, are left alone
                 tmp.unlink(missing_ok=True)
                 removed["temp"].append(tmp.name)
         return removed
 
 
-def pid_alive(text: str) -> bool:
-    """Whether the process with this pid (as text) is running; False for anything not a pid."""
-    try:
-        os.kill(int(text), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class _Lock:
-    """Context manager over a FileLock that turns a timeout into an error saying what to do."""
+    """Context manager over a FileLock that turns a timeout into an error saying what to do.
+
+    The lock only saves bandwidth (two processes fetching one file wait for each other instead of
+    both downloading it); correctness never rests on it. So with ``ZOO_NO_LOCKS=1``, or where the
+    file system refuses locks (ENOLCK on NFS without lockd), it is skipped."""
 
     def __init__(self, lock, key: str, timeout: float):
         self._lock, self._key, self._timeout = lock, key, timeout
+        self._held = False
 
     def __enter__(self):
         from filelock import Timeout
 
+        if config.no_locks():
+            return self
         try:
             self._lock.acquire(timeout=self._timeout)
         except Timeout:
             raise CacheError(f"another zoo process has held the lock {self._lock.lock_file} for over "
                              f"{self._timeout:.0f} s; if none is running, delete that file "
-                             "(or raise ZOO_LOCK_TIMEOUT)") from None
+                             "(or raise ZOO_LOCK_TIMEOUT; on a file system whose locks hang, set "
+                             "ZOO_NO_LOCKS=1)") from None
+        except OSError as exc:
+            import warnings
+
+            warnings.warn(f"cannot lock {self._lock.lock_file} ({exc}); going on without it (a concurrent "
+                          "fetch of the same file may download it twice). ZOO_NO_LOCKS=1 skips locking.",
+                          RuntimeWarning, stacklevel=2)
+            return self
+        self._held = True
         return self
 
     def __exit__(self, *exc):
-        self._lock.release()
+        if self._held:
+            self._held = False
+            self._lock.release()

@@ -337,7 +337,9 @@ def write_card(card: Card, path: str | os.PathLike, header: str | None = None) -
     """Write ``card`` to ``path`` atomically (temp file in the same directory, then rename)."""
     path = os.fspath(path)
     text = dump_card(card, header)
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    from .tempfiles import temp_beside
+
+    tmp = temp_beside(path)
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from . import config
 from .errors import UsageError, ZooError
+from .tempfiles import temp_beside
 
 MEASUREMENTS_VERSION = 1
 #: the fields a compare row always has (None where not applicable or not measured)
@@ -43,7 +44,7 @@ def save_measurement(name: str, row: dict) -> None:
         timespec="seconds"), **keep}
     folder = measurements_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    tmp = temp_beside(folder / f"{name}.json")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     os.replace(tmp, folder / f"{name}.json")
 

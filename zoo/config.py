@@ -63,3 +63,11 @@ def mirrors() -> list[str]:
     """``$ZOO_MIRRORS``: comma-separated Hugging Face-compatible endpoints, tried in order before a
     card's own sources."""
     return [m.strip().rstrip("/") for m in os.environ.get("ZOO_MIRRORS", "").split(",") if m.strip()]
+
+
+def no_locks() -> bool:
+    """``ZOO_NO_LOCKS=1``: skip the cache's file locks, for shared file systems whose locks hang or
+    fail (some NFS mounts). Safe: every writer has its own temp file and renames verified bytes
+    into place (zoo/tempfiles.py), so two processes fetching one file both download it, and one
+    rename wins with the same bytes."""
+    return _truthy("ZOO_NO_LOCKS")

@@ -28,6 +28,7 @@ import struct
 from typing import Any, Callable, Mapping
 
 from .errors import ZooError
+from .tempfiles import temp_beside
 
 #: Bumped whenever a converter's output bytes change (it is written into the file's metadata).
 CONVERTER_VERSION = "1"
@@ -80,7 +81,7 @@ def write_safetensors(tensors: Mapping[str, Any], path: str, metadata: Mapping[s
     head = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode()
     head += b" " * (-len(head) % 8)
     digest = hashlib.sha256()
-    tmp = f"{path}.{os.getpid()}.incomplete"
+    tmp = str(temp_beside(path, "incomplete"))
     try:
         with open(tmp, "wb") as fh:
             for blob in (struct.pack("<Q", len(head)), head, *blobs):

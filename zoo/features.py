@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 from .datasets import ImageFolder, content_hashes
 from .errors import UsageError
 from .images import open_rgb
+from .tempfiles import temp_beside
 
 #: rows per block when features are copied between files
 BLOCK_ROWS = 1024
@@ -228,7 +229,7 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
         return _from_cache(cached, data, progress)
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    raw = cache_dir / f".{key}.{os.getpid()}.rows"
+    raw = temp_beside(cache_dir / key, "rows")
     workers = default_workers() if workers is None else workers
     # under torchrun: this rank's contiguous shard, every image extracted exactly once across ranks
     loader = torch.utils.data.DataLoader(_Images([data.files[i] for i in mine], tf), batch_size=batch_size,
@@ -313,7 +314,7 @@ def write_features(path: str | os.PathLike, features: FeatureSet, data: ImageFol
     path = check_output(path)
     paths = [str(data.files[i]) for i in features.kept]
     meta = {**meta, "classes": json.dumps(data.classes)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_beside(path)
     n, d = len(features.kept), features.num_features
     try:
         if path.suffix == ".h5":

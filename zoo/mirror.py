@@ -34,6 +34,7 @@ from .cards import dump_card
 from .errors import UsageError, ZooError
 from .hashing import sha256_files
 from .registry import get_registry
+from .tempfiles import temp_beside
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -113,7 +114,7 @@ def export_bundle(out: str | os.PathLike, names: list[str] | None = None, *, pat
     (staging / MANIFEST).write_bytes(data)
     (staging / f"{MANIFEST}.sha256").write_text(f"{digest}  {MANIFEST}\n")
     if tar:
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp = temp_beside(out)
         with tarfile.open(tmp, "w") as tf:
             for path in sorted(staging.rglob("*")):
                 tf.add(path, arcname=str(path.relative_to(staging)), recursive=False)

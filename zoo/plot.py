@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from .errors import UsageError
+from .tempfiles import temp_beside
 
 
 def plot(result: dict, out: str | os.PathLike, title: str | None = None) -> Path:
@@ -51,7 +52,7 @@ def plot(result: dict, out: str | os.PathLike, title: str | None = None) -> Path
                           f"({machine.get('threads', '?')} threads); marker area = parameters", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.png")
+    tmp = temp_beside(out, "tmp.png")
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, out)

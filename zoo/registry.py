@@ -187,7 +187,9 @@ def _read_cards(files: list[list[str]], stamps: list) -> list[Card]:
     cards = [card for group in files for card in _dir_cards(group)]
     try:
         os.makedirs(os.path.dirname(index), exist_ok=True)
-        tmp = f"{index}.{os.getpid()}.tmp"
+        from .tempfiles import temp_beside
+
+        tmp = temp_beside(index)
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump({**key, "cards": [c.to_record() for c in cards]}, fh)
         os.replace(tmp, index)

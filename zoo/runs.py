@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 from . import validate as v
 from .errors import UsageError, ZooError
+from .tempfiles import temp_beside
 
 RUN_FORMAT = "zoo-run"
 RUN_VERSION = 1
@@ -299,8 +300,7 @@ def write_run(out: str | os.PathLike, card: RunCard, head_tensors: dict, history
     from .convert import write_safetensors
 
     out = check_out(out, overwrite)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_beside(out, "partial")
     tmp.mkdir(parents=True)
     try:
         files = {}
@@ -315,7 +315,7 @@ def write_run(out: str | os.PathLike, card: RunCard, head_tensors: dict, history
         card = replace(card, files=dict(sorted(files.items())))
         (tmp / CARD_FILE).write_text(tomlkit.dumps(card.to_toml_dict()), encoding="utf-8")
         if out.exists():
-            trash = out.with_name(f".{out.name}.{os.getpid()}.old")
+            trash = temp_beside(out, "old")
             os.replace(out, trash)
             os.replace(tmp, out)
             shutil.rmtree(trash, ignore_errors=True)
@@ -378,8 +378,7 @@ def export_merged(run: str | os.PathLike, out: str | os.PathLike, overwrite: boo
 
     out = _replaceable(Path(out), overwrite, "a merged export", _is_export)
     model = load_run(run)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_beside(out, "partial")
     try:
         save_for_hf(model, str(tmp), model_config={"label_names": list(model.run.classes)}, safe_serialization=True)
         config = json.loads((tmp / "config.json").read_text())

@@ -22,12 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .errors import UsageError, ZooError
+from .tempfiles import temp_beside
 
 
 class PreconditionFailed(ZooError):
@@ -81,7 +81,7 @@ class LocalStorage:
                 raise PreconditionFailed(f"{key} exists already")
             if if_match is not None and (current is None or current.etag != if_match):
                 raise PreconditionFailed(f"{key} changed since it was read")
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+            tmp = temp_beside(path)
             tmp.write_bytes(data)
             os.replace(tmp, path)
         return hashlib.sha256(data).hexdigest()
@@ -98,7 +98,7 @@ class LocalStorage:
 
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        tmp = temp_beside(dest)
         shutil.copyfile(path, tmp)
         os.replace(tmp, dest)
 

@@ -25,6 +25,7 @@ from .convert import ConversionError, convert_checkpoint
 from .errors import UsageError, ZooError
 from .registry import get_registry
 from .sources import SourceError, download, hf_remote, is_remote, local_path, remote_for
+from .tempfiles import unique_suffix
 from .uri import parse_uri
 
 DEFAULT_FILENAME = "model.safetensors"
@@ -110,7 +111,7 @@ def _fetch_source(cache: Cache, card: Card, src, want: Expected, progress: Progr
                 if got != src.sha256:
                     raise CorruptBlobError(f"raw file {raw}: expected sha256 {src.sha256}, got {got}")
         cache.blobs.mkdir(parents=True, exist_ok=True)
-        tmp = cache.blobs / f".incomplete-convert-{card.name}-{uuid.uuid4().hex[:8]}.{os.getpid()}"
+        tmp = cache.blobs / f".incomplete-convert-{card.name}.{unique_suffix()}"
         try:
             sha = convert_checkpoint(raw, src.converter, card.architecture, str(tmp), source_uri=src.uri,
                                      source_sha256=src.sha256 or "")

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from starlette.requests import Request
 
+from ..tempfiles import temp_beside
+
 
 def read_tokens(path: str | os.PathLike | None) -> set[str]:
     """One token per line; blank lines and '#' comments ignored."""
@@ -40,7 +42,7 @@ class Auth:
         path = root / "hub-secret"
         if not path.exists():
             root.mkdir(parents=True, exist_ok=True)
-            tmp = root / f".hub-secret.{os.getpid()}"
+            tmp = temp_beside(path)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))

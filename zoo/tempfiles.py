@@ -1,0 +1,76 @@
+"""Temp-file names that no other writer can share, on one machine or on a shared file system.
+
+Every file zoo writes goes to a temp file beside its destination and is renamed into place. On
+NFS or Lustre the locks that normally keep two writers apart may be broken (``flock`` silently
+local, or failing with ENOLCK), and two hosts can run processes with the same pid. A name made of
+host + pid + a random part means two writers never share a temp file, so a broken lock costs a
+second download or extraction, never a file holding bytes from two writers. A leftover is judged
+dead by its pid only on the host that wrote it; another host's leftover only by its age.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+import uuid
+from pathlib import Path
+
+#: this host, made safe for a file name (dots would clash with the name's own separators)
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+#: a leftover of another host untouched this long is taken for dead (a live writer keeps writing)
+STALE_SECONDS = 24 * 3600.0
+
+
+def owner() -> str:
+    """``HOST.PID`` of this process (read each call: a forked worker has its own pid)."""
+    return f"{HOST}.{os.getpid()}"
+
+
+def temp_beside(path: str | os.PathLike, tag: str = "tmp") -> Path:
+    """A hidden temp path in ``path``'s folder, unique to this process and call."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{unique_suffix()}.{tag}")
+
+
+_OWNER = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}(\.[a-z]+)?$")
+
+
+def owner_of(name: str) -> tuple[str, str] | None:
+    """``(host, pid)`` from a name made by :func:`temp_beside` or :func:`unique_suffix`, else None."""
+    m = _OWNER.search(name)
+    return (m["host"], m["pid"]) if m else None
+
+
+def unique_suffix() -> str:
+    """``HOST.PID.RANDOM``: what makes a temp name this writer's alone."""
+    return f"{owner()}.{uuid.uuid4().hex[:8]}"
+
+
+def pid_alive(text: str) -> bool:
+    """Whether the process with this pid (as text) runs on this host; False for anything not a pid."""
+    try:
+        os.kill(int(text), 0)
+    except (ValueError, ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def abandoned(path: Path, now: float | None = None) -> bool:
+    """Whether the writer that named the temp file ``path`` is gone: a dead pid on this host, or,
+    for another host (whose pids mean nothing here), no write for :data:`STALE_SECONDS`. False
+    for a name zoo did not make."""
+    found = owner_of(path.name)
+    if found is None:
+        return False
+    host, pid = found
+    if host == HOST:
+        return not pid_alive(pid)
+    try:
+        idle = (time.time() if now is None else now) - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return idle > STALE_SECONDS
