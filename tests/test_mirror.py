@@ -9,9 +9,11 @@ import torch
 
 import zoo
 from zoo.cache import Cache
+from zoo.errors import UsageError
+from zoo.hashing import sha256_file
 from zoo.mirror import BundleError, export_bundle, import_bundle, read_manifest
 
-from conftest import run_zoo, tiny_card, write_toml
+from conftest import TOKEN, HubServer, run_zoo, tiny_card, tiny_hub_card, write_toml
 
 
 @pytest.fixture
@@ -105,3 +107,68 @@ def test_not_a_bundle(tmp_path):
         import_bundle(tmp_path / "empty")
     result = run_zoo("mirror", "ls", str(tmp_path / "empty"))
     assert result.returncode == 1 and "not a zoo bundle" in result.stderr
+
+
+def test_export_from_another_zoo_home(lite0_cached, tmp_path, monkeypatch):
+    """--from DIR: a cache on a shared file system is read in place, without joining it."""
+    shared = Cache().root
+    _fresh_home(tmp_path, monkeypatch, "exporter")
+    bundle = export_bundle(tmp_path / "bundle", ["efficientnet_lite0"], source=str(shared)).path
+    assert Cache().entries() == []  # the exporter's own cache stayed empty
+    assert read_manifest(bundle)["models"][0]["sha256"] == lite0_cached.sha256
+    with pytest.raises(UsageError, match="no such directory"):
+        export_bundle(tmp_path / "b2", ["efficientnet_lite0"], source=str(tmp_path / "nowhere"))
+
+
+@pytest.fixture
+def s3_hub(seaweed, tmp_path_factory, hub_tiny_card):
+    """``zoo serve --storage s3://...`` holding test_efficientnet's weights, uploaded with HfApi."""
+    import uuid
+
+    from huggingface_hub import HfApi
+
+    tokens = tmp_path_factory.mktemp("tokens") / "tokens.txt"
+    tokens.write_text(f"{TOKEN}\n")
+    storage = f"s3://{seaweed.bucket()}/mirror-{uuid.uuid4().hex[:8]}"
+    server = HubServer(tmp_path_factory.mktemp("served_s3"), "--storage", storage, "--token-file", str(tokens),
+                       env=seaweed.env)
+    api = HfApi(endpoint=server.url, token=TOKEN)
+    api.create_repo("zootest/tiny")
+    api.upload_file(path_or_fileobj=str(hub_tiny_card), path_in_repo="model.safetensors", repo_id="zootest/tiny")
+    yield storage
+    server.stop()
+
+
+@pytest.fixture
+def hub_tiny_card(tiny_weights, user_cards):
+    write_toml(user_cards / "tiny.toml", tiny_hub_card())  # unpinned: found through its hub repo
+    return tiny_weights
+
+
+def test_export_from_an_s3_store_then_import_offline(s3_hub, seaweed, tiny_weights, tmp_path, monkeypatch):
+    for key, value in seaweed.env.items():
+        monkeypatch.setenv(key, value)
+    env = {**seaweed.env, "ZOO_OFFLINE": "1"}
+    result = run_zoo("mirror", "export", str(tmp_path / "bundle"), "test_efficientnet.zootest", "--from", s3_hub, env=env)
+    assert result.returncode == 0, result.stderr
+    assert not (Cache().root / "blobs").exists()  # streamed from the store, never through the cache
+    [model] = read_manifest(tmp_path / "bundle")["models"]
+    assert model["sha256"] == sha256_file(tiny_weights) and model["size"] == tiny_weights.stat().st_size
+    assert model["hub_repo"] == "zootest/tiny" and len(model["revision"]) == 40
+    _fresh_home(tmp_path, monkeypatch)
+    import_bundle(tmp_path / "bundle")
+    assert zoo.load("test_efficientnet.zootest")(torch.randn(1, 3, 160, 160)).shape == (1, 1000)
+    # a name the store does not hold says so; a blob that rotted in the store aborts, leaving nothing
+    missing = run_zoo("mirror", "export", str(tmp_path / "b2"), "efficientnet_lite0", "--from", s3_hub, env=env)
+    assert missing.returncode == 2 and f"is not in {s3_hub}" in missing.stderr
+    from zoo.storage import open_storage
+
+    store = open_storage(s3_hub)
+    bad = tmp_path / "rotten"
+    data = bytearray(tiny_weights.read_bytes())
+    data[1000] ^= 1
+    bad.write_bytes(bytes(data))
+    store.put_file(f"blobs/{model['sha256']}", bad)
+    with pytest.raises(BundleError, match="corrupt in the store.*nothing was exported"):
+        export_bundle(tmp_path / "b3", pattern="test_*", source=s3_hub)
+    assert not (tmp_path / "b3").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".b3")]

@@ -7,6 +7,10 @@ A bundle is a directory (or a ``.tar`` of one)::
     blobs/<sha256>           the weights, named by their hash as in the cache
     cards/<name>.toml        each model's card, so a machine that lacks a card (a user's) learns it
 
+``export_bundle`` reads from the local cache, or from a hub's store (``--from s3://BUCKET/PREFIX``
+or a directory): both keep the same content-addressed ``blobs/<sha256>``, so a store's blobs are
+streamed into the bundle and hashed on the way, without passing through a local cache.
+
 ``import_bundle`` hashes every file against the manifest before anything enters the cache: one bad
 file aborts the import, names the file, and leaves the cache as it was. A bundle directory is also
 a mirror (an entry of ``$ZOO_MIRRORS``), pulled from with the same verification. ``link_hf_cache``
@@ -29,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
-from .cache import Cache, CacheError, Entry
+from .cache import Cache, CacheError
 from .cards import dump_card
 from .errors import UsageError, ZooError
 from .hashing import sha256_files
@@ -51,48 +55,20 @@ class Exported:
     models: list[dict]
 
 
-def _select(cache: Cache, names: list[str] | None, pattern: str | None, all_cached: bool) -> list[Entry]:
-    entries = {e.name: e for e in cache.entries()}
-    if all_cached:
-        return list(entries.values())
-    if pattern:
-        chosen = [e for e in entries.values() if fnmatchcase(e.name.casefold(), pattern.casefold())]
-        if not chosen:
-            raise UsageError(f"no cached model matches {pattern!r} ('zoo cache ls' lists what is cached)")
-        return chosen
-    if not names:
-        raise UsageError("name the models to export, or use --all-cached or --pattern")
-    out = []
-    for name in names:
-        card = get_registry().resolve(name)
-        if card.name not in entries:
-            raise CacheError(f"{card.name} is not cached; run 'zoo pull {card.name}' first")
-        out.append(entries[card.name])
-    return out
+@dataclass
+class _Held:
+    """A model a source holds: its manifest record, and how to write its verified bytes to a path."""
+
+    record: dict
+    write: Callable[[Path, bool, Callable[[int], None] | None], None]
 
 
-def export_bundle(out: str | os.PathLike, names: list[str] | None = None, *, pattern: str | None = None,
-                  all_cached: bool = False, tar: bool = False, link: bool = False, cache: Cache | None = None,
-                  progress: Callable[[int], None] | None = None) -> Exported:
-    """Write a bundle of cached models to ``out`` (a directory, or a ``.tar`` file with ``tar``).
+def _held_in_cache(cache: Cache) -> dict[str, _Held]:
+    """What a zoo cache (``ZOO_HOME``, or a ``zoo serve --cache`` root) has pulled, by card name."""
 
-    ``link`` hard-links blobs where the file system allows (then the bundle shares the cache's
-    files: a change to one is a change to the other); otherwise blobs are copied.
-    """
-    cache = cache or Cache()
-    entries = _select(cache, names, pattern, all_cached)
-    out = Path(out)
-    staging = Path(tempfile.mkdtemp(prefix=".zoo-bundle-", dir=out.parent if tar else None)) if tar else out
-    if not tar and out.exists() and any(out.iterdir()):
-        raise UsageError(f"{out} exists and is not empty; choose a new directory")
-    (staging / "blobs").mkdir(parents=True, exist_ok=True)
-    (staging / "cards").mkdir(exist_ok=True)
-    models = []
-    registry = get_registry()
-    for e in entries:
-        src = cache.open_verified(e.sha256)  # never export bytes that changed since verification
-        dst = staging / "blobs" / e.sha256
-        if not dst.exists():
+    def writer(sha256: str):
+        def write(dst: Path, link: bool, progress) -> None:
+            src = cache.open_verified(sha256)  # never export bytes that changed since verification
             if link:
                 try:
                     os.link(src, dst)
@@ -100,27 +76,149 @@ def export_bundle(out: str | os.PathLike, names: list[str] | None = None, *, pat
                     shutil.copyfile(src, dst)
             else:
                 shutil.copyfile(src, dst)
-        if progress:
-            progress(e.size)
-        card = registry.find(e.name)
-        if card is not None:
-            (staging / "cards" / f"{card.name}.toml").write_text(dump_card(card), encoding="utf-8")
-        models.append({"name": e.name, "sha256": e.sha256, "size": e.size, "source": e.source,
-                       "revision": e.revision, "hub_repo": e.hub_repo, "filename": e.filename})
-    manifest = {"version": MANIFEST_VERSION, "zoo_version": __version__, "created": time.time(),
-                "models": sorted(models, key=lambda m: m["name"])}
-    data = json.dumps(manifest, indent=1, sort_keys=True).encode()
-    digest = hashlib.sha256(data).hexdigest()
-    (staging / MANIFEST).write_bytes(data)
-    (staging / f"{MANIFEST}.sha256").write_text(f"{digest}  {MANIFEST}\n")
-    if tar:
-        tmp = temp_beside(out)
-        with tarfile.open(tmp, "w") as tf:
-            for path in sorted(staging.rglob("*")):
-                tf.add(path, arcname=str(path.relative_to(staging)), recursive=False)
-        os.replace(tmp, out)
-        shutil.rmtree(staging)
-    return Exported(out, digest, manifest["models"])
+            if progress:
+                progress(dst.stat().st_size)
+        return write
+
+    return {e.name: _Held({"name": e.name, "sha256": e.sha256, "size": e.size, "source": e.source,
+                           "revision": e.revision, "hub_repo": e.hub_repo, "filename": e.filename}, writer(e.sha256))
+            for e in cache.entries()}
+
+
+def _held_in_store(location: str) -> dict[str, _Held]:
+    """The cards whose weights a hub store holds (``zoo serve --storage s3://...`` or a directory):
+    the same content-addressed ``blobs/<sha256>`` as the cache, found by the card's pinned sha256
+    or by the file its ``hub_repo`` has on main. Read with one LIST of the blobs and one of the repos."""
+    from .hub.store import RepoStore
+    from .storage import open_storage
+    from .weights import hub_filename
+
+    storage = open_storage(location)
+    blobs = {k.split("/", 1)[1] for k in storage.list("blobs/")}
+    repos = RepoStore(storage)
+    repo_ids = set(repos.repo_ids())
+    held = {}
+    for card in get_registry().cards:
+        sha, revision, filename = card.sha256 or None, None, hub_filename(card)
+        if card.hub_repo in repo_ids:
+            commit = repos.commit(card.hub_repo, "main")
+            found = (commit.files.get(filename) or {}) if commit else {}
+            if found.get("sha256") and (sha is None or found["sha256"] == sha):  # never another file than the pinned one
+                sha, revision = found["sha256"], commit.id
+        if sha in blobs:
+            record = {"name": card.name, "sha256": sha, "size": None, "source": location, "revision": revision,
+                      "hub_repo": card.hub_repo, "filename": filename}
+            held[card.name] = _Held(record, _store_writer(storage, location, record))
+    return held
+
+
+def _store_writer(storage, location: str, record: dict):
+    def write(dst: Path, link: bool, progress) -> None:
+        """Stream ``blobs/<sha256>`` from the store, hashing as it lands; keep it only if it matches."""
+        tmp = temp_beside(dst, "part")
+        digest = hashlib.sha256()
+        try:
+            with open(tmp, "wb") as fh:
+                for chunk in storage.stream(f"blobs/{record['sha256']}"):
+                    fh.write(chunk)
+                    digest.update(chunk)
+                    if progress:
+                        progress(len(chunk))
+            if digest.hexdigest() != record["sha256"]:
+                raise BundleError(f"{location}/blobs/{record['sha256']} ({record['name']}) is corrupt in the store: "
+                                  f"it hashes to {digest.hexdigest()}; nothing was exported")
+            record["size"] = tmp.stat().st_size
+            os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return write
+
+
+def _select(held: dict[str, _Held], where: str, names: list[str] | None, pattern: str | None,
+            all_cached: bool) -> list[_Held]:
+    if all_cached:
+        if not held:
+            raise UsageError(f"{where} holds no model")
+        return list(held.values())
+    if pattern:
+        chosen = [h for n, h in held.items() if fnmatchcase(n.casefold(), pattern.casefold())]
+        if not chosen:
+            raise UsageError(f"no model in {where} matches {pattern!r}; it holds: {', '.join(sorted(held)) or 'none'}")
+        return chosen
+    if not names:
+        raise UsageError("name the models to export, or use --all-cached or --pattern")
+    out = []
+    for name in names:
+        card = get_registry().resolve(name)
+        if card.name not in held:
+            if where == "the cache":
+                raise CacheError(f"{card.name} is not cached; run 'zoo pull {card.name}' first")
+            raise UsageError(f"{card.name} is not in {where} (neither its pinned sha256 nor a file of "
+                             f"{card.hub_repo or 'a hub repo'} is among its blobs)")
+        out.append(held[card.name])
+    return out
+
+
+def export_bundle(out: str | os.PathLike, names: list[str] | None = None, *, pattern: str | None = None,
+                  all_cached: bool = False, tar: bool = False, link: bool = False, cache: Cache | None = None,
+                  source: str | None = None, progress: Callable[[int], None] | None = None) -> Exported:
+    """Write a bundle of models to ``out`` (a directory, or a ``.tar`` file with ``tar``).
+
+    The models come from the local cache, or from ``source``: ``s3://BUCKET/PREFIX`` (a
+    ``zoo serve --storage`` store: streamed and verified, never through a local cache) or a
+    directory (another ``ZOO_HOME`` or a ``zoo serve --cache`` root, e.g. on a shared file system).
+    ``link`` hard-links blobs from a cache where the file system allows (then the bundle shares
+    the cache's files: a change to one is a change to the other); otherwise blobs are copied.
+    The bundle is built beside ``out`` and renamed into place: a failure leaves nothing behind.
+    """
+    if source is None:
+        held, where = _held_in_cache(cache or Cache()), "the cache"
+    elif source.startswith("s3://"):
+        held, where = _held_in_store(source), source
+    else:
+        if not Path(source).is_dir():
+            raise UsageError(f"--from {source}: no such directory (expected a ZOO_HOME, a zoo serve root, or s3://BUCKET/PREFIX)")
+        held, where = {**_held_in_store(source), **_held_in_cache(Cache(source))}, source
+    chosen = _select(held, where, names, pattern, all_cached)
+    out = Path(out)
+    if not tar and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} exists and is not an empty directory; choose a new directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = temp_beside(out, "partial")
+    try:
+        (staging / "blobs").mkdir(parents=True)
+        (staging / "cards").mkdir()
+        registry = get_registry()
+        for h in chosen:
+            dst = staging / "blobs" / h.record["sha256"]
+            if not dst.exists():
+                h.write(dst, link, progress)
+            h.record["size"] = dst.stat().st_size
+            card = registry.find(h.record["name"])
+            if card is not None:
+                (staging / "cards" / f"{card.name}.toml").write_text(dump_card(card), encoding="utf-8")
+        models = sorted((h.record for h in chosen), key=lambda m: m["name"])
+        manifest = {"version": MANIFEST_VERSION, "zoo_version": __version__, "created": time.time(), "models": models}
+        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        digest = hashlib.sha256(data).hexdigest()
+        (staging / MANIFEST).write_bytes(data)
+        (staging / f"{MANIFEST}.sha256").write_text(f"{digest}  {MANIFEST}\n")
+        if tar:
+            tmp = temp_beside(out)
+            try:
+                with tarfile.open(tmp, "w") as tf:
+                    for path in sorted(staging.rglob("*")):
+                        tf.add(path, arcname=str(path.relative_to(staging)), recursive=False)
+                os.replace(tmp, out)
+            finally:
+                tmp.unlink(missing_ok=True)
+        else:
+            if out.exists():
+                out.rmdir()  # empty (checked above)
+            os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Exported(out, digest, models)
 
 
 def read_manifest(bundle: str | os.PathLike) -> dict:

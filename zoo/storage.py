@@ -115,6 +115,16 @@ class LocalStorage:
         return sorted(k for k in keys if k.startswith(prefix) and not k.endswith(".lock")
                       and not Path(k).name.startswith("."))
 
+    def stream(self, key: str, chunk: int = 1 << 20):
+        """The object's bytes in chunks (the same call as on S3)."""
+        try:
+            fh = open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise StorageError(f"{self.root}: {key} is not stored") from None
+        with fh:
+            while data := fh.read(chunk):
+                yield data
+
     def url(self, key: str, expires: int = 300) -> str | None:
         return None
 

@@ -15,10 +15,11 @@ def cmd_mirror(args: argparse.Namespace) -> int:
     out = console()
     if args.action == "export":
         with transfer_progress() as events:
-            events("source", f"export to {args.out}")
+            events("source", f"export to {args.out}" + (f" from {args.source}" if args.source else ""))
             events("start", None)
             result = mirror.export_bundle(args.out, args.names, pattern=args.pattern, all_cached=args.all_cached,
-                                          tar=args.tar, link=args.link, progress=lambda n: events("advance", n))
+                                          tar=args.tar, link=args.link, source=args.source,
+                                          progress=lambda n: events("advance", n))
         out.print(f"exported {len(result.models)} models to {result.path}")
         out.print(f"manifest sha256 {result.manifest_sha256} (check it on the receiving side)")
     elif args.action == "import":
@@ -54,8 +55,12 @@ def add_parsers(sub) -> None:
     e = msub.add_parser("export", help="write cached models, their cards and a manifest to a directory or .tar")
     e.add_argument("out", metavar="OUT")
     e.add_argument("names", nargs="*", metavar="NAME")
-    e.add_argument("--all-cached", action="store_true", help="every cached model")
-    e.add_argument("--pattern", help="cached models whose name matches ('efficientnet*')")
+    e.add_argument("--from", dest="source", metavar="STORE",
+                   help="export from a hub store instead of the local cache: s3://BUCKET/PREFIX (what "
+                        "'zoo serve --storage' uses; AWS_* environment) or a directory (another ZOO_HOME "
+                        "or a zoo serve root); every blob is verified as it is read")
+    e.add_argument("--all-cached", action="store_true", help="every model the cache (or --from) holds")
+    e.add_argument("--pattern", help="models whose name matches ('efficientnet*')")
     e.add_argument("--tar", action="store_true", help="write one .tar file instead of a directory")
     e.add_argument("--link", action="store_true",
                    help="hard-link blobs instead of copying where possible: the bundle then shares the cache's "
