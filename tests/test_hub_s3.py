@@ -2,6 +2,7 @@
 loopback), with the stock huggingface_hub client (zoo/hub/blobs.py, zoo/hub/store.py on zoo/storage.py)."""
 
 import hashlib
+import json
 import os
 import threading
 import uuid
@@ -19,6 +20,8 @@ def two_servers(seaweed, tmp_path_factory):
     storage = f"s3://{seaweed.bucket()}/hub-{uuid.uuid4().hex[:8]}"
     servers = [HubServer(tmp_path_factory.mktemp(f"server{i}"), "--storage", storage, "--token-file", str(tokens),
                          env=seaweed.env) for i in range(2)]
+    for s in servers:
+        s.storage_prefix = storage.rsplit("/", 1)[1]
     yield servers
     for s in servers:
         s.stop()
@@ -46,6 +49,7 @@ snap = snapshot_download("acme/m")
 print(json.dumps({f: hashlib.sha256(open(os.path.join(snap, f), "rb").read()).hexdigest() for f in os.listdir(snap)}))
 """, tmp_path / "client")
     assert got == want
+    assert a.stats_full()["bytes_in"] == 0  # the 12 MB went to the store by a presigned PUT, not through server a
     # the large file was handed to the store by a redirect: server b never carried its bytes
     r = requests.get(f"{b.url}/acme/m/resolve/main/model.safetensors", allow_redirects=False, timeout=10)
     assert r.status_code == 302 and r.headers["Location"].startswith(seaweed.endpoint)
@@ -114,3 +118,52 @@ print(json.dumps({"classes": m.num_classes, "sum": float(m.classifier.weight.dou
 """, tmp_path / "timm")
     assert got == {"classes": 7, "sum": float(model.classifier.weight.detach().double().sum()), "zoo": False}
     assert b.stats_full()["bytes_out"] < 1_000_000  # the 18 MB came from the store, not from server b
+
+
+def test_a_direct_upload_is_read_back_and_hashed_before_a_commit_may_use_it(two_servers, seaweed, monkeypatch):
+    """The presigned PUT bounds nothing: a client that sends other bytes than it declared gets a
+    refusal at verify, and its bytes never become a blob."""
+    from zoo.storage import open_storage
+
+    for key, value in seaweed.env.items():
+        monkeypatch.setenv(key, value)
+    a, _ = two_servers
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    requests.post(f"{a.url}/api/repos/create", json={"name": "acme/direct"}, headers=auth, timeout=10).raise_for_status()
+    good = os.urandom(11 << 20)
+    oid = hashlib.sha256(good).hexdigest()
+
+    def batch():
+        r = requests.post(f"{a.url}/acme/direct.git/info/lfs/objects/batch", headers=auth, timeout=10,
+                          json={"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(good)}]})
+        r.raise_for_status()
+        return r.json()["objects"][0]
+
+    def commit():
+        body = "\n".join(json.dumps(x) for x in ({"key": "header", "value": {"summary": "add"}},
+                                                  {"key": "lfsFile", "value": {"path": "w.bin", "oid": oid, "size": len(good), "algo": "sha256"}}))
+        return requests.post(f"{a.url}/api/models/acme/direct/commit/main", data=body, timeout=10,
+                             headers={**auth, "content-type": "application/x-ndjson"})
+
+    obj = batch()
+    upload, verify = obj["actions"]["upload"]["href"], obj["actions"]["verify"]["href"]
+    assert upload.startswith(seaweed.endpoint)  # straight to the store
+    bad = bytearray(good)
+    bad[5] ^= 1
+    assert requests.put(upload, data=bytes(bad), timeout=30).status_code == 200  # the store takes anything
+    forged = requests.post(verify.replace("sig=", "sig=0"), json={"oid": oid, "size": len(good)}, headers=auth, timeout=30)
+    assert forged.status_code == 401
+    refused = requests.post(verify, json={"oid": oid, "size": len(good)}, headers=auth, timeout=30)
+    assert refused.status_code == 400 and "sha256 mismatch" in refused.text
+    assert commit().status_code == 400  # the commit may not name it
+    store = open_storage(f"s3://{seaweed.bucket()}/{a.storage_prefix}")
+    assert store.size(f"blobs/{oid}") is None and store.list("uploads/") == []
+    # the same upload, honest this time
+    obj = batch()
+    assert requests.put(obj["actions"]["upload"]["href"], data=good, timeout=30).status_code == 200
+    ok = requests.post(obj["actions"]["verify"]["href"], json={"oid": oid, "size": len(good)}, headers=auth, timeout=30)
+    assert ok.status_code == 200, ok.text
+    assert commit().status_code == 200
+    assert store.size(f"blobs/{oid}") == len(good) and store.list("uploads/") == []
+    assert "actions" not in batch()  # stored: nothing more to upload
+    assert a.stats_full()["bytes_in"] == 0

@@ -199,7 +199,10 @@ class S3Storage:
         except KeyError:
             pass
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list(self, prefix: str = "", older_than: float | None = None) -> list[str]:
+        """Keys under ``prefix``; with ``older_than``, only those last written that many seconds ago or more."""
+        import time
+
         if prefix:
             _safe_key(prefix.rstrip("/"))
         full = f"{self.prefix}/{prefix}" if self.prefix else prefix
@@ -208,7 +211,8 @@ class S3Storage:
             kwargs = {"Prefix": full, **({"ContinuationToken": token} if token else {})}
             r = self._call(f"list {prefix}", self.client.list_objects_v2, **kwargs)
             strip = len(self.prefix) + 1 if self.prefix else 0
-            keys += [o["Key"][strip:] for o in r.get("Contents", [])]
+            keys += [o["Key"][strip:] for o in r.get("Contents", [])
+                     if older_than is None or time.time() - o["LastModified"].timestamp() >= older_than]
             if not r.get("IsTruncated"):
                 return sorted(keys)
             token = r["NextContinuationToken"]
@@ -225,6 +229,17 @@ class S3Storage:
         """A presigned GET, valid ``expires`` seconds: the client fetches from the store directly."""
         return self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
                                                   ExpiresIn=expires)
+
+    def upload_url(self, key: str, expires: int = 3600) -> str:
+        """A presigned PUT, valid ``expires`` seconds (checked when the upload starts): the client
+        sends the bytes to the store directly. Nothing bounds what it sends: read it back before trusting it."""
+        return self.client.generate_presigned_url("put_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
+                                                  ExpiresIn=expires, HttpMethod="PUT")
+
+    def copy(self, src: str, dst: str) -> None:
+        """A copy inside the store (the bytes never leave it; up to 5 GB, S3's CopyObject limit)."""
+        self._call(f"copy {src}", self.client.copy_object, Key=self._key(dst),
+                   CopySource={"Bucket": self.bucket, "Key": self._key(src)})
 
 
 def open_storage(location: str | os.PathLike) -> LocalStorage | S3Storage:

@@ -234,5 +234,6 @@ def add_parsers(sub) -> None:
                    help="keep uploaded repos and blobs in an S3-compatible store (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
                         "AWS_SECRET_ACCESS_KEY), shared by every server on it; large downloads redirect to the store")
     p.add_argument("--proxy-downloads", action="store_true",
-                   help="with --storage: stream downloads through this server instead of redirecting to the store")
+                   help="with --storage, for clients that cannot reach the store: stream downloads and LFS "
+                        "uploads through this server instead of redirecting to (or presigning PUTs on) the store")
     p.set_defaults(run=cmd_serve)

@@ -39,6 +39,7 @@ class ServedIndex(RepoIndex):
         self.blobs = Blobs(cache, self.storage, redirect)
         self.counts: Counter = Counter()
         self.bytes_out = 0  # file bytes this process sent itself (not what it redirected)
+        self.bytes_in = 0  # LFS bytes uploaded through this process (not what went to the store directly)
 
     def count(self, key: str) -> None:
         self.counts[key] += 1
@@ -181,7 +182,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
     async def stats(request: Request):
         if hub.private and not hub.auth.valid(request):
             return read.hub_error(401, None, "this hub is private")
-        return JSONResponse({"requests": dict(hub.index.counts), "bytes_out": hub.index.bytes_out, "upstream": dict(hub.upstream_fetches),
+        return JSONResponse({"requests": dict(hub.index.counts), "bytes_out": hub.index.bytes_out, "bytes_in": hub.index.bytes_in, "upstream": dict(hub.upstream_fetches),
                              "repos": hub.index.repo_ids()})
 
     async def home(request: Request):

@@ -1,18 +1,31 @@
 """Where the hub's file bytes live: the cache's ``blobs/<sha256>`` on local disk, or the same
 content-addressed layout in an S3-compatible store (``zoo serve --storage s3://...``).
 
-On S3 every server writes uploads to its local cache first (the sha256 is verified as the bytes
-arrive, zoo/blobwriter.py), then stores the verified file under ``blobs/<sha256>``; a commit may
-refer to a blob only once the store holds it with the declared size. Downloads of LFS files are
+On S3 an LFS upload goes straight to the store: the batch answer is a presigned PUT to a staging
+key ``uploads/<sha256>.<random>``, and the client's verify call makes the server read what landed,
+hash it, and only then copy it (inside the store) to ``blobs/<sha256>``; a wrong size or hash is
+deleted and refused. Uploads that cannot go direct (``--proxy-downloads``: clients cannot reach
+the store; files over S3's 5 GB single-PUT limit) land in the server's local cache first, verified
+as the bytes arrive (zoo/blobwriter.py), and are then stored. A commit may refer to a blob only
+once the store holds it with the declared size. Downloads of LFS files are
 answered with a redirect to a short-lived presigned URL of the store, as the Hugging Face Hub
 hands large files to its CDN: the bytes flow from the store, not through Python.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+import uuid
 from pathlib import Path
 
-from ..cache import Cache
+from ..cache import Cache, CorruptBlobError
+
+#: S3's limit for one PutObject (and one CopyObject): larger uploads pass through the server
+SINGLE_PUT_MAX = 5 * 1024 ** 3
+#: how long a presigned upload URL stays valid (S3 checks it when the PUT starts)
+UPLOAD_EXPIRES = 3600
+_STAGED = re.compile(r"^[0-9a-f]{64}\.[0-9a-f]{32}\Z")
 
 
 class Blobs:
@@ -23,6 +36,7 @@ class Blobs:
         self.remote = isinstance(storage, S3Storage)
         # False (zoo serve --proxy-downloads): stream from the store, for clients that cannot reach it
         self.redirect = redirect
+        self._swept = float("-inf")  # when this process last swept abandoned uploads (see stage)
 
     @staticmethod
     def key(sha256: str) -> str:
@@ -46,6 +60,46 @@ class Blobs:
     def url(self, sha256: str, expires: int = 300) -> str | None:
         """A presigned GET of the blob (S3), or None (served from local disk)."""
         return self.storage.url(self.key(sha256), expires) if self.remote else None
+
+    def direct_upload(self, size: int) -> bool:
+        """Whether an upload of ``size`` bytes goes straight to the store (presigned PUT)."""
+        return self.remote and self.redirect and size <= SINGLE_PUT_MAX
+
+    def stage(self, sha256: str) -> tuple[str, str]:
+        """A fresh staging name for an upload of ``sha256`` and the presigned PUT that writes it.
+        Once an hour a server also deletes staged uploads nobody verified (the client died, or
+        lied and never called verify) once their URL is long expired."""
+        import time
+
+        if time.monotonic() - self._swept > 3600:
+            self._swept = time.monotonic()
+            for key in self.storage.list("uploads/", older_than=2 * UPLOAD_EXPIRES):
+                self.storage.delete(key)
+        staged = f"{sha256}.{uuid.uuid4().hex}"
+        return staged, self.storage.upload_url(f"uploads/{staged}", UPLOAD_EXPIRES)
+
+    def adopt(self, staged: str, sha256: str, size: int) -> None:
+        """Verify what a client PUT to ``uploads/<staged>``: the declared size, then the sha256 of
+        every byte read back; only then copy it to ``blobs/<sha256>``. The staging object is
+        deleted either way. KeyError if nothing landed; CorruptBlobError if it is not the file."""
+        if not _STAGED.match(staged) or not staged.startswith(sha256):
+            raise KeyError(staged)
+        key = f"uploads/{staged}"
+        try:
+            got = self.storage.size(key)
+            if got is None:
+                raise KeyError(staged)
+            if got != size:
+                raise CorruptBlobError(f"{got} bytes landed, {size} were declared")
+            digest = hashlib.sha256()
+            for chunk in self.storage.stream(key):
+                digest.update(chunk)
+            if digest.hexdigest() != sha256:
+                raise CorruptBlobError(f"sha256 mismatch: declared {sha256}, got {digest.hexdigest()}")
+            if not self.has(sha256, size):
+                self.storage.copy(key, self.key(sha256))
+        finally:
+            self.storage.delete(key)
 
     def stream(self, sha256: str):
         return self.storage.stream(self.key(sha256))

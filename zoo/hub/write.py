@@ -6,7 +6,8 @@ sends every file the server marks ``lfs`` to Xet storage, which zoo does not spe
 commit, read line by line, never the whole body at once) and larger ones ``lfs``; stock clients
 uploading those need ``HF_HUB_DISABLE_XET=1``, and a Xet token request says so. Every byte that
 arrives is hashed on the way into the cache: an LFS body whose sha256 is not its declared oid is
-refused, and a commit may only name LFS objects the cache holds.
+refused, and a commit may only name LFS objects the cache holds. On S3 an LFS body goes to the
+store by a presigned PUT instead, and the verify call reads it back and hashes it (zoo/hub/blobs.py).
 """
 
 from __future__ import annotations
@@ -123,6 +124,12 @@ async def lfs_batch(hub, request: Request) -> Response:
             out.append({"oid": oid, "size": size, "error": {"code": 413, "message": f"over the {hub.max_upload} byte limit"}})
         elif hub.index.blobs.has(oid, size):
             out.append({"oid": oid, "size": size})  # already stored: no actions
+        elif hub.index.blobs.direct_upload(size):  # S3: the bytes go to the store, verify reads them back
+            staged, url = await run_in_threadpool(hub.index.blobs.stage, oid)
+            sig = hub.auth.sign(repo_id, staged, size)
+            out.append({"oid": oid, "size": size, "authenticated": True, "actions": {
+                "upload": {"href": url},
+                "verify": {"href": f"{base}/api/zoo/lfs-verify/{repo_id}?staged={staged}&sig={sig}"}}})
         else:
             sig = hub.auth.sign(repo_id, oid, size)
             out.append({"oid": oid, "size": size, "authenticated": True, "actions": {
@@ -152,6 +159,7 @@ async def lfs_upload(hub, request: Request) -> Response:
                 writer.discard()
                 return hub_error(413, None, f"body longer than the declared {size} bytes")
             writer.write(chunk)
+            hub.index.bytes_in += len(chunk)
         await run_in_threadpool(writer.commit, oid, size)
         await run_in_threadpool(hub.index.blobs.stored, oid)
     except CorruptBlobError as exc:
@@ -163,9 +171,24 @@ async def lfs_upload(hub, request: Request) -> Response:
 
 
 async def lfs_verify(hub, request: Request) -> Response:
+    """The client's call after its upload: for a direct (presigned) upload, the server reads back
+    what landed in the store and hashes it before any commit may refer to it."""
     data = await _json(request)
-    oid = (data or {}).get("oid", "")
-    if not SHA256_RE.match(str(oid)) or not hub.index.blobs.has(oid):
+    oid, size = (data or {}).get("oid", ""), (data or {}).get("size")
+    if not SHA256_RE.match(str(oid)):
+        return hub_error(400, None, "expected {oid, size}")
+    staged = request.query_params.get("staged")
+    if staged is not None:
+        if not isinstance(size, int) or not hub.auth.check_signature(_repo_id(request), staged, size,
+                                                                     request.query_params.get("sig", "")):
+            return hub_error(401, None, "invalid or missing verify signature")
+        try:
+            await run_in_threadpool(hub.index.blobs.adopt, staged, oid, size)
+        except KeyError:
+            return hub_error(404, None, f"object {oid} was not uploaded")
+        except CorruptBlobError as exc:
+            return hub_error(400, None, f"refused: {exc}")
+    if not hub.index.blobs.has(oid):
         return hub_error(404, None, f"object {oid} was not uploaded")
     return JSONResponse({"ok": True})
 
