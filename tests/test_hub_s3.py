@@ -21,7 +21,7 @@ def two_servers(seaweed, tmp_path_factory):
     servers = [HubServer(tmp_path_factory.mktemp(f"server{i}"), "--storage", storage, "--token-file", str(tokens),
                          env=seaweed.env) for i in range(2)]
     for s in servers:
-        s.storage_prefix = storage.rsplit("/", 1)[1]
+        s.storage, s.storage_prefix, s.tokens = storage, storage.rsplit("/", 1)[1], tokens
     yield servers
     for s in servers:
         s.stop()
@@ -167,3 +167,50 @@ def test_a_direct_upload_is_read_back_and_hashed_before_a_commit_may_use_it(two_
     assert store.size(f"blobs/{oid}") == len(good) and store.list("uploads/") == []
     assert "actions" not in batch()  # stored: nothing more to upload
     assert a.stats_full()["bytes_in"] == 0
+
+
+def test_proxy_downloads_stream_from_the_store_and_resume_with_range(two_servers, seaweed, tmp_path_factory, tmp_path):
+    """--proxy-downloads (clients that cannot reach the store): the bytes pass through the server,
+    and a resumed download's Range is honoured, as the Hub's own resolve does."""
+    a, _ = two_servers
+    data = os.urandom(11 << 20)
+    (tmp_path / "w.bin").write_bytes(data)
+    hub_client(a, f"""
+import json
+from huggingface_hub import HfApi
+api = HfApi(token={TOKEN!r})
+api.create_repo("acme/proxied")
+api.upload_file(path_or_fileobj={str(tmp_path / "w.bin")!r}, path_in_repo="w.bin", repo_id="acme/proxied")
+print(json.dumps(1))
+""", tmp_path, HF_HUB_DISABLE_XET="1")
+    proxy = HubServer(tmp_path_factory.mktemp("proxy"), "--storage", a.storage, "--proxy-downloads", env=seaweed.env)
+    try:
+        url = f"{proxy.url}/acme/proxied/resolve/main/w.bin"
+        whole = requests.get(url, allow_redirects=False, timeout=30)
+        assert whole.status_code == 200 and whole.content == data
+        part = requests.get(url, headers={"range": "bytes=1000-"}, timeout=30)
+        assert part.status_code == 206 and part.content == data[1000:]
+        assert part.headers["Content-Range"] == f"bytes 1000-{len(data) - 1}/{len(data)}"
+        assert requests.get(url, headers={"range": "bytes=5-9"}, timeout=30).content == data[5:10]
+        assert requests.get(url, headers={"range": "bytes=-4"}, timeout=30).content == data[-4:]
+        past = requests.get(url, headers={"range": f"bytes={len(data)}-"}, timeout=30)
+        assert past.status_code == 416 and past.headers["Content-Range"] == f"bytes */{len(data)}"
+        assert proxy.stats_full()["bytes_out"] == len(data) + (len(data) - 1000) + 5 + 4
+        got = hub_client(proxy, """
+import hashlib, json
+from huggingface_hub import hf_hub_download
+print(json.dumps(hashlib.sha256(open(hf_hub_download("acme/proxied", "w.bin"), "rb").read()).hexdigest()))
+""", tmp_path / "client")
+        assert got == hashlib.sha256(data).hexdigest()
+    finally:
+        proxy.stop()
+
+
+def test_byte_ranges():
+    from zoo.hub.read import byte_range
+
+    assert byte_range(None, 10) is None and byte_range("bytes=0-1,4-5", 10) is None and byte_range("items=0-1", 10) is None
+    assert byte_range("bytes=2-", 10) == (2, 9) and byte_range("bytes=2-100", 10) == (2, 9)
+    assert byte_range("bytes=-3", 10) == (7, 9) and byte_range("bytes=-30", 10) == (0, 9)
+    assert byte_range("bytes=10-", 10) == "unsatisfiable" and byte_range("bytes=5-2", 10) == "unsatisfiable"
+    assert byte_range("bytes=x-2", 10) is None and byte_range("bytes=-", 10) is None

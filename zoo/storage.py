@@ -115,15 +115,19 @@ class LocalStorage:
         return sorted(k for k in keys if k.startswith(prefix) and not k.endswith(".lock")
                       and not Path(k).name.startswith("."))
 
-    def stream(self, key: str, chunk: int = 1 << 20):
-        """The object's bytes in chunks (the same call as on S3)."""
+    def stream(self, key: str, chunk: int = 1 << 20, start: int = 0, end: int | None = None):
+        """The object's bytes ``start..end`` (inclusive; all by default) in chunks, as on S3."""
         try:
             fh = open(self._path(key), "rb")
         except FileNotFoundError:
             raise StorageError(f"{self.root}: {key} is not stored") from None
         with fh:
-            while data := fh.read(chunk):
+            fh.seek(start)
+            left = None if end is None else end - start + 1
+            while data := fh.read(chunk if left is None else min(chunk, left)):
                 yield data
+                if left is not None:
+                    left -= len(data)
 
     def url(self, key: str, expires: int = 300) -> str | None:
         return None
@@ -217,9 +221,11 @@ class S3Storage:
                 return sorted(keys)
             token = r["NextContinuationToken"]
 
-    def stream(self, key: str, chunk: int = 1 << 20):
-        """The object's bytes in chunks, never whole in memory (a server that proxies downloads)."""
-        body = self._call(f"get {key}", self.client.get_object, Key=self._key(key))["Body"]
+    def stream(self, key: str, chunk: int = 1 << 20, start: int = 0, end: int | None = None):
+        """The object's bytes ``start..end`` (inclusive; all by default) in chunks, never whole in
+        memory (a server that proxies downloads, and resumes them with HTTP Range)."""
+        extra = {"Range": f"bytes={start}-{'' if end is None else end}"} if start or end is not None else {}
+        body = self._call(f"get {key}", self.client.get_object, Key=self._key(key), **extra)["Body"]
         try:
             yield from body.iter_chunks(chunk)
         finally:

@@ -101,8 +101,8 @@ class Blobs:
         finally:
             self.storage.delete(key)
 
-    def stream(self, sha256: str):
-        return self.storage.stream(self.key(sha256))
+    def stream(self, sha256: str, start: int = 0, end: int | None = None):
+        return self.storage.stream(self.key(sha256), start=start, end=end)
 
     def read(self, sha256: str) -> bytes | None:
         obj = self.storage.get(self.key(sha256)) if self.remote else None

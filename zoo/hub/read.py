@@ -76,13 +76,7 @@ def resolve(index: RepoIndex, request: Request) -> Response:
         if entry.lfs and blobs.redirect:  # the store serves the bytes: a cross-origin redirect, as the Hub's CDN does
             return Response(status_code=302, headers={**headers, "Location": blobs.url(entry.sha256)})
         if entry.lfs:  # --proxy-downloads: the bytes pass through this server
-            from starlette.responses import StreamingResponse
-
-            headers["Content-Length"] = str(entry.size)
-            if request.method == "HEAD":
-                return Response(headers=headers, media_type="application/octet-stream")
-            index.bytes_out += entry.size
-            return StreamingResponse(blobs.stream(entry.sha256), headers=headers, media_type="application/octet-stream")
+            return _proxied(index, request, entry, headers)
         data = blobs.read(entry.sha256)
         if data is None:
             return hub_error(404, "EntryNotFound", f"{path} not found in {repo.repo_id}", commit=repo.commit)
@@ -94,6 +88,44 @@ def resolve(index: RepoIndex, request: Request) -> Response:
         index.bytes_out += entry.size
     return BlobResponse(entry.blob, headers=headers, media_type="application/octet-stream",
                         stat_result=entry.blob.stat())
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None | str:
+    """One HTTP range (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``) as inclusive ``(start, end)``;
+    None for no header or one to ignore (several ranges: the whole file is a valid answer);
+    "unsatisfiable" for a range that starts past the end."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, sep, last = header[6:].strip().partition("-")
+    if not sep or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) or (last and not last.isdigit()):
+        return None
+    if not first:  # the last n bytes
+        n = int(last)
+        return (max(size - n, 0), size - 1) if n and size else "unsatisfiable"
+    start, end = int(first), min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        return "unsatisfiable"
+    return start, end
+
+
+def _proxied(index, request: Request, entry, headers: dict) -> Response:
+    """Stream an LFS file from the store through this server, honouring one Range (a resumed download)."""
+    from starlette.responses import StreamingResponse
+
+    headers["Accept-Ranges"] = "bytes"
+    wanted = byte_range(request.headers.get("range"), entry.size)
+    if wanted == "unsatisfiable":
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{entry.size}"})
+    start, end = wanted or (0, entry.size - 1)
+    status = 206 if wanted else 200
+    if wanted:
+        headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
+    headers["Content-Length"] = str(end - start + 1)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+    index.bytes_out += end - start + 1
+    body = index.blobs.stream(entry.sha256, start, end) if entry.size else iter(())
+    return StreamingResponse(body, status_code=status, headers=headers, media_type="application/octet-stream")
 
 
 def _iso(ts: float) -> str:
