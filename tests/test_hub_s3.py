@@ -214,3 +214,28 @@ def test_byte_ranges():
     assert byte_range("bytes=-3", 10) == (7, 9) and byte_range("bytes=-30", 10) == (0, 9)
     assert byte_range("bytes=10-", 10) == "unsatisfiable" and byte_range("bytes=5-2", 10) == "unsatisfiable"
     assert byte_range("bytes=x-2", 10) is None and byte_range("bytes=-", 10) is None
+
+
+def test_pull_through_on_a_shared_store_asks_the_upstream_once_for_all_servers(seaweed, tmp_path_factory, tiny_weights, tmp_path):
+    """Two `--storage s3:// --upstream` servers: what one pulls through lands in the store, and the
+    other serves it from there (by redirect) without asking the upstream again."""
+    upstream = HubServer(tmp_path_factory.mktemp("up"))
+    sha = upstream.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
+    storage = f"s3://{seaweed.bucket()}/pull-{uuid.uuid4().hex[:8]}"
+    servers = [HubServer(tmp_path_factory.mktemp(f"edge{i}"), "--storage", storage, "--upstream", upstream.url,
+                         env=seaweed.env) for i in range(2)]
+    try:
+        code = """
+import hashlib, json
+from huggingface_hub import hf_hub_download
+print(json.dumps(hashlib.sha256(open(hf_hub_download("zootest/tiny", "model.safetensors"), "rb").read()).hexdigest()))
+"""
+        assert hub_client(servers[0], code, tmp_path / "c0") == sha
+        assert hub_client(servers[1], code, tmp_path / "c1") == sha
+        assert upstream.stats()["GET zootest/tiny/model.safetensors"] == 1
+        r = requests.get(f"{servers[1].url}/zootest/tiny/resolve/main/model.safetensors", allow_redirects=False, timeout=10)
+        assert r.status_code == 302 and r.headers["Location"].startswith(seaweed.endpoint)
+        assert servers[1].stats_full()["upstream"] == {} and "zootest/tiny" in servers[1].stats_full()["repos"]
+    finally:
+        for s in (*servers, upstream):
+            s.stop()

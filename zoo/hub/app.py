@@ -74,8 +74,12 @@ def _fetch_upstream(hub: Hub, repo_id: str, revision: str, path: str) -> bool:
             with cache.writer(f"upstream-{uuid.uuid4().hex}") as writer:
                 download(remote, writer)
                 sha = writer.commit(remote.sha256, expected_size=remote.size)
-            cache.record(name, sha, cache.blob_path(sha).stat().st_size, f"{hub.upstream}/{repo_id}/{path}",
-                         revision=remote.revision, hub_repo=repo_id, filename=path)
+            size = cache.blob_path(sha).stat().st_size
+            cache.record(name, sha, size, f"{hub.upstream}/{repo_id}/{path}", revision=remote.revision,
+                         hub_repo=repo_id, filename=path)
+            if hub.index.shared:  # S3: into the store, for every server on it
+                hub.index.blobs.stored(sha)
+                hub.index.remember_mirrored(repo_id, path, sha, size, remote.revision)
     except ZooError:
         return False
     hub.upstream_fetches[f"{repo_id}/{path}"] += 1

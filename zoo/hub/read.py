@@ -65,7 +65,7 @@ def resolve(index: RepoIndex, request: Request) -> Response:
         return repo
     entry = repo.files.get(path)
     blobs = getattr(index, "blobs", None)
-    remote = blobs is not None and blobs.remote and repo.uploaded
+    remote = blobs is not None and repo.in_store
     if entry is None or (not remote and not entry.blob.is_file()):  # a blob removed since the index was read
         return hub_error(404, "EntryNotFound", f"{path} not found in {repo.repo_id}", commit=repo.commit)
     headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{entry.etag}"'}

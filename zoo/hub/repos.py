@@ -8,6 +8,7 @@ gets exactly what it pinned.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class Repo:
     commit_id: str | None = None  # uploaded repos: the stored commit; cached cards: derived
     private: bool = False
     uploaded: bool = False
+    in_store: bool = False  # its blobs are in the hub's store (S3), not this server's cache
 
     @property
     def commit(self) -> str:
@@ -65,7 +67,12 @@ class Repo:
 
 class RepoIndex:
     """Repos of a cache: uploaded ones (zoo/hub/store.py) and those of cached cards (their
-    ``hub_repo``), the latter re-read when the cache index changes (its directory's mtime moves)."""
+    ``hub_repo``), the latter re-read when the cache index changes (its directory's mtime moves).
+
+    On S3 a third kind: files a server fetched from its ``--upstream`` are put in the store and
+    recorded under ``mirrored/<org>/<name>.json``, so every server on the store serves what any
+    one of them pulled through, and the upstream is asked once per file, not once per server.
+    """
 
     def __init__(self, cache: Cache, storage=None):
         from ..storage import LocalStorage
@@ -97,11 +104,47 @@ class RepoIndex:
             repo.last_modified = max(repo.last_modified, entry.pulled_at)
         return repos
 
+    @property
+    def shared(self) -> bool:
+        """Whether the store is shared by several servers (S3), not this server's own cache."""
+        from ..storage import S3Storage
+
+        return isinstance(self.storage, S3Storage)
+
+    def mirrored(self, repo_id: str) -> Repo | None:
+        """A repo pulled through from the upstream into the shared store (None off S3)."""
+        if not self.shared or not REPO_ID_RE.match(repo_id):
+            return None
+        obj = self.storage.get(f"mirrored/{repo_id}.json")
+        files = json.loads(obj.data).get("files", {}) if obj else {}
+        if not files:
+            return None
+        repo = Repo(repo_id, in_store=True)
+        for path, rec in files.items():
+            repo.files[path] = RepoFile(path, rec["sha256"], rec["size"], self.cache.blob_path(rec["sha256"]))
+            repo.last_modified = max(repo.last_modified, rec.get("fetched", 0.0))
+        return repo
+
+    def remember_mirrored(self, repo_id: str, path: str, sha256: str, size: int, revision: str | None) -> None:
+        """Record a pulled-through file (its blob already stored) for every server on the store."""
+        import time
+
+        from ..storage import json_update
+
+        def add(doc: dict | None) -> dict:
+            doc = doc or {"files": {}}
+            doc["files"][path] = {"sha256": sha256, "size": size, "revision": revision, "fetched": time.time()}
+            return doc
+
+        json_update(self.storage, f"mirrored/{repo_id}.json", add)
+
     def repo_ids(self) -> list[str]:
-        return sorted(set(self.derived()) | set(self.store.repo_ids()))
+        mirrored = {k[len("mirrored/"):-len(".json")] for k in self.storage.list("mirrored/")} if self.shared else set()
+        return sorted(set(self.derived()) | set(self.store.repo_ids()) | mirrored)
 
     def exists(self, repo_id: str) -> bool:
-        return bool(REPO_ID_RE.match(repo_id)) and (self.store.exists(repo_id) or repo_id in self.derived())
+        return bool(REPO_ID_RE.match(repo_id)) and (self.store.exists(repo_id) or repo_id in self.derived()
+                                                     or self.mirrored(repo_id) is not None)
 
     def at(self, repo_id: str, revision: str = "main") -> Repo | None:
         """The repo's files at ``revision`` ("main" or a commit id); None if either is unknown."""
@@ -113,8 +156,9 @@ class RepoIndex:
                 return None
             files = {p: RepoFile(p, r["sha256"], r["size"], self.cache.blob_path(r["sha256"]), r.get("lfs", True),
                                  r.get("oid")) for p, r in commit.files.items()}
-            return Repo(repo_id, files, commit.date, commit.id, bool(self.store.info(repo_id).get("private")), True)
-        repo = self.derived().get(repo_id)
+            return Repo(repo_id, files, commit.date, commit.id, bool(self.store.info(repo_id).get("private")), True,
+                        self.shared)
+        repo = self.mirrored(repo_id) or self.derived().get(repo_id)  # on S3 the shared view comes first
         if repo is None or revision not in ("main", repo.commit):
             return None
         return repo
