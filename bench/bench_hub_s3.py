@@ -11,6 +11,9 @@ caches), alternating between the servers:
 Bars: the redirecting servers move < 1% of the downloaded bytes themselves (their ``bytes_out``)
 and their RSS grows by < 100 MB. Aggregate throughput of both is reported (on 2 cores the two are
 close; the redirect's gain grows with hosts, since the store scales and the servers drop out).
+The upload that seeds the store is timed both ways too: a presigned PUT straight to the store
+(the server then reads the object back once to check its sha256) against the LFS body streamed
+through a ``--proxy-downloads`` server; the direct one must put 0 bytes through the server.
 """
 
 from __future__ import annotations
@@ -63,6 +66,22 @@ def stats(url: str) -> dict:
     return json.loads(urllib.request.urlopen(url + "/api/zoo/stats", timeout=10).read())
 
 
+def upload(url: str, repo: str, src: Path, mb: int) -> float:
+    """Seconds for one stock ``upload_folder`` of ``mb`` MB of fresh random bytes to ``repo``."""
+    (src / "model.safetensors").write_bytes(os.urandom(mb * 1_000_000))
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"""
+from huggingface_hub import HfApi
+api = HfApi(token={TOKEN!r})
+api.create_repo({repo!r})
+api.upload_folder(repo_id={repo!r}, folder_path={str(src)!r})
+"""], env={**os.environ, "HF_ENDPOINT": url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"},
+                   check=True, capture_output=True)
+    seconds = time.perf_counter() - t0
+    (src / "model.safetensors").unlink()
+    return seconds
+
+
 def download_all(urls: list[str], clients: int, tmp: Path) -> float:
     """Wall seconds for ``clients`` concurrent downloads, client i through urls[i % len(urls)]."""
     procs = []
@@ -96,15 +115,10 @@ def main() -> int:
             try:
                 src = tmp / "upload"
                 src.mkdir()
-                (src / "model.safetensors").write_bytes(os.urandom(args.mb * 1_000_000))
-                subprocess.run([sys.executable, "-c", f"""
-from huggingface_hub import HfApi
-api = HfApi(token={TOKEN!r})
-api.create_repo("bench/big")
-api.upload_folder(repo_id="bench/big", folder_path={str(src)!r})
-"""], env={**os.environ, "HF_ENDPOINT": url_a, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"},
-                               check=True, capture_output=True)
-                (src / "model.safetensors").unlink()
+                # the upload, both ways: straight to the store by presigned PUT (a), through the server (p)
+                t_up = upload(url_p, "bench/through-server", src, args.mb)
+                t_direct = upload(url_a, "bench/big", src, args.mb)
+                up_in = stats(url_a)["bytes_in"], stats(url_p)["bytes_in"]
                 before = {p.pid: rss_mb(p.pid) for p in (a, b)}
                 out_before = stats(url_a)["bytes_out"] + stats(url_b)["bytes_out"]
                 t_ours = download_all([url_a, url_b], args.clients, tmp / "ours")
@@ -124,7 +138,11 @@ api.upload_folder(repo_id="bench/big", folder_path={str(src)!r})
           f"servers moved {moved} bytes = {share:.4%} of the download (bar < 1%); RSS grew {grown:.1f} MB (bar < 100 MB)")
     print(f"baseline, one server streaming from the store: {total / t_base / 1e6:.0f} MB/s aggregate "
           f"(it moved {proxied / total:.0%} of the bytes); ratio ours/baseline throughput {t_base / t_ours:.2f} (reported)")
-    return 0 if share < 0.01 and grown < 100 else 1
+    mb = args.mb * 1_000_000
+    print(f"upload of {args.mb} MB: presigned PUT to the store {mb / t_direct / 1e6:.0f} MB/s (server received "
+          f"{up_in[0]} bytes; it reads the object back once to hash it), through the server {mb / t_up / 1e6:.0f} MB/s "
+          f"(it received {up_in[1]} bytes); ratio {t_up / t_direct:.2f} (reported)")
+    return 0 if share < 0.01 and grown < 100 and up_in[0] == 0 else 1
 
 
 if __name__ == "__main__":
