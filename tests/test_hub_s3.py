@@ -239,3 +239,24 @@ print(json.dumps(hashlib.sha256(open(hf_hub_download("zootest/tiny", "model.safe
     finally:
         for s in (*servers, upstream):
             s.stop()
+
+
+def test_unverified_uploads_are_swept_once_their_url_is_long_expired(seaweed, monkeypatch, tmp_path):
+    """A client that PUTs and never calls verify leaves a staging object: a server deletes it later."""
+    import zoo.hub.blobs as blobs_module
+    from zoo.cache import Cache
+    from zoo.hub.blobs import Blobs
+    from zoo.storage import open_storage
+
+    for key, value in seaweed.env.items():
+        monkeypatch.setenv(key, value)
+    store = open_storage(f"s3://{seaweed.bucket()}/sweep-{uuid.uuid4().hex[:8]}")
+    store.put(f"uploads/{'a' * 64}.{'0' * 32}", b"abandoned")
+    blobs = Blobs(Cache(tmp_path), store)
+    staged, url = blobs.stage("b" * 64)
+    assert store.list("uploads/") == [f"uploads/{'a' * 64}.{'0' * 32}"]  # younger than 2 x the URL's life: kept
+    monkeypatch.setattr(blobs_module, "UPLOAD_EXPIRES", 0)
+    blobs._swept = float("-inf")
+    blobs.stage("b" * 64)
+    assert store.list("uploads/") == []
+    assert staged.startswith("b" * 64) and "X-Amz-Signature=" in url  # SigV4, which AWS requires

@@ -143,7 +143,12 @@ class S3Storage:
 
             session = botocore.session.get_session()
             region = session.get_config_variable("region") or "us-east-1"
-            client = session.create_client("s3", region_name=region)  # AWS_ENDPOINT_URL and keys from the env
+            from botocore.config import Config
+
+            # SigV4 presigned URLs: botocore would otherwise presign with SigV2, which AWS refuses
+            # for buckets made since 2020 (S3-compatible stores take both)
+            client = session.create_client("s3", region_name=region,  # AWS_ENDPOINT_URL and keys from the env
+                                           config=Config(signature_version="s3v4"))
         self.client = client
 
     def __repr__(self) -> str:
