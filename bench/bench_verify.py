@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from zoo.cache import Cache  # noqa: E402
+from zoo.tempfiles import unique_suffix  # noqa: E402
 
 ZOO = [sys.executable, "-m", "zoo"]
 
@@ -33,7 +34,7 @@ def make_blob(cache: Cache, name: str, size: int) -> Path:
     """A random file stored as a cached blob with an index entry, as a pull would leave it."""
     digest = hashlib.sha256()
     cache.blobs.mkdir(parents=True, exist_ok=True)
-    tmp = cache.blobs / f".incomplete-bench-{name}.{os.getpid()}"
+    tmp = cache.blobs / f".incomplete-bench-{name}.{unique_suffix()}"
     block = os.urandom(16 << 20)
     with open(tmp, "wb") as fh:
         left = size

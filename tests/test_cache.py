@@ -149,3 +149,16 @@ def test_prune_spares_fresh_blobs_and_names_it_did_not_write(tmp_path):
     (cache.blobs / ".incomplete-convert-x.123.456.incomplete").write_bytes(b"a writer's own temp name")
     removed = cache.prune(older_than=0)
     assert cache.has_blob(sha) and removed["blobs"] == [] and removed["temp"] == []
+
+
+def test_pins_are_one_file_each_and_an_older_pins_json_is_still_read(tmp_path):
+    import json
+
+    cache = Cache(tmp_path)
+    (tmp_path / "pins.json").write_text(json.dumps({"old.a": {"sha256": "1" * 64, "size": 1, "source": "x"}}))
+    cache.pin("new.a", "2" * 64, 2, "y")
+    cache.pin("old.a", "3" * 64, 3, "z")  # a newer pin of the same card wins over the legacy file
+    assert (tmp_path / "pins" / "new.a.json").is_file()
+    assert {n: p["sha256"] for n, p in cache.pins().items()} == {"old.a": "3" * 64, "new.a": "2" * 64}
+    with pytest.raises(CacheError, match="bad card name"):
+        cache.pin("../x", "4" * 64, 4, "w")

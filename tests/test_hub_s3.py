@@ -127,7 +127,7 @@ def test_a_direct_upload_is_read_back_and_hashed_before_a_commit_may_use_it(two_
 
     for key, value in seaweed.env.items():
         monkeypatch.setenv(key, value)
-    a, _ = two_servers
+    a, b = two_servers
     auth = {"authorization": f"Bearer {TOKEN}"}
     requests.post(f"{a.url}/api/repos/create", json={"name": "acme/direct"}, headers=auth, timeout=10).raise_for_status()
     good = os.urandom(11 << 20)
@@ -150,7 +150,8 @@ def test_a_direct_upload_is_read_back_and_hashed_before_a_commit_may_use_it(two_
     assert upload.startswith(seaweed.endpoint)  # straight to the store
     bad = bytearray(good)
     bad[5] ^= 1
-    assert requests.put(upload, data=bytes(bad), timeout=30).status_code == 200  # the store takes anything
+    assert requests.put(upload, data=bytes(bad) + b"x", timeout=30).status_code == 403  # the length is signed
+    assert requests.put(upload, data=bytes(bad), timeout=30).status_code == 200  # but not the content
     forged = requests.post(verify.replace("sig=", "sig=0"), json={"oid": oid, "size": len(good)}, headers=auth, timeout=30)
     assert forged.status_code == 401
     refused = requests.post(verify, json={"oid": oid, "size": len(good)}, headers=auth, timeout=30)
@@ -161,8 +162,15 @@ def test_a_direct_upload_is_read_back_and_hashed_before_a_commit_may_use_it(two_
     # the same upload, honest this time
     obj = batch()
     assert requests.put(obj["actions"]["upload"]["href"], data=good, timeout=30).status_code == 200
-    ok = requests.post(obj["actions"]["verify"]["href"], json={"oid": oid, "size": len(good)}, headers=auth, timeout=30)
+    # verified through the other server (behind a load balancer): the signing secret is the store's
+    ok = requests.post(obj["actions"]["verify"]["href"].replace(a.url, b.url), json={"oid": oid, "size": len(good)},
+                       headers=auth, timeout=30)
     assert ok.status_code == 200, ok.text
+    # the URL is still valid: other bytes PUT to it later never reach the verified blob
+    assert requests.put(obj["actions"]["upload"]["href"], data=bytes(bad), timeout=30).status_code == 200
+    again = requests.post(obj["actions"]["verify"]["href"], json={"oid": oid, "size": len(good)}, headers=auth, timeout=30)
+    assert again.status_code == 400
+    assert hashlib.sha256(b"".join(store.stream(f"blobs/{oid}"))).hexdigest() == oid
     assert commit().status_code == 200
     assert store.size(f"blobs/{oid}") == len(good) and store.list("uploads/") == []
     assert "actions" not in batch()  # stored: nothing more to upload
@@ -212,8 +220,9 @@ def test_byte_ranges():
     assert byte_range(None, 10) is None and byte_range("bytes=0-1,4-5", 10) is None and byte_range("items=0-1", 10) is None
     assert byte_range("bytes=2-", 10) == (2, 9) and byte_range("bytes=2-100", 10) == (2, 9)
     assert byte_range("bytes=-3", 10) == (7, 9) and byte_range("bytes=-30", 10) == (0, 9)
-    assert byte_range("bytes=10-", 10) == "unsatisfiable" and byte_range("bytes=5-2", 10) == "unsatisfiable"
+    assert byte_range("bytes=10-", 10) == "unsatisfiable" and byte_range("bytes=5-2", 10) is None
     assert byte_range("bytes=x-2", 10) is None and byte_range("bytes=-", 10) is None
+    assert byte_range("bytes=\xb2-", 10) is None and byte_range("Bytes=1-2", 10) == (1, 2)
 
 
 def test_pull_through_on_a_shared_store_asks_the_upstream_once_for_all_servers(seaweed, tmp_path_factory, tiny_weights, tmp_path):
@@ -253,10 +262,38 @@ def test_unverified_uploads_are_swept_once_their_url_is_long_expired(seaweed, mo
     store = open_storage(f"s3://{seaweed.bucket()}/sweep-{uuid.uuid4().hex[:8]}")
     store.put(f"uploads/{'a' * 64}.{'0' * 32}", b"abandoned")
     blobs = Blobs(Cache(tmp_path), store)
-    staged, url = blobs.stage("b" * 64)
+    staged, url = blobs.stage("b" * 64, 10)
     assert store.list("uploads/") == [f"uploads/{'a' * 64}.{'0' * 32}"]  # younger than 2 x the URL's life: kept
     monkeypatch.setattr(blobs_module, "UPLOAD_EXPIRES", 0)
     blobs._swept = float("-inf")
-    blobs.stage("b" * 64)
+    blobs.stage("b" * 64, 10)
     assert store.list("uploads/") == []
     assert staged.startswith("b" * 64) and "X-Amz-Signature=" in url  # SigV4, which AWS requires
+
+
+def test_a_shared_record_does_not_hide_what_a_server_holds_itself(seaweed, tmp_path_factory, tiny_weights, monkeypatch):
+    """A file this server pulled before it used the store stays served after another server records
+    other files of the same repo in the store."""
+    from zoo.cache import Cache
+    from zoo.hub.repos import RepoIndex
+    from zoo.storage import open_storage
+
+    for key, value in seaweed.env.items():
+        monkeypatch.setenv(key, value)
+    storage = f"s3://{seaweed.bucket()}/merge-{uuid.uuid4().hex[:8]}"
+    other = RepoIndex(Cache(tmp_path_factory.mktemp("other")), open_storage(storage))
+    config = b'{"architecture": "test_efficientnet"}'
+    other.storage.put(f"blobs/{hashlib.sha256(config).hexdigest()}", config)
+    other.remember_mirrored("zootest/tiny", "config.json", hashlib.sha256(config).hexdigest(), len(config), None)
+    root = tmp_path_factory.mktemp("edge")
+    server = HubServer(root, "--storage", storage, env=seaweed.env)
+    try:
+        server.publish(tiny_weights, "zootest/tiny", "upstream--zootest--tiny--model.safetensors")
+        got = requests.get(f"{server.url}/zootest/tiny/resolve/main/model.safetensors", timeout=10)
+        assert got.status_code == 200 and got.content == tiny_weights.read_bytes()  # its own, from its cache
+        shared = requests.get(f"{server.url}/zootest/tiny/resolve/main/config.json", allow_redirects=False, timeout=10)
+        assert shared.status_code == 302  # the store's, by redirect
+        files = {s["rfilename"] for s in requests.get(f"{server.url}/api/models/zootest/tiny", timeout=10).json()["siblings"]}
+        assert files == {"config.json", "model.safetensors"}
+    finally:
+        server.stop()

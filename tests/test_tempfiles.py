@@ -41,6 +41,9 @@ def test_only_a_dead_writer_is_abandoned(tmp_path):
     assert not abandoned(leftover(".c.otherhost.1.0123abcd.tmp"))
     assert abandoned(leftover(".d.otherhost.1.0123abcd.tmp", age=STALE_SECONDS + 60))
     assert not abandoned(leftover(".e.not-ours.tmp", age=10 * STALE_SECONDS))
+    # an older zoo's pid-only name: the host is unknown, so only age counts
+    assert not abandoned(leftover(".incomplete-sha-x.999999999"))
+    assert abandoned(leftover(".incomplete-sha-y.999999999", age=STALE_SECONDS + 60))
 
 
 def test_resume_leaves_a_live_writer_of_another_host_alone(tmp_path):

@@ -54,10 +54,20 @@ class BlobWriter:
         leftovers = [Path(p) for p in glob.glob(str(self.cache.blobs / f".incomplete-{glob.escape(key)}.*"))]
         # only a dead writer's file: one still being written (here or on another host) is left alone
         leftovers = [p for p in leftovers if p != self.path and abandoned(p)]
-        if leftovers and not self.path.exists():
-            best = max(leftovers, key=lambda p: p.stat().st_size)
-            os.replace(best, self.path)
+
+        def size(p: Path) -> int:
+            try:
+                return p.stat().st_size
+            except FileNotFoundError:  # another writer adopted or removed it meanwhile
+                return -1
+
+        for best in sorted(leftovers, key=size, reverse=True):  # the longest partial saves the most
+            try:
+                os.replace(best, self.path)
+            except FileNotFoundError:
+                continue
             leftovers.remove(best)
+            break
         for p in leftovers:
             p.unlink(missing_ok=True)
 

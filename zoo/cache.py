@@ -7,7 +7,9 @@ Layout under the root (``$ZOO_HOME``, else ``~/.cache/zoo``, see :func:`zoo.conf
     verified/<sha256>.json             stamp taken right after verification (size, mtime, ctime, inode)
     models/<card name>.json            the human-readable index: which blob a card uses, when it was
                                        pulled and last used (kept here, never by touching blobs)
-    pins.json                          sha256 recorded on first download for cards that pin none
+    pins/<card name>.json              sha256 recorded on first download for cards that pin none
+                                       (one file each: no read-modify-write, so no lock; an older
+                                       cache's pins.json is still read)
     locks/<key>.lock                   one process fetches a given blob at a time
 
 Integrity without a tax on every load: a blob is hashed in full when it arrives and by
@@ -97,7 +99,8 @@ class Cache:
         self.stamps = self.root / "verified"
         self.models = self.root / "models"
         self.locks = self.root / "locks"
-        self.pins_file = self.root / "pins.json"
+        self.pins_dir = self.root / "pins"
+        self.legacy_pins_file = self.root / "pins.json"
 
     # --- blobs -----------------------------------------------------------------------------
 
@@ -257,13 +260,23 @@ class Cache:
     # --- pins ------------------------------------------------------------------------------
 
     def pins(self) -> dict[str, dict]:
-        return _read_json(self.pins_file) or {}
+        pins = _read_json(self.legacy_pins_file) or {}
+        if self.pins_dir.is_dir():
+            for path in sorted(self.pins_dir.glob("[!.]*.json")):
+                data = _read_json(path)
+                if data and isinstance(data.get("sha256"), str):
+                    pins[path.name[:-len(".json")]] = data
+        return pins
+
+    def pin_path(self, name: str) -> Path:
+        if "/" in name or name.startswith("."):
+            raise CacheError(f"bad card name for a pin: {name!r}")
+        return self.pins_dir / f"{name}.json"
 
     def pin(self, name: str, sha256: str, size: int, source: str) -> None:
-        with self.lock("pins"):
-            pins = self.pins()
-            pins[name] = {"sha256": sha256, "size": size, "source": source, "pinned_at": time.time()}
-            _write_json(self.pins_file, pins)
+        """Record the sha256 first seen for a card that pins none (trust on first use). One file
+        per name, written atomically: concurrent pins of other cards never lose each other."""
+        _write_json(self.pin_path(name), {"sha256": sha256, "size": size, "source": source, "pinned_at": time.time()})
 
     # --- housekeeping ----------------------------------------------------------------------
 

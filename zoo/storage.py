@@ -139,7 +139,10 @@ class S3Storage:
     def __init__(self, bucket: str, prefix: str = "", client=None):
         self.bucket, self.prefix = bucket, prefix.strip("/")
         if client is None:
-            import botocore.session
+            try:
+                import botocore.session
+            except ImportError:
+                raise UsageError("s3:// storage needs botocore: pip install 'zoo[s3]'") from None
 
             session = botocore.session.get_session()
             region = session.get_config_variable("region") or "us-east-1"
@@ -230,9 +233,13 @@ class S3Storage:
         """The object's bytes ``start..end`` (inclusive; all by default) in chunks, never whole in
         memory (a server that proxies downloads, and resumes them with HTTP Range)."""
         extra = {"Range": f"bytes={start}-{'' if end is None else end}"} if start or end is not None else {}
+        from botocore.exceptions import BotoCoreError
+
         body = self._call(f"get {key}", self.client.get_object, Key=self._key(key), **extra)["Body"]
         try:
             yield from body.iter_chunks(chunk)
+        except BotoCoreError as exc:  # the connection broke mid-body (timeout, reset)
+            raise StorageError(f"s3://{self.bucket}: reading {key}: {exc}") from None
         finally:
             body.close()
 
@@ -241,11 +248,13 @@ class S3Storage:
         return self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
                                                   ExpiresIn=expires)
 
-    def upload_url(self, key: str, expires: int = 3600) -> str:
-        """A presigned PUT, valid ``expires`` seconds (checked when the upload starts): the client
-        sends the bytes to the store directly. Nothing bounds what it sends: read it back before trusting it."""
-        return self.client.generate_presigned_url("put_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
-                                                  ExpiresIn=expires, HttpMethod="PUT")
+    def upload_url(self, key: str, size: int, expires: int = 3600) -> str:
+        """A presigned PUT of exactly ``size`` bytes (the length is a signed header: the store
+        refuses any other), valid ``expires`` seconds (checked when the upload starts): the client
+        sends the bytes to the store directly. Their content is not bounded: read it back before trusting it."""
+        return self.client.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": self._key(key), "ContentLength": size},
+            ExpiresIn=expires, HttpMethod="PUT")
 
     def copy(self, src: str, dst: str) -> None:
         """A copy inside the store (the bytes never leave it; up to 5 GB, S3's CopyObject limit)."""

@@ -17,8 +17,23 @@ import time
 import uuid
 from pathlib import Path
 
-#: this host, made safe for a file name (dots would clash with the name's own separators)
-HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def _host() -> str:
+    """The host name plus this process's pid namespace: two containers given the same host name
+    but their own pids are different writers. Made safe for a file name (no dots: they separate
+    the name's parts)."""
+    name = socket.gethostname() or "host"
+    try:
+        ns = os.readlink("/proc/self/ns/pid")  # 'pid:[4026531836]'
+        name += "-" + "".join(c for c in ns if c.isdigit())
+    except OSError:
+        pass
+    return re.sub(r"[^A-Za-z0-9-]", "-", name)
+
+
+#: this host (and pid namespace): pids are compared only between writers with the same HOST
+HOST = _host()
 #: a leftover of another host untouched this long is taken for dead (a live writer keeps writing)
 STALE_SECONDS = 24 * 3600.0
 
@@ -35,6 +50,7 @@ def temp_beside(path: str | os.PathLike, tag: str = "tmp") -> Path:
 
 
 _OWNER = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}(\.[a-z]+)?$")
+_LEGACY = re.compile(r"^\.incomplete-.+\.\d+$")  # zoo before 2026-11: pid only, host unknown
 
 
 def owner_of(name: str) -> tuple[str, str] | None:
@@ -65,7 +81,9 @@ def abandoned(path: Path, now: float | None = None) -> bool:
     for a name zoo did not make."""
     found = owner_of(path.name)
     if found is None:
-        return False
+        if not _LEGACY.match(path.name):
+            return False
+        found = (None, "")  # an older zoo's name: no host in it, so judged by age alone
     host, pid = found
     if host == HOST:
         return not pid_alive(pid)

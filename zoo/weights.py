@@ -3,7 +3,7 @@
 ``pull(name)`` ends with a verified file in the cache or fails naming what failed for every source:
 never a partial model. Order: each ``$ZOO_MIRRORS`` endpoint (asked for the card's ``hub_repo``),
 then the card's own sources. The expected sha256 is the card's pin, else a pin recorded on an
-earlier download (``pins.json`` in ``ZOO_HOME``), else the hub's LFS sha256 (its ETag), which is
+earlier download (``pins/<name>.json`` in ``ZOO_HOME``), else the hub's LFS sha256 (its ETag), which is
 then recorded; every source of a card must yield the same bytes after its declared conversion.
 """
 
@@ -288,7 +288,7 @@ def verify(names: list[str] | None = None, *, cache: Cache | None = None, repair
 
 def pin(name: str, cache: Cache | None = None) -> tuple[str, str]:
     """Record a card's downloaded sha256 for good: into the card file when it is a writable file
-    in a checkout, else into ``pins.json`` in ``ZOO_HOME``. Returns (sha256, where)."""
+    in a checkout, else into ``pins/<name>.json`` in ``ZOO_HOME``. Returns (sha256, where)."""
     import dataclasses
 
     from .cards import write_card
@@ -307,7 +307,7 @@ def pin(name: str, cache: Cache | None = None) -> tuple[str, str]:
         write_card(dataclasses.replace(card, sha256=entry.sha256, size_bytes=entry.size), card.path, header or None)
         return entry.sha256, card.path
     cache.pin(card.name, entry.sha256, entry.size, entry.source)
-    return entry.sha256, str(cache.pins_file)
+    return entry.sha256, str(cache.pin_path(card.name))
 
 
 def lock_records(names: list[str], cache: Cache | None = None, progress: Progress | None = None) -> list[dict]:

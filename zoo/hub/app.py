@@ -63,27 +63,37 @@ def _fetch_upstream(hub: Hub, repo_id: str, revision: str, path: str) -> bool:
     from ..errors import ZooError
     from ..sources import download, hf_remote
 
-    cache = hub.index.cache
+    cache, index = hub.index.cache, hub.index
     name = "upstream--" + (repo_id + "--" + path).replace("/", "--")
     try:
         with cache.lock(name):  # concurrent misses of one file (in any worker) fetch it once
             done = cache.entry(name)
-            if done is not None and cache.has_blob(done.sha256):
-                return True
-            remote = hf_remote(repo_id, path, revision if revision != "main" else None, endpoint=hub.upstream)
-            with cache.writer(f"upstream-{uuid.uuid4().hex}") as writer:
-                download(remote, writer)
-                sha = writer.commit(remote.sha256, expected_size=remote.size)
-            size = cache.blob_path(sha).stat().st_size
-            cache.record(name, sha, size, f"{hub.upstream}/{repo_id}/{path}", revision=remote.revision,
-                         hub_repo=repo_id, filename=path)
-            if hub.index.shared:  # S3: into the store, for every server on it
-                hub.index.blobs.stored(sha)
-                hub.index.remember_mirrored(repo_id, path, sha, size, remote.revision)
+            if done is None or not cache.has_blob(done.sha256):
+                remote = hf_remote(repo_id, path, revision if revision != "main" else None, endpoint=hub.upstream)
+                with cache.writer(f"upstream-{uuid.uuid4().hex}") as writer:
+                    download(remote, writer)
+                    sha = writer.commit(remote.sha256, expected_size=remote.size)
+                size = cache.blob_path(sha).stat().st_size
+                _share(index, repo_id, path, sha, size, remote.revision)  # before the record: a failure is retried
+                cache.record(name, sha, size, f"{hub.upstream}/{repo_id}/{path}", revision=remote.revision,
+                             hub_repo=repo_id, filename=path)
+                hub.upstream_fetches[f"{repo_id}/{path}"] += 1
+            else:  # fetched before (perhaps before this server used a store, or storing it failed)
+                _share(index, repo_id, path, done.sha256, done.size, done.revision)
     except ZooError:
         return False
-    hub.upstream_fetches[f"{repo_id}/{path}"] += 1
     return True
+
+
+def _share(index, repo_id: str, path: str, sha256: str, size: int, revision: str | None) -> None:
+    """On S3, put a pulled-through file in the store and record it there, unless it already is."""
+    if not index.shared:
+        return
+    shared = index.mirrored(repo_id)
+    known = shared.files.get(path) if shared else None
+    if known is None or known.sha256 != sha256:
+        index.blobs.stored(sha256)
+        index.remember_mirrored(repo_id, path, sha256, size, revision)
 
 
 def _fetch_upstream_repo(hub: Hub, repo_id: str, revision: str) -> bool:
@@ -131,8 +141,11 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
     from ..storage import open_storage
 
     cache = Cache(cache_root)
-    hub = Hub(ServedIndex(cache, open_storage(storage) if storage else None, not proxy_downloads), Auth(read_tokens(token_file), cache.root), read_only, private,
-              max_upload_mb * 1024 * 1024, upstream.rstrip("/") if upstream else None)
+    index = ServedIndex(cache, open_storage(storage) if storage else None, not proxy_downloads)
+    # on a shared store the signing secret is shared too: an upload signed by one server may be
+    # PUT or verified through another (behind a load balancer)
+    auth = Auth(read_tokens(token_file), cache.root, index.storage if index.shared else None)
+    hub = Hub(index, auth, read_only, private, max_upload_mb * 1024 * 1024, upstream.rstrip("/") if upstream else None)
 
     def reader(handler):
         async def endpoint(request: Request):

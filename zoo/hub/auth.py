@@ -33,9 +33,25 @@ def bearer(request: Request) -> str | None:
 
 
 class Auth:
-    def __init__(self, tokens: set[str], secret_dir: Path):
+    """Write tokens, and the secret that signs upload links. The secret is a 0600 file in the
+    server's directory, or, for servers sharing an S3 store, one object in it (first writer wins)."""
+
+    def __init__(self, tokens: set[str], secret_dir: Path, storage=None):
         self.tokens = tokens
-        self._secret = self._load_secret(secret_dir)
+        self._secret = self._shared_secret(storage) if storage is not None else self._load_secret(secret_dir)
+
+    @staticmethod
+    def _shared_secret(storage) -> bytes:
+        from ..storage import PreconditionFailed
+
+        current = storage.get("hub-secret")
+        if current is None:
+            try:
+                storage.put("hub-secret", secrets.token_hex(32).encode(), if_none_match=True)
+            except PreconditionFailed:
+                pass  # another server made it first: everyone uses that one
+            current = storage.get("hub-secret")
+        return current.data.strip()
 
     @staticmethod
     def _load_secret(root: Path) -> bytes:

@@ -65,7 +65,7 @@ class Blobs:
         """Whether an upload of ``size`` bytes goes straight to the store (presigned PUT)."""
         return self.remote and self.redirect and size <= SINGLE_PUT_MAX
 
-    def stage(self, sha256: str) -> tuple[str, str]:
+    def stage(self, sha256: str, size: int) -> tuple[str, str]:
         """A fresh staging name for an upload of ``sha256`` and the presigned PUT that writes it.
         Once an hour a server also deletes staged uploads nobody verified (the client died, or
         lied and never called verify) once their URL is long expired."""
@@ -73,33 +73,38 @@ class Blobs:
 
         if time.monotonic() - self._swept > 3600:
             self._swept = time.monotonic()
-            for key in self.storage.list("uploads/", older_than=2 * UPLOAD_EXPIRES):
-                self.storage.delete(key)
+            for prefix in ("uploads/", "verifying/"):  # the latter: a server that died mid-verify
+                for key in self.storage.list(prefix, older_than=2 * UPLOAD_EXPIRES):
+                    self.storage.delete(key)
         staged = f"{sha256}.{uuid.uuid4().hex}"
-        return staged, self.storage.upload_url(f"uploads/{staged}", UPLOAD_EXPIRES)
+        return staged, self.storage.upload_url(f"uploads/{staged}", size, UPLOAD_EXPIRES)
 
     def adopt(self, staged: str, sha256: str, size: int) -> None:
         """Verify what a client PUT to ``uploads/<staged>``: the declared size, then the sha256 of
-        every byte read back; only then copy it to ``blobs/<sha256>``. The staging object is
-        deleted either way. KeyError if nothing landed; CorruptBlobError if it is not the file."""
+        every byte read back; only then copy it to ``blobs/<sha256>``. KeyError if nothing
+        landed; CorruptBlobError if it is not the file.
+
+        The presigned URL stays valid for an hour, so the client could PUT other bytes while the
+        server hashes: what is hashed and promoted is therefore a copy under ``verifying/``, a
+        key no URL was handed out for, taken before hashing (a copy is of one whole version)."""
         if not _STAGED.match(staged) or not staged.startswith(sha256):
             raise KeyError(staged)
-        key = f"uploads/{staged}"
+        key, private = f"uploads/{staged}", f"verifying/{staged}"
         try:
-            got = self.storage.size(key)
-            if got is None:
-                raise KeyError(staged)
+            self.storage.copy(key, private)  # KeyError when nothing landed
+            self.storage.delete(key)
+            got = self.storage.size(private)
             if got != size:
                 raise CorruptBlobError(f"{got} bytes landed, {size} were declared")
             digest = hashlib.sha256()
-            for chunk in self.storage.stream(key):
+            for chunk in self.storage.stream(private):
                 digest.update(chunk)
             if digest.hexdigest() != sha256:
                 raise CorruptBlobError(f"sha256 mismatch: declared {sha256}, got {digest.hexdigest()}")
             if not self.has(sha256, size):
-                self.storage.copy(key, self.key(sha256))
+                self.storage.copy(private, self.key(sha256))
         finally:
-            self.storage.delete(key)
+            self.storage.delete(private)
 
     def stream(self, sha256: str, start: int = 0, end: int | None = None):
         return self.storage.stream(self.key(sha256), start=start, end=end)

@@ -65,7 +65,7 @@ def resolve(index: RepoIndex, request: Request) -> Response:
         return repo
     entry = repo.files.get(path)
     blobs = getattr(index, "blobs", None)
-    remote = blobs is not None and repo.in_store
+    remote = blobs is not None and entry is not None and entry.in_store
     if entry is None or (not remote and not entry.blob.is_file()):  # a blob removed since the index was read
         return hub_error(404, "EntryNotFound", f"{path} not found in {repo.repo_id}", commit=repo.commit)
     headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{entry.etag}"'}
@@ -94,18 +94,20 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     """One HTTP range (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``) as inclusive ``(start, end)``;
     None for no header or one to ignore (several ranges: the whole file is a valid answer);
     "unsatisfiable" for a range that starts past the end."""
-    if not header or not header.startswith("bytes=") or "," in header:
+    import re
+
+    m = re.fullmatch(r"\s*bytes\s*=\s*(\d*)-(\d*)\s*", header or "", re.ASCII | re.IGNORECASE)
+    if m is None or not (m[1] or m[2]):  # absent, several ranges, another unit, or malformed: ignored
         return None
-    first, sep, last = header[6:].strip().partition("-")
-    if not sep or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) or (last and not last.isdigit()):
-        return None
-    if not first:  # the last n bytes
-        n = int(last)
+    if not m[1]:  # the last n bytes
+        n = int(m[2])
         return (max(size - n, 0), size - 1) if n and size else "unsatisfiable"
-    start, end = int(first), min(int(last), size - 1) if last else size - 1
-    if start >= size or (last and int(last) < start):
+    start = int(m[1])
+    if m[2] and int(m[2]) < start:  # an invalid range is ignored (RFC 9110 14.1.1), not refused
+        return None
+    if start >= size:
         return "unsatisfiable"
-    return start, end
+    return start, min(int(m[2]), size - 1) if m[2] else size - 1
 
 
 def _proxied(index, request: Request, entry, headers: dict) -> Response:

@@ -28,6 +28,7 @@ class RepoFile:
     blob: Path
     lfs: bool = True
     git_oid: str | None = None  # regular (non-LFS) files: the git blob id of their content
+    in_store: bool = False  # its bytes are in the hub's shared store (S3), not this server's cache
 
     @property
     def pointer(self) -> bytes:
@@ -55,7 +56,6 @@ class Repo:
     commit_id: str | None = None  # uploaded repos: the stored commit; cached cards: derived
     private: bool = False
     uploaded: bool = False
-    in_store: bool = False  # its blobs are in the hub's store (S3), not this server's cache
 
     @property
     def commit(self) -> str:
@@ -119,11 +119,19 @@ class RepoIndex:
         files = json.loads(obj.data).get("files", {}) if obj else {}
         if not files:
             return None
-        repo = Repo(repo_id, in_store=True)
+        repo = Repo(repo_id)
         for path, rec in files.items():
-            repo.files[path] = RepoFile(path, rec["sha256"], rec["size"], self.cache.blob_path(rec["sha256"]))
+            repo.files[path] = RepoFile(path, rec["sha256"], rec["size"], self.cache.blob_path(rec["sha256"]), in_store=True)
             repo.last_modified = max(repo.last_modified, rec.get("fetched", 0.0))
         return repo
+
+    @staticmethod
+    def _merged(local: Repo | None, shared: Repo | None) -> Repo | None:
+        """This server's cached files of a repo, with what the shared store holds taking over the
+        same paths (on S3 a server may hold a file from before the store did)."""
+        if local is None or shared is None:
+            return local or shared
+        return Repo(local.repo_id, {**local.files, **shared.files}, max(local.last_modified, shared.last_modified))
 
     def remember_mirrored(self, repo_id: str, path: str, sha256: str, size: int, revision: str | None) -> None:
         """Record a pulled-through file (its blob already stored) for every server on the store."""
@@ -155,10 +163,9 @@ class RepoIndex:
             if commit is None:
                 return None
             files = {p: RepoFile(p, r["sha256"], r["size"], self.cache.blob_path(r["sha256"]), r.get("lfs", True),
-                                 r.get("oid")) for p, r in commit.files.items()}
-            return Repo(repo_id, files, commit.date, commit.id, bool(self.store.info(repo_id).get("private")), True,
-                        self.shared)
-        repo = self.mirrored(repo_id) or self.derived().get(repo_id)  # on S3 the shared view comes first
+                                 r.get("oid"), self.shared) for p, r in commit.files.items()}
+            return Repo(repo_id, files, commit.date, commit.id, bool(self.store.info(repo_id).get("private")), True)
+        repo = self._merged(self.derived().get(repo_id), self.mirrored(repo_id))
         if repo is None or revision not in ("main", repo.commit):
             return None
         return repo

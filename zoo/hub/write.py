@@ -125,7 +125,7 @@ async def lfs_batch(hub, request: Request) -> Response:
         elif hub.index.blobs.has(oid, size):
             out.append({"oid": oid, "size": size})  # already stored: no actions
         elif hub.index.blobs.direct_upload(size):  # S3: the bytes go to the store, verify reads them back
-            staged, url = await run_in_threadpool(hub.index.blobs.stage, oid)
+            staged, url = await run_in_threadpool(hub.index.blobs.stage, oid, size)
             sig = hub.auth.sign(repo_id, staged, size)
             out.append({"oid": oid, "size": size, "authenticated": True, "actions": {
                 "upload": {"href": url},
