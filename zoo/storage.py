@@ -194,11 +194,17 @@ class S3Storage:
             raise PreconditionFailed(f"{key} vanished since it was read") from None
         return r["ETag"]
 
-    def size(self, key: str) -> int | None:
+    def stat(self, key: str) -> tuple[int, str] | None:
+        """``(size, etag)`` of the object, None if it is not stored."""
         try:
-            return int(self._call(f"head {key}", self.client.head_object, Key=self._key(key))["ContentLength"])
+            r = self._call(f"head {key}", self.client.head_object, Key=self._key(key))
         except KeyError:
             return None
+        return int(r["ContentLength"]), r["ETag"]
+
+    def size(self, key: str) -> int | None:
+        found = self.stat(key)
+        return found[0] if found else None
 
     def put_file(self, key: str, path: str | os.PathLike) -> None:
         """Upload the file at ``path`` (streamed from disk, never read into memory whole)."""
@@ -229,11 +235,15 @@ class S3Storage:
                 return sorted(keys)
             token = r["NextContinuationToken"]
 
-    def stream(self, key: str, chunk: int = 1 << 20, start: int = 0, end: int | None = None):
+    def stream(self, key: str, chunk: int = 1 << 20, start: int = 0, end: int | None = None, if_match: str | None = None):
         """The object's bytes ``start..end`` (inclusive; all by default) in chunks, never whole in
-        memory (a server that proxies downloads, and resumes them with HTTP Range)."""
-        extra = {"Range": f"bytes={start}-{'' if end is None else end}"} if start or end is not None else {}
+        memory (a server that proxies downloads, and resumes them with HTTP Range). With
+        ``if_match``, only that version (else PreconditionFailed)."""
         from botocore.exceptions import BotoCoreError
+
+        extra = {"Range": f"bytes={start}-{'' if end is None else end}"} if start or end is not None else {}
+        if if_match:
+            extra["IfMatch"] = if_match
 
         body = self._call(f"get {key}", self.client.get_object, Key=self._key(key), **extra)["Body"]
         try:
@@ -256,10 +266,12 @@ class S3Storage:
             "put_object", Params={"Bucket": self.bucket, "Key": self._key(key), "ContentLength": size},
             ExpiresIn=expires, HttpMethod="PUT")
 
-    def copy(self, src: str, dst: str) -> None:
-        """A copy inside the store (the bytes never leave it; up to 5 GB, S3's CopyObject limit)."""
+    def copy(self, src: str, dst: str, if_match: str | None = None) -> None:
+        """A copy inside the store (the bytes never leave it; up to 5 GB, S3's CopyObject limit);
+        with ``if_match``, only of that version of ``src`` (else PreconditionFailed)."""
+        extra = {"CopySourceIfMatch": if_match} if if_match else {}
         self._call(f"copy {src}", self.client.copy_object, Key=self._key(dst),
-                   CopySource={"Bucket": self.bucket, "Key": self._key(src)})
+                   CopySource={"Bucket": self.bucket, "Key": self._key(src)}, **extra)
 
 
 def open_storage(location: str | os.PathLike) -> LocalStorage | S3Storage:
