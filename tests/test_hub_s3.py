@@ -10,7 +10,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import TOKEN, HubServer, hub_client
+from conftest import TOKEN, HubServer, free_port, hub_client
 
 
 @pytest.fixture
@@ -271,9 +271,10 @@ def test_unverified_uploads_are_swept_once_their_url_is_long_expired(seaweed, mo
     assert staged.startswith("b" * 64) and "X-Amz-Signature=" in url  # SigV4, which AWS requires
 
 
-def test_a_shared_record_does_not_hide_what_a_server_holds_itself(seaweed, tmp_path_factory, tiny_weights, monkeypatch):
-    """A file this server pulled before it used the store stays served after another server records
-    other files of the same repo in the store."""
+def test_a_file_pulled_through_before_the_store_is_shared_on_its_first_miss(seaweed, tmp_path_factory, tiny_weights, monkeypatch):
+    """A server that pulled a file through before it used the store, once another server recorded
+    other files of that repo there: the store's record is the repo (one commit id on every
+    server), and the first miss of the old file puts it in the store, without asking the upstream."""
     from zoo.cache import Cache
     from zoo.hub.repos import RepoIndex
     from zoo.storage import open_storage
@@ -286,14 +287,17 @@ def test_a_shared_record_does_not_hide_what_a_server_holds_itself(seaweed, tmp_p
     other.storage.put(f"blobs/{hashlib.sha256(config).hexdigest()}", config)
     other.remember_mirrored("zootest/tiny", "config.json", hashlib.sha256(config).hexdigest(), len(config), None)
     root = tmp_path_factory.mktemp("edge")
-    server = HubServer(root, "--storage", storage, env=seaweed.env)
+    dead_upstream = f"http://127.0.0.1:{free_port()}"  # nothing listens: the upstream is never needed
+    server = HubServer(root, "--storage", storage, "--upstream", dead_upstream, env=seaweed.env)
     try:
         server.publish(tiny_weights, "zootest/tiny", "upstream--zootest--tiny--model.safetensors")
-        got = requests.get(f"{server.url}/zootest/tiny/resolve/main/model.safetensors", timeout=10)
-        assert got.status_code == 200 and got.content == tiny_weights.read_bytes()  # its own, from its cache
-        shared = requests.get(f"{server.url}/zootest/tiny/resolve/main/config.json", allow_redirects=False, timeout=10)
-        assert shared.status_code == 302  # the store's, by redirect
-        files = {s["rfilename"] for s in requests.get(f"{server.url}/api/models/zootest/tiny", timeout=10).json()["siblings"]}
-        assert files == {"config.json", "model.safetensors"}
+        before = requests.get(f"{server.url}/api/models/zootest/tiny", timeout=10).json()
+        assert {s["rfilename"] for s in before["siblings"]} == {"config.json"}  # the store's record
+        got = requests.get(f"{server.url}/zootest/tiny/resolve/main/model.safetensors", timeout=30)
+        assert got.status_code == 200 and got.content == tiny_weights.read_bytes()  # via the store, by redirect
+        after = requests.get(f"{server.url}/api/models/zootest/tiny", timeout=10).json()
+        assert {s["rfilename"] for s in after["siblings"]} == {"config.json", "model.safetensors"}
+        assert other.mirrored("zootest/tiny").commit == after["sha"]  # what every server on the store reports
+        assert server.stats_full()["upstream"] == {}
     finally:
         server.stop()

@@ -3,6 +3,7 @@
 import json
 import os
 
+import pytest
 import requests
 
 from conftest import TOKEN, hub_client as _client
@@ -157,3 +158,26 @@ def test_deleting_a_missing_file_and_file_folder_clashes_are_refused(hub_rw):
     assert _post(hub_rw, "/api/models/acme/d/commit/main", data=add("a")).status_code == 409
     gone = json.dumps({"key": "deletedFile", "value": {"path": "nope.txt"}})
     assert _post(hub_rw, "/api/models/acme/d/commit/main", data=gone).status_code == 404
+
+
+def test_upload_links_are_bound_to_their_object_and_expire(tmp_path, monkeypatch):
+    import time
+
+    from zoo.errors import ZooError
+    from zoo.hub.auth import Auth
+
+    auth = Auth(set(), tmp_path)
+    assert oct((tmp_path / "hub-secret").stat().st_mode & 0o777) == "0o600"
+    sig = auth.sign("acme/m", "a" * 64, 10)
+    assert auth.check_signature("acme/m", "a" * 64, 10, sig)
+    assert Auth(set(), tmp_path).check_signature("acme/m", "a" * 64, 10, sig)  # another worker, same secret
+    assert not auth.check_signature("acme/m", "a" * 64, 11, sig) and not auth.check_signature("acme/x", "a" * 64, 10, sig)
+    expired = auth.sign("acme/m", "a" * 64, 10, expires=int(time.time()) - 1)
+    assert not auth.check_signature("acme/m", "a" * 64, 10, expired)
+    assert not auth.check_signature("acme/m", "a" * 64, 10, "") and not auth.check_signature("acme/m", "a" * 64, 10, "9" * 40)
+    monkeypatch.setenv("ZOO_HUB_SECRET", "x" * 40)  # one secret for servers behind a load balancer
+    assert Auth(set(), tmp_path / "elsewhere").sign("acme/m", "a" * 64, 10, 2**40) == \
+        Auth(set(), tmp_path / "other").sign("acme/m", "a" * 64, 10, 2**40)
+    monkeypatch.setenv("ZOO_HUB_SECRET", "short")
+    with pytest.raises(ZooError, match="shorter than 32 bytes"):
+        Auth(set(), tmp_path)

@@ -78,19 +78,3 @@ def test_open_storage_reads_the_standard_aws_environment(seaweed, monkeypatch, t
     with pytest.raises(Exception, match="unsupported storage"):
         open_storage("gs://bucket/x")
 
-
-def test_s3_read_and_copy_of_one_version_refuse_a_newer_one(seaweed):
-    """What a direct upload's verification rests on (zoo/hub/blobs.py Blobs.adopt): bytes PUT
-    again after the server took the ETag are neither read nor copied in place of those hashed."""
-    store = S3Storage(seaweed.bucket(), f"v-{uuid.uuid4().hex[:8]}", seaweed.client())
-    store.put("uploads/x", b"checked bytes")
-    size, etag = store.stat("uploads/x")
-    assert size == 13 and b"".join(store.stream("uploads/x", if_match=etag)) == b"checked bytes"
-    store.put("uploads/x", b"swapped bytes")  # a client re-using its presigned PUT
-    with pytest.raises(PreconditionFailed):
-        b"".join(store.stream("uploads/x", if_match=etag))
-    with pytest.raises(PreconditionFailed):
-        store.copy("uploads/x", "blobs/y", if_match=etag)
-    assert store.stat("blobs/y") is None
-    store.copy("uploads/x", "blobs/y", if_match=store.stat("uploads/x")[1])
-    assert b"".join(store.stream("blobs/y")) == b"swapped bytes"

@@ -64,6 +64,7 @@ class BlobWriter:
         for best in sorted(leftovers, key=size, reverse=True):  # the longest partial saves the most
             try:
                 os.replace(best, self.path)
+                os.utime(self.path)  # ours now: fresh, so no other host takes it for abandoned
             except FileNotFoundError:
                 continue
             leftovers.remove(best)

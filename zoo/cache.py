@@ -268,6 +268,13 @@ class Cache:
                     pins[path.name[:-len(".json")]] = data
         return pins
 
+    def pin_for(self, name: str) -> dict | None:
+        """The pin of one card (its own file, else an older cache's pins.json), None if unpinned."""
+        data = _read_json(self.pin_path(name))
+        if data and isinstance(data.get("sha256"), str):
+            return data
+        return (_read_json(self.legacy_pins_file) or {}).get(name)
+
     def pin_path(self, name: str) -> Path:
         if "/" in name or name.startswith("."):
             raise CacheError(f"bad card name for a pin: {name!r}")

@@ -71,3 +71,10 @@ def no_locks() -> bool:
     into place (zoo/tempfiles.py), so two processes fetching one file both download it, and one
     rename wins with the same bytes."""
     return _truthy("ZOO_NO_LOCKS")
+
+
+def hub_secret() -> str | None:
+    """``$ZOO_HUB_SECRET``: the key ``zoo serve`` signs upload links with. Set the same value on
+    every server behind one load balancer to keep it out of the store (else servers sharing an
+    S3 store keep one in it, and a lone server in a 0600 file in its directory)."""
+    return os.environ.get("ZOO_HUB_SECRET") or None

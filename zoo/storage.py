@@ -145,7 +145,8 @@ class S3Storage:
                 raise UsageError("s3:// storage needs botocore: pip install 'zoo[s3]'") from None
 
             session = botocore.session.get_session()
-            region = session.get_config_variable("region") or "us-east-1"
+            # botocore reads AWS_DEFAULT_REGION; AWS_REGION is what the other SDKs (and most docs) use
+            region = session.get_config_variable("region") or os.environ.get("AWS_REGION") or "us-east-1"
             from botocore.config import Config
 
             # SigV4 presigned URLs: botocore would otherwise presign with SigV2, which AWS refuses
@@ -235,15 +236,12 @@ class S3Storage:
                 return sorted(keys)
             token = r["NextContinuationToken"]
 
-    def stream(self, key: str, chunk: int = 1 << 20, start: int = 0, end: int | None = None, if_match: str | None = None):
+    def stream(self, key: str, chunk: int = 1 << 20, start: int = 0, end: int | None = None):
         """The object's bytes ``start..end`` (inclusive; all by default) in chunks, never whole in
-        memory (a server that proxies downloads, and resumes them with HTTP Range). With
-        ``if_match``, only that version (else PreconditionFailed)."""
+        memory (a server that proxies downloads, and resumes them with HTTP Range)."""
         from botocore.exceptions import BotoCoreError
 
         extra = {"Range": f"bytes={start}-{'' if end is None else end}"} if start or end is not None else {}
-        if if_match:
-            extra["IfMatch"] = if_match
 
         body = self._call(f"get {key}", self.client.get_object, Key=self._key(key), **extra)["Body"]
         try:
@@ -266,12 +264,10 @@ class S3Storage:
             "put_object", Params={"Bucket": self.bucket, "Key": self._key(key), "ContentLength": size},
             ExpiresIn=expires, HttpMethod="PUT")
 
-    def copy(self, src: str, dst: str, if_match: str | None = None) -> None:
-        """A copy inside the store (the bytes never leave it; up to 5 GB, S3's CopyObject limit);
-        with ``if_match``, only of that version of ``src`` (else PreconditionFailed)."""
-        extra = {"CopySourceIfMatch": if_match} if if_match else {}
+    def copy(self, src: str, dst: str) -> None:
+        """A copy inside the store (the bytes never leave it; up to 5 GB, S3's CopyObject limit)."""
         self._call(f"copy {src}", self.client.copy_object, Key=self._key(dst),
-                   CopySource={"Bucket": self.bucket, "Key": self._key(src)}, **extra)
+                   CopySource={"Bucket": self.bucket, "Key": self._key(src)})
 
 
 def open_storage(location: str | os.PathLike) -> LocalStorage | S3Storage:

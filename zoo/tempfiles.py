@@ -20,12 +20,18 @@ from pathlib import Path
 
 
 def _host() -> str:
-    """The host name plus this process's pid namespace: two containers given the same host name
-    but their own pids are different writers. Made safe for a file name (no dots: they separate
-    the name's parts)."""
+    """The host name, this boot of this machine, and this process's pid namespace: two machines
+    (or containers) given the same host name are still different writers, as pids are only
+    comparable within one kernel and one namespace. Made safe for a file name (no dots: they
+    separate the name's parts)."""
     name = socket.gethostname() or "host"
     try:
-        ns = os.readlink("/proc/self/ns/pid")  # 'pid:[4026531836]'
+        with open("/proc/sys/kernel/random/boot_id") as fh:  # differs per machine and per boot
+            name += "-" + fh.read().strip().replace("-", "")[:12]
+    except OSError:
+        pass
+    try:
+        ns = os.readlink("/proc/self/ns/pid")  # 'pid:[4026531836]': the same on every host's root namespace
         name += "-" + "".join(c for c in ns if c.isdigit())
     except OSError:
         pass

@@ -53,7 +53,7 @@ def _noop(event: str, value: object) -> None:
 def expected_for(card: Card, cache: Cache) -> Expected:
     if card.sha256:
         return Expected(card.sha256, card.size_bytes, "card")
-    pin = cache.pins().get(card.name)
+    pin = cache.pin_for(card.name)
     if pin:
         return Expected(pin["sha256"], pin.get("size"), "pin")
     return Expected(None, None, "")

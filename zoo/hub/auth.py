@@ -15,7 +15,11 @@ from pathlib import Path
 
 from starlette.requests import Request
 
+from ..errors import ZooError
 from ..tempfiles import temp_beside
+
+#: how long a signed upload or verify link stays valid (seconds)
+LINK_LIFETIME = 24 * 3600
 
 
 def read_tokens(path: str | os.PathLike | None) -> set[str]:
@@ -33,25 +37,39 @@ def bearer(request: Request) -> str | None:
 
 
 class Auth:
-    """Write tokens, and the secret that signs upload links. The secret is a 0600 file in the
-    server's directory, or, for servers sharing an S3 store, one object in it (first writer wins)."""
+    """Write tokens, and the secret that signs upload links (which expire after
+    :data:`LINK_LIFETIME`). The secret is ``$ZOO_HUB_SECRET``, else for servers sharing an S3 store
+    one object in it (first writer wins: a link signed by one server is honoured by all), else a
+    0600 file in the server's directory."""
 
     def __init__(self, tokens: set[str], secret_dir: Path, storage=None):
+        from .. import config
+
         self.tokens = tokens
-        self._secret = self._shared_secret(storage) if storage is not None else self._load_secret(secret_dir)
+        env = config.hub_secret()
+        if env is not None:
+            self._secret = env.encode()
+        else:
+            self._secret = self._shared_secret(storage) if storage is not None else self._load_secret(secret_dir)
+        if len(self._secret) < 32:
+            raise ZooError("the hub's signing secret is shorter than 32 bytes: set ZOO_HUB_SECRET to a long random "
+                           "value, or delete the hub-secret object/file so a new one is made")
 
     @staticmethod
     def _shared_secret(storage) -> bytes:
+        import time
+
         from ..storage import PreconditionFailed
 
-        current = storage.get("hub-secret")
-        if current is None:
+        for attempt in range(20):
+            current = storage.get("hub-secret")
+            if current is not None:
+                return current.data.strip()
             try:
                 storage.put("hub-secret", secrets.token_hex(32).encode(), if_none_match=True)
-            except PreconditionFailed:
-                pass  # another server made it first: everyone uses that one
-            current = storage.get("hub-secret")
-        return current.data.strip()
+            except PreconditionFailed:  # another server is making it (AWS answers 409 meanwhile): read it
+                time.sleep(0.05 * (attempt + 1))
+        raise ZooError("could not read or create the hub's signing secret in the store; set ZOO_HUB_SECRET")
 
     @staticmethod
     def _load_secret(root: Path) -> bytes:
@@ -73,8 +91,19 @@ class Auth:
         token = bearer(request)
         return token is not None and any(hmac.compare_digest(token.encode(), t.encode()) for t in self.tokens)
 
-    def sign(self, repo_id: str, oid: str, size: int) -> str:
-        return hmac.new(self._secret, f"{repo_id}:{oid}:{size}".encode(), hashlib.sha256).hexdigest()
+    def sign(self, repo_id: str, oid: str, size: int, expires: int | None = None) -> str:
+        """``EXPIRES.HMAC`` over the repo, object, size and expiry: an upload link that only works
+        for that object, until then."""
+        import time
+
+        expires = int(time.time() + LINK_LIFETIME) if expires is None else expires
+        mac = hmac.new(self._secret, f"{repo_id}:{oid}:{size}:{expires}".encode(), hashlib.sha256).hexdigest()
+        return f"{expires}.{mac}"
 
     def check_signature(self, repo_id: str, oid: str, size: int, signature: str) -> bool:
-        return hmac.compare_digest(self.sign(repo_id, oid, size).encode(), (signature or "").encode())
+        import time
+
+        expires, _, _ = (signature or "").partition(".")
+        if not expires.isascii() or not expires.isdigit() or len(expires) > 12 or int(expires) < time.time():
+            return False
+        return hmac.compare_digest(self.sign(repo_id, oid, size, int(expires)).encode(), signature.encode())

@@ -3,8 +3,8 @@ content-addressed layout in an S3-compatible store (``zoo serve --storage s3://.
 
 On S3 an LFS upload goes straight to the store: the batch answer is a presigned PUT to a staging
 key ``uploads/<sha256>.<random>``, and the client's verify call makes the server read what landed,
-hash it, and only then copy that very version (inside the store) to ``blobs/<sha256>``; a wrong
-size or hash is deleted and refused. Uploads that cannot go direct (``--proxy-downloads``: clients cannot reach
+hash a private copy of it, and only then copy that (inside the store) to ``blobs/<sha256>``; a
+wrong size or hash is deleted and refused. Uploads that cannot go direct (``--proxy-downloads``: clients cannot reach
 the store; files over S3's 5 GB single-PUT limit) land in the server's local cache first, verified
 as the bytes arrive (zoo/blobwriter.py), and are then stored. A commit may refer to a blob only
 once the store holds it with the declared size. Downloads of LFS files are
@@ -73,8 +73,9 @@ class Blobs:
 
         if time.monotonic() - self._swept > 3600:
             self._swept = time.monotonic()
-            for key in self.storage.list("uploads/", older_than=2 * UPLOAD_EXPIRES):
-                self.storage.delete(key)
+            for prefix in ("uploads/", "verifying/"):  # the latter: a server that died mid-verify
+                for key in self.storage.list(prefix, older_than=2 * UPLOAD_EXPIRES):
+                    self.storage.delete(key)
         staged = f"{sha256}.{uuid.uuid4().hex}"
         return staged, self.storage.upload_url(f"uploads/{staged}", size, UPLOAD_EXPIRES)
 
@@ -84,32 +85,29 @@ class Blobs:
         landed; CorruptBlobError if it is not the file.
 
         The presigned URL stays valid for an hour, so the client could PUT other bytes while the
-        server hashes: the read and the copy both name the version (ETag) that was hashed
-        (``If-Match``, ``x-amz-copy-source-if-match``), so a re-PUT makes the copy fail instead of
-        promoting unchecked bytes. SeaweedFS enforces both (tests/test_hub_s3.py)."""
-        from ..storage import PreconditionFailed
-
+        server hashes. What is hashed and promoted is therefore a copy under ``verifying/``, a key
+        no URL was handed out for (a copy is of one whole version). Pinning the version by ETag
+        instead would rest on MD5, whose same-length collisions are cheap to make. A store error
+        keeps the upload, so the client's retry of verify can still succeed."""
         if not _STAGED.match(staged) or not staged.startswith(sha256):
             raise KeyError(staged)
-        key = f"uploads/{staged}"
+        key, private = f"uploads/{staged}", f"verifying/{staged}"
         try:
-            found = self.storage.stat(key)
-            if found is None:
-                raise KeyError(staged)
-            got, etag = found
-            if got != size:
-                raise CorruptBlobError(f"{got} bytes landed, {size} were declared")
+            self.storage.copy(key, private)  # KeyError when nothing landed
+            got = self.storage.size(private)
             digest = hashlib.sha256()
-            for chunk in self.storage.stream(key, if_match=etag):
-                digest.update(chunk)
-            if digest.hexdigest() != sha256:
-                raise CorruptBlobError(f"sha256 mismatch: declared {sha256}, got {digest.hexdigest()}")
+            if got == size:
+                for chunk in self.storage.stream(private):
+                    digest.update(chunk)
+            if got != size or digest.hexdigest() != sha256:
+                self.storage.delete(key)
+                raise CorruptBlobError(f"{got} bytes landed, {size} were declared" if got != size else
+                                       f"sha256 mismatch: declared {sha256}, got {digest.hexdigest()}")
             if not self.has(sha256, size):
-                self.storage.copy(key, self.key(sha256), if_match=etag)
-        except PreconditionFailed:
-            raise CorruptBlobError("the upload was replaced while it was being verified") from None
-        finally:
+                self.storage.copy(private, self.key(sha256))
             self.storage.delete(key)
+        finally:
+            self.storage.delete(private)
 
     def stream(self, sha256: str, start: int = 0, end: int | None = None):
         return self.storage.stream(self.key(sha256), start=start, end=end)

@@ -96,7 +96,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     "unsatisfiable" for a range that starts past the end."""
     import re
 
-    m = re.fullmatch(r"\s*bytes\s*=\s*(\d*)-(\d*)\s*", header or "", re.ASCII | re.IGNORECASE)
+    m = re.fullmatch(r"\s*bytes\s*=\s*(\d{0,19})-(\d{0,19})\s*", header or "", re.ASCII | re.IGNORECASE)
     if m is None or not (m[1] or m[2]):  # absent, several ranges, another unit, or malformed: ignored
         return None
     if not m[1]:  # the last n bytes
@@ -125,9 +125,20 @@ def _proxied(index, request: Request, entry, headers: dict) -> Response:
     headers["Content-Length"] = str(end - start + 1)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
-    index.bytes_out += end - start + 1
+    from itertools import chain
+
+    from ..errors import ZooError
+
     body = index.blobs.stream(entry.sha256, start, end) if entry.size else iter(())
-    return StreamingResponse(body, status_code=status, headers=headers, media_type="application/octet-stream")
+    try:  # the first read opens the object: a missing or unreachable blob is an error status, not a cut body
+        first = next(body, b"")
+    except KeyError:
+        return hub_error(404, "EntryNotFound", f"{entry.path} is not in the store", commit=headers["X-Repo-Commit"])
+    except ZooError as exc:
+        return hub_error(503, None, f"the store did not answer: {exc}")
+    index.bytes_out += end - start + 1
+    return StreamingResponse(chain([first], body), status_code=status, headers=headers,
+                             media_type="application/octet-stream")
 
 
 def _iso(ts: float) -> str:

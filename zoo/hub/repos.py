@@ -125,14 +125,6 @@ class RepoIndex:
             repo.last_modified = max(repo.last_modified, rec.get("fetched", 0.0))
         return repo
 
-    @staticmethod
-    def _merged(local: Repo | None, shared: Repo | None) -> Repo | None:
-        """This server's cached files of a repo, with what the shared store holds taking over the
-        same paths (on S3 a server may hold a file from before the store did)."""
-        if local is None or shared is None:
-            return local or shared
-        return Repo(local.repo_id, {**local.files, **shared.files}, max(local.last_modified, shared.last_modified))
-
     def remember_mirrored(self, repo_id: str, path: str, sha256: str, size: int, revision: str | None) -> None:
         """Record a pulled-through file (its blob already stored) for every server on the store."""
         import time
@@ -165,7 +157,9 @@ class RepoIndex:
             files = {p: RepoFile(p, r["sha256"], r["size"], self.cache.blob_path(r["sha256"]), r.get("lfs", True),
                                  r.get("oid"), self.shared) for p, r in commit.files.items()}
             return Repo(repo_id, files, commit.date, commit.id, bool(self.store.info(repo_id).get("private")), True)
-        repo = self._merged(self.derived().get(repo_id), self.mirrored(repo_id))
+        # on S3 the store's record alone is the repo, so every server reports the same commit; a
+        # file this server pulled through before is shared on its first miss (zoo/hub/app.py)
+        repo = self.mirrored(repo_id) or self.derived().get(repo_id)
         if repo is None or revision not in ("main", repo.commit):
             return None
         return repo
