@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from .cache import Cache, CacheError, CorruptBlobError
-from .tempfiles import abandoned, unique_suffix
+from .tempfiles import abandoned
 
 
 class BlobWriter:
@@ -34,7 +34,7 @@ class BlobWriter:
         cache.blobs.mkdir(parents=True, exist_ok=True)
         # host + pid + random: no other writer (thread, process, or host on a shared file system
         # whose locks are broken) ever appends to this file
-        self.path = cache.blobs / f".incomplete-{key}.{unique_suffix()}"
+        self.path = cache.temp_blob(key)
         if resume:
             self._adopt(key)
         self.offset = self.path.stat().st_size if self.path.exists() else 0

@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -32,7 +31,7 @@ from typing import Iterator
 from . import config
 from .errors import ZooError
 from .hashing import Progress, sha256_file
-from .tempfiles import abandoned, temp_beside
+from .tempfiles import abandoned, temp_beside, unique_suffix
 
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
@@ -137,6 +136,11 @@ class Cache:
             timeout = float(os.environ.get("ZOO_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
         return _Lock(FileLock(str(self.locks / f"{key}.lock")), key, timeout)
 
+    def temp_blob(self, key: str) -> Path:
+        """A temp file in ``blobs/`` for ``key`` that no other writer shares (what
+        :meth:`temp_files` finds and :meth:`prune` judges)."""
+        return self.blobs / f".incomplete-{key}.{unique_suffix()}"
+
     def writer(self, key: str, resume: bool = False):
         """A temp file in ``blobs/`` that hashes what is written to it while it is written
         (:class:`zoo.blobwriter.BlobWriter`)."""
@@ -146,7 +150,7 @@ class Cache:
 
     def add_file(self, path: str | os.PathLike, expected_sha256: str | None = None, progress: Progress | None = None) -> str:
         """Copy a local file into the cache, hashing as it copies; return its sha256."""
-        with self.writer(f"file-{uuid.uuid4().hex}") as w, open(path, "rb") as fh:
+        with self.writer("file") as w, open(path, "rb") as fh:
             while chunk := fh.read(8 << 20):
                 w.write(chunk)
                 if progress:
@@ -214,10 +218,15 @@ class Cache:
 
     # --- the index by name -----------------------------------------------------------------
 
-    def _entry_path(self, name: str) -> Path:
+    @staticmethod
+    def _named(folder: Path, name: str, what: str) -> Path:
+        """``folder/<name>.json`` for a card name, refusing one that could leave the folder."""
         if "/" in name or name.startswith("."):
-            raise CacheError(f"bad card name for the cache index: {name!r}")
-        return self.models / f"{name}.json"
+            raise CacheError(f"bad card name for {what}: {name!r}")
+        return folder / f"{name}.json"
+
+    def _entry_path(self, name: str) -> Path:
+        return self._named(self.models, name, "the cache index")
 
     def record(self, name: str, sha256: str, size: int, source: str, **extra) -> Entry:
         now = time.time()
@@ -276,9 +285,7 @@ class Cache:
         return (_read_json(self.legacy_pins_file) or {}).get(name)
 
     def pin_path(self, name: str) -> Path:
-        if "/" in name or name.startswith("."):
-            raise CacheError(f"bad card name for a pin: {name!r}")
-        return self.pins_dir / f"{name}.json"
+        return self._named(self.pins_dir, name, "a pin")
 
     def pin(self, name: str, sha256: str, size: int, source: str) -> None:
         """Record the sha256 first seen for a card that pins none (trust on first use). One file

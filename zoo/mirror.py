@@ -114,23 +114,18 @@ def _held_in_store(location: str) -> dict[str, _Held]:
 
 def _store_writer(storage, location: str, record: dict):
     def write(dst: Path, link: bool, progress) -> None:
-        """Stream ``blobs/<sha256>`` from the store, hashing as it lands; keep it only if it matches."""
-        tmp = temp_beside(dst, "part")
+        """Stream ``blobs/<sha256>`` from the store into the staged bundle, hashing as it lands
+        (a mismatch aborts the export, and the staging directory goes with it)."""
         digest = hashlib.sha256()
-        try:
-            with open(tmp, "wb") as fh:
-                for chunk in storage.stream(f"blobs/{record['sha256']}"):
-                    fh.write(chunk)
-                    digest.update(chunk)
-                    if progress:
-                        progress(len(chunk))
-            if digest.hexdigest() != record["sha256"]:
-                raise BundleError(f"{location}/blobs/{record['sha256']} ({record['name']}) is corrupt in the store: "
-                                  f"it hashes to {digest.hexdigest()}; nothing was exported")
-            record["size"] = tmp.stat().st_size
-            os.replace(tmp, dst)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with open(dst, "wb") as fh:
+            for chunk in storage.stream(f"blobs/{record['sha256']}"):
+                fh.write(chunk)
+                digest.update(chunk)
+                if progress:
+                    progress(len(chunk))
+        if digest.hexdigest() != record["sha256"]:
+            raise BundleError(f"{location}/blobs/{record['sha256']} ({record['name']}) is corrupt in the store: "
+                              f"it hashes to {digest.hexdigest()}; nothing was exported")
     return write
 
 

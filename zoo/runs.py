@@ -12,7 +12,6 @@ values, before any tensor is copied (never a half-loaded model).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from typing import Any, Mapping
 
 from . import validate as v
 from .errors import UsageError, ZooError
+from .hashing import sha256_file
 from .tempfiles import temp_beside
 
 RUN_FORMAT = "zoo-run"
@@ -171,10 +171,6 @@ def is_run(path: str | os.PathLike) -> bool:
     return Path(path).is_dir() and (Path(path) / CARD_FILE).is_file()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def verify_run(path: str | os.PathLike) -> RunCard:
     """The run's card, after checking every file against the sha256 the card records."""
     path = Path(path)
@@ -185,7 +181,7 @@ def verify_run(path: str | os.PathLike) -> RunCard:
             raise RunError(f"{path / CARD_FILE} records no sha256 for {name}")
         if not (path / name).is_file():
             raise RunError(f"{path} is incomplete: {name} is missing")
-        actual = _sha256(path / name)
+        actual = sha256_file(path / name)
         if actual != recorded:
             raise RunError(f"{path / name} was changed after the run was written: sha256 {actual}, "
                            f"card.toml records {recorded}")
@@ -308,10 +304,10 @@ def write_run(out: str | os.PathLike, card: RunCard, head_tensors: dict, history
             "format": "pt", "zoo_run": str(RUN_VERSION), "classes": json.dumps(list(card.classes)),
             "base_sha256": card.base.weights_sha256})
         (tmp / METRICS_FILE).write_text(json.dumps({**card.metrics, "history": history}, indent=2) + "\n")
-        files[METRICS_FILE] = _sha256(tmp / METRICS_FILE)
+        files[METRICS_FILE] = sha256_file(tmp / METRICS_FILE)
         card = replace(card, files=files)
         (tmp / README_FILE).write_text(model_card_text(card), encoding="utf-8")
-        files[README_FILE] = _sha256(tmp / README_FILE)
+        files[README_FILE] = sha256_file(tmp / README_FILE)
         card = replace(card, files=dict(sorted(files.items())))
         (tmp / CARD_FILE).write_text(tomlkit.dumps(card.to_toml_dict()), encoding="utf-8")
         if out.exists():

@@ -54,6 +54,9 @@ def _safe_key(key: str) -> str:
 class LocalStorage:
     """Objects as files under ``root`` (the default backend: one machine, or a shared file system)."""
 
+    #: servers on it share nothing but this directory: blobs are served from the local cache
+    shared = False
+
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
 
@@ -136,6 +139,9 @@ class LocalStorage:
 class S3Storage:
     """Objects in ``s3://bucket/prefix`` of any S3-compatible store, through botocore."""
 
+    #: any number of servers share it: blobs live in it, downloads redirect to it
+    shared = True
+
     def __init__(self, bucket: str, prefix: str = "", client=None):
         self.bucket, self.prefix = bucket, prefix.strip("/")
         if client is None:
@@ -195,17 +201,11 @@ class S3Storage:
             raise PreconditionFailed(f"{key} vanished since it was read") from None
         return r["ETag"]
 
-    def stat(self, key: str) -> tuple[int, str] | None:
-        """``(size, etag)`` of the object, None if it is not stored."""
+    def size(self, key: str) -> int | None:
         try:
-            r = self._call(f"head {key}", self.client.head_object, Key=self._key(key))
+            return int(self._call(f"head {key}", self.client.head_object, Key=self._key(key))["ContentLength"])
         except KeyError:
             return None
-        return int(r["ContentLength"]), r["ETag"]
-
-    def size(self, key: str) -> int | None:
-        found = self.stat(key)
-        return found[0] if found else None
 
     def put_file(self, key: str, path: str | os.PathLike) -> None:
         """Upload the file at ``path`` (streamed from disk, never read into memory whole)."""

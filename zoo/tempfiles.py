@@ -38,15 +38,10 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9-]", "-", name)
 
 
-#: this host (and pid namespace): pids are compared only between writers with the same HOST
+#: this host, boot and pid namespace: pids are compared only between writers with the same HOST
 HOST = _host()
 #: a leftover of another host untouched this long is taken for dead (a live writer keeps writing)
 STALE_SECONDS = 24 * 3600.0
-
-
-def owner() -> str:
-    """``HOST.PID`` of this process (read each call: a forked worker has its own pid)."""
-    return f"{HOST}.{os.getpid()}"
 
 
 def temp_beside(path: str | os.PathLike, tag: str = "tmp") -> Path:
@@ -66,8 +61,9 @@ def owner_of(name: str) -> tuple[str, str] | None:
 
 
 def unique_suffix() -> str:
-    """``HOST.PID.RANDOM``: what makes a temp name this writer's alone."""
-    return f"{owner()}.{uuid.uuid4().hex[:8]}"
+    """``HOST.PID.RANDOM``: what makes a temp name this writer's alone (the pid is read each
+    call: a forked worker has its own)."""
+    return f"{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
 
 
 def pid_alive(text: str) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,7 +24,6 @@ from .convert import ConversionError, convert_checkpoint
 from .errors import UsageError, ZooError
 from .registry import get_registry
 from .sources import SourceError, download, hf_remote, is_remote, local_path, remote_for
-from .tempfiles import unique_suffix
 from .uri import parse_uri
 
 DEFAULT_FILENAME = "model.safetensors"
@@ -78,7 +76,7 @@ def _fetch_remote(cache: Cache, remote, key: str, want: Expected, progress: Prog
     # a partial file is resumed only when the final sha256 is known up front (it is then named by
     # it): the hash at the end checks the stitched bytes; an unknown file always starts from byte 0
     resumable = sha is not None
-    with cache.writer(f"sha-{sha}" if resumable else f"{key}-{uuid.uuid4().hex}", resume=resumable) as writer:
+    with cache.writer(f"sha-{sha}" if resumable else key, resume=resumable) as writer:
         if writer.offset:
             progress("advance", writer.offset)
         try:
@@ -111,7 +109,7 @@ def _fetch_source(cache: Cache, card: Card, src, want: Expected, progress: Progr
                 if got != src.sha256:
                     raise CorruptBlobError(f"raw file {raw}: expected sha256 {src.sha256}, got {got}")
         cache.blobs.mkdir(parents=True, exist_ok=True)
-        tmp = cache.blobs / f".incomplete-convert-{card.name}.{unique_suffix()}"
+        tmp = cache.temp_blob(f"convert-{card.name}")
         try:
             sha = convert_checkpoint(raw, src.converter, card.architecture, str(tmp), source_uri=src.uri,
                                      source_sha256=src.sha256 or "")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -70,7 +69,7 @@ def _fetch_upstream(hub: Hub, repo_id: str, revision: str, path: str) -> bool:
             done = cache.entry(name)
             if done is None or not cache.has_blob(done.sha256):
                 remote = hf_remote(repo_id, path, revision if revision != "main" else None, endpoint=hub.upstream)
-                with cache.writer(f"upstream-{uuid.uuid4().hex}") as writer:
+                with cache.writer("upstream") as writer:
                     download(remote, writer)
                     sha = writer.commit(remote.sha256, expected_size=remote.size)
                 size = cache.blob_path(sha).stat().st_size

@@ -30,10 +30,8 @@ _STAGED = re.compile(r"^[0-9a-f]{64}\.[0-9a-f]{32}\Z")
 
 class Blobs:
     def __init__(self, cache: Cache, storage, redirect: bool = True):
-        from ..storage import S3Storage
-
         self.cache, self.storage = cache, storage
-        self.remote = isinstance(storage, S3Storage)
+        self.remote = storage.shared
         # False (zoo serve --proxy-downloads): stream from the store, for clients that cannot reach it
         self.redirect = redirect
         self._swept = float("-inf")  # when this process last swept abandoned uploads (see stage)

@@ -107,9 +107,7 @@ class RepoIndex:
     @property
     def shared(self) -> bool:
         """Whether the store is shared by several servers (S3), not this server's own cache."""
-        from ..storage import S3Storage
-
-        return isinstance(self.storage, S3Storage)
+        return self.storage.shared
 
     def mirrored(self, repo_id: str) -> Repo | None:
         """A repo pulled through from the upstream into the shared store (None off S3)."""

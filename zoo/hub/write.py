@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import uuid
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -150,7 +149,7 @@ async def lfs_upload(hub, request: Request) -> Response:
         return hub_error(401, None, "invalid or missing upload signature")
     if size > hub.max_upload or int(request.headers.get("content-length") or 0) > hub.max_upload:
         return hub_error(413, None, f"upload over the {hub.max_upload} byte limit")
-    writer = hub.index.cache.writer(f"upload-{oid}-{uuid.uuid4().hex[:8]}")  # concurrent PUTs never share a file
+    writer = hub.index.cache.writer(f"upload-{oid}")  # a temp file of its own: concurrent PUTs never share one
     try:
         received = 0
         async for chunk in request.stream():
@@ -218,7 +217,7 @@ async def _ndjson_lines(request: Request, limit: int):
 def _store_inline(blobs, content: str) -> dict:
     """Decode one inline (regular) file of a commit and store it as a blob (off the event loop)."""
     data = base64.b64decode(content, validate=True)
-    with blobs.cache.writer(f"commit-{uuid.uuid4().hex}") as writer:
+    with blobs.cache.writer("commit") as writer:
         writer.write(data)
         sha = writer.commit()
     blobs.stored(sha)
