@@ -45,8 +45,11 @@ class SeaweedFS:
         self.log = (root / "weed.log").open("wb")
         self.proc = subprocess.Popen([weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root / 'data'}",
                                       "-filer", "-s3", f"-s3.config={config}", "-volume.max=64",
-                                      "-master.volumeSizeLimitMB=64", *(f"-{k}={v}" for k, v in ports.items())],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                      "-master.volumeSizeLimitMB=64", *(f"-{k}={v}" for k, v in ports.items()),
+                                      # the Iceberg (8181) and Lance (9101) listeners bind fixed ports by default:
+                                      # two stores on one machine (two test runs) would collide
+                                      "-s3.port.iceberg=0", "-s3.port.lance=0"],
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.endpoint = f"http://127.0.0.1:{ports['s3.port']}"
         self.env = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.ACCESS,
                     "AWS_SECRET_ACCESS_KEY": self.SECRET, "AWS_DEFAULT_REGION": "us-east-1"}
@@ -87,12 +90,24 @@ class SeaweedFS:
                 time.sleep(0.3)
 
     def stop(self) -> None:
-        self.proc.terminate()
+        """Stop the store's whole process group (weed's own children too): a stray weed would hold
+        its ports and directory into the next run."""
+        import os
+        import signal
+
+        def signal_group(sig: int) -> None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+        signal_group(signal.SIGTERM)
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:  # weed can take 15 s to wind down; its data is a temp dir
-            self.proc.kill()
+            signal_group(signal.SIGKILL)
             self.proc.wait(5)
+        signal_group(signal.SIGKILL)  # anything of the group still alive after its leader exited
         self.log.close()
 
 
