@@ -20,7 +20,7 @@ def _entry(name):
 
 
 def _register():
-    from zoo.registry import get_registry
+    from zoo.cards.registry import get_registry
 
     registry = get_registry()
     names = set(registry.by_name) | set(registry.by_alias) | set(registry.by_arch)

@@ -32,7 +32,7 @@ def wait_up(url: str) -> None:
 def serve_random_file(src: Path, served: Path, mb: int) -> tuple[str, subprocess.Popen, str]:
     """Write ``mb`` MB of random bytes to ``src``, cache them in ``served`` under repo ``bench/big``
     and start ``zoo serve`` on it; returns (sha256, server process, base URL)."""
-    from zoo.cache import Cache
+    from zoo.weights.cache import Cache
 
     src.write_bytes(os.urandom(mb * 1_000_000))
     sha = Cache(served).add_file(src)

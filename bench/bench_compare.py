@@ -52,7 +52,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as home:
         os.environ.update(ZOO_HOME=home, ZOO_OFFLINE="1")
         import zoo
-        from zoo.measure import measure
+        from zoo.compare.measure import measure
 
         path = str(zoo.pull("efficientnet_lite0"))
         ours, base = [], []

@@ -54,7 +54,7 @@ def plain_loop(root: Path, epochs: int, batch_size: int, workers: int, lr: float
     from torchvision.datasets import ImageFolder
 
     import zoo
-    from zoo.datasets import split
+    from zoo.transfer.datasets import split
 
     t0 = time.perf_counter()
     model = zoo.load("efficientnet_lite0", head=10).eval().to(memory_format=torch.channels_last)
@@ -99,8 +99,8 @@ def plain_extract(root: Path, batch_size: int, workers: int) -> float:
 
 def zoo_extract(root: Path, batch_size: int, workers: int, cache: Path) -> float:
     import zoo
-    from zoo.datasets import scan
-    from zoo.features import extract
+    from zoo.transfer.datasets import scan
+    from zoo.transfer.features import extract
 
     model = zoo.load("efficientnet_lite0", head=0)
     data = scan(root)
@@ -118,8 +118,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.environ.update(ZOO_HOME=str(tmp / "home"), ZOO_OFFLINE="1")
-        from zoo.features import default_workers
-        from zoo.finetune import finetune
+        from zoo.transfer.features import default_workers
+        from zoo.transfer.finetune import finetune
 
         workers = default_workers()
         root = make_digits(tmp / "digits", args.images)

@@ -47,9 +47,9 @@ def main() -> int:
     ap.add_argument("--mb", type=int, default=500)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    from zoo.cache import Cache
-    from zoo.cards import card_from_dict, write_card
-    from zoo.registry import card as zoo_card
+    from zoo.weights.cache import Cache
+    from zoo.cards.card import card_from_dict, write_card
+    from zoo.cards.registry import card as zoo_card
 
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
@@ -64,7 +64,7 @@ def main() -> int:
         }), cards / "big.toml")
         try:
             os.environ.update(HF_ENDPOINT=url, ZOO_CARDS_PATH=str(cards), HF_HUB_DISABLE_TELEMETRY="1")
-            from zoo.weights import pull
+            from zoo.weights.pull import pull
 
             file_url = f"{url}/bench/big/resolve/main/model.safetensors"
             pull("bench_big.a", cache=Cache(root / "warm"))  # warm-up: imports, connection setup
@@ -92,8 +92,8 @@ def main() -> int:
     # integrity on the hot path: the stamp check against a full hash of the bundled lite0
     with tempfile.TemporaryDirectory() as home:
         os.environ.update(ZOO_HOME=home, ZOO_OFFLINE="1")
-        from zoo.hashing import sha256_file
-        from zoo.weights import open_weights
+        from zoo.util.hashing import sha256_file
+        from zoo.weights.pull import open_weights
 
         path = pull("efficientnet_lite0", cache=Cache(home))
         t_open = statistics.median(_time(lambda: open_weights("efficientnet_lite0", Cache(home))) for _ in range(20))

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from zoo.cache import Cache  # noqa: E402
-from zoo.tempfiles import unique_suffix  # noqa: E402
+from zoo.weights.cache import Cache  # noqa: E402
+from zoo.util.tempfiles import unique_suffix  # noqa: E402
 
 ZOO = [sys.executable, "-m", "zoo"]
 

@@ -27,7 +27,7 @@ def isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.delenv("ZOO_CARDS_PATH", raising=False)
     yield home
-    from zoo import registry
+    from zoo.cards import registry
 
     for name in list(registry._registered):
         registry.unregister(name)
@@ -128,7 +128,7 @@ class HubServer:
 
     def publish(self, path: Path, hub_repo: str, name: str, filename: str = "model.safetensors") -> str:
         """Put a file into the served cache under ``hub_repo`` (what a pull or an upload would do)."""
-        from zoo.cache import Cache
+        from zoo.weights.cache import Cache
 
         cache = Cache(self.root)
         sha = cache.add_file(path)
@@ -182,7 +182,7 @@ def tiny_weights(tmp_path_factory) -> Path:
     import timm
     import torch
 
-    from zoo.convert import write_safetensors
+    from zoo.weights.convert import write_safetensors
 
     torch.manual_seed(0)
     model = timm.create_model("test_efficientnet", pretrained=False)

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from zoo.cache import Cache, CacheError, CorruptBlobError
-from zoo.hashing import sha256_file, sha256_files
-from zoo.tempfiles import HOST, owner_of
+from zoo.weights.cache import Cache, CacheError, CorruptBlobError
+from zoo.util.hashing import sha256_file, sha256_files
+from zoo.util.tempfiles import HOST, owner_of
 
 from conftest import run_zoo
 
@@ -42,7 +42,7 @@ def test_writer_commits_only_a_matching_hash(tmp_path):
 
 
 def test_killed_writer_leaves_no_final_file_and_its_partial_is_resumed(tmp_path):
-    code = ("import sys, time; from zoo.cache import Cache\n"
+    code = ("import sys, time; from zoo.weights.cache import Cache\n"
             "w = Cache(sys.argv[1]).writer('dl', resume=True)\n"
             "w.write(b'x' * 5000); time.sleep(0.5); print('ready', flush=True); time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
@@ -82,7 +82,7 @@ def test_open_verified_uses_the_stamp_and_rehashes_after_a_change(tmp_path):
 
 
 def test_lock_of_a_killed_process_is_free_at_once(tmp_path):
-    code = ("import sys, time; from zoo.cache import Cache\n"
+    code = ("import sys, time; from zoo.weights.cache import Cache\n"
             "l = Cache(sys.argv[1]).lock('x'); l.__enter__(); print('held', flush=True); time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from zoo.cards import Card, card_from_dict, dump_card, read_card, write_card
+from zoo.cards.card import Card, card_from_dict, dump_card, read_card, write_card
 from zoo.errors import CardError
 
 from conftest import CARDS_DIR, shipped_card_data, tiny_card, write_toml

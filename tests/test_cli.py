@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from zoo.cards import Card
+from zoo.cards.card import Card
 from zoo.cli import main
 
 from conftest import run_zoo, tiny_card, write_toml

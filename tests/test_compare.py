@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from zoo.compare import FIELDS
+from zoo.compare.report import FIELDS
 
 from conftest import run_zoo
 

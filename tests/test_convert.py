@@ -8,9 +8,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import zoo
-from zoo.convert import ConversionError, convert_checkpoint, write_safetensors
-from zoo.sources import local_path
-from zoo.uri import parse_uri
+from zoo.weights.convert import ConversionError, convert_checkpoint, write_safetensors
+from zoo.weights.sources import local_path
+from zoo.cards.uri import parse_uri
 
 
 def test_lite0_converts_to_the_same_bytes_twice_and_matches_the_pin(tmp_path):

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from zoo.datasets import split
+from zoo.transfer.datasets import split
 from zoo.errors import UsageError
 
 
@@ -52,7 +52,7 @@ def test_a_train_folder_without_validation_is_not_taken_for_classes(tmp_path):
         split(tmp_path / "d")
     s = split(tmp_path / "d", val_dir=tmp_path / "d" / "test")
     assert s.data.classes == ["cat", "dog"] and len(s.train) == 8 and len(s.val) == 4
-    from zoo.datasets import all_images
+    from zoo.transfer.datasets import all_images
 
     (tmp_path / "d" / "test").rename(tmp_path / "d" / "validation")
     assert all_images(tmp_path / "d").classes == ["cat", "dog"] and len(all_images(tmp_path / "d").files) == 12

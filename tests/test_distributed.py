@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from zoo.distributed import shard
+from zoo.util.distributed import shard
 
 from conftest import digits_subset, run_zoo, shipped_card_data, write_toml
 

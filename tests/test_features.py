@@ -7,8 +7,8 @@ import torch
 
 import zoo
 from zoo.errors import UsageError
-from zoo.datasets import scan
-from zoo.features import extract
+from zoo.transfer.datasets import scan
+from zoo.transfer.features import extract
 
 from conftest import digits_subset, run_zoo
 
@@ -57,7 +57,7 @@ def test_second_extraction_reads_the_cache_and_runs_no_forward(digits_folder, tm
     assert calls == [] and s2.cached and torch.equal(s1.features(), s2.features())
     assert torch.equal(s1.labels(), s2.labels()) and s1.kept == s2.kept
     # the rows are the model's pooled features of those images, in order
-    from zoo.images import open_rgb
+    from zoo.model.images import open_rgb
 
     tf = zoo.transforms(model)
     with torch.inference_mode():

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import zoo
-from zoo.finetune import Hooks, finetune
-from zoo.images import open_rgb
-from zoo.runs import read_run
+from zoo.transfer.finetune import Hooks, finetune
+from zoo.model.images import open_rgb
+from zoo.transfer.runs import read_run
 
 from conftest import digits_subset, run_zoo
 

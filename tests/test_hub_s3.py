@@ -123,7 +123,7 @@ print(json.dumps({"classes": m.num_classes, "sum": float(m.classifier.weight.dou
 def test_a_direct_upload_is_read_back_and_hashed_before_a_commit_may_use_it(two_servers, seaweed, monkeypatch):
     """The presigned PUT bounds nothing: a client that sends other bytes than it declared gets a
     refusal at verify, and its bytes never become a blob."""
-    from zoo.storage import open_storage
+    from zoo.store.objects import open_storage
 
     for key, value in seaweed.env.items():
         monkeypatch.setenv(key, value)
@@ -253,9 +253,9 @@ print(json.dumps(hashlib.sha256(open(hf_hub_download("zootest/tiny", "model.safe
 def test_unverified_uploads_are_swept_once_their_url_is_long_expired(seaweed, monkeypatch, tmp_path):
     """A client that PUTs and never calls verify leaves a staging object: a server deletes it later."""
     import zoo.hub.blobs as blobs_module
-    from zoo.cache import Cache
+    from zoo.weights.cache import Cache
     from zoo.hub.blobs import Blobs
-    from zoo.storage import open_storage
+    from zoo.store.objects import open_storage
 
     for key, value in seaweed.env.items():
         monkeypatch.setenv(key, value)
@@ -275,9 +275,9 @@ def test_a_file_pulled_through_before_the_store_is_shared_on_its_first_miss(seaw
     """A server that pulled a file through before it used the store, once another server recorded
     other files of that repo there: the store's record is the repo (one commit id on every
     server), and the first miss of the old file puts it in the store, without asking the upstream."""
-    from zoo.cache import Cache
-    from zoo.hub.repos import RepoIndex
-    from zoo.storage import open_storage
+    from zoo.weights.cache import Cache
+    from zoo.hub.served import RepoIndex
+    from zoo.store.objects import open_storage
 
     for key, value in seaweed.env.items():
         monkeypatch.setenv(key, value)

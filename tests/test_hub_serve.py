@@ -11,7 +11,7 @@ import requests
 import torch
 
 import zoo
-from zoo.cache import Cache
+from zoo.weights.cache import Cache
 
 from conftest import HubServer, hub_client
 

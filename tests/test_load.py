@@ -6,7 +6,7 @@ from PIL import Image
 
 import zoo
 from zoo.errors import UsageError
-from zoo.heads import param_modules
+from zoo.model.heads import param_modules
 
 from conftest import ROOT, run_zoo
 
@@ -145,7 +145,7 @@ def test_decode_needs_names_for_other_heads():
 
 
 def test_timm_tag_without_a_card_gets_one_on_the_fly():
-    from zoo.loader import card_for
+    from zoo.model.load import card_for
 
     card = card_for("convnext_tiny.fb_in22k_ft_in1k")
     assert card.architecture == "convnext_tiny" and card.hub_repo == "timm/convnext_tiny.fb_in22k_ft_in1k"
@@ -154,7 +154,7 @@ def test_timm_tag_without_a_card_gets_one_on_the_fly():
 
 
 def test_missing_weights_offline_say_what_to_do():
-    from zoo.weights import PullError
+    from zoo.weights.pull import PullError
 
     with pytest.raises(PullError, match="zoo pull resnet50.a1_in1k"):
         zoo.load("resnet50")
@@ -179,7 +179,7 @@ def test_predict_cli(tmp_path, photos, isolated_env):
 
 @pytest.mark.slow
 def test_every_card_architecture_loads_with_a_new_head_and_runs(monkeypatch):
-    from zoo.registry import get_registry
+    from zoo.cards.registry import get_registry
 
     torch.set_num_threads(2)
     for card in get_registry().cards:

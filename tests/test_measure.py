@@ -2,7 +2,7 @@
 
 import pytest
 
-from zoo.measure import gmacs
+from zoo.compare.measure import gmacs
 
 
 def test_gmacs_match_the_published_figure():

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import zoo
-from zoo.cache import Cache
+from zoo.weights.cache import Cache
 from zoo.errors import UsageError
-from zoo.hashing import sha256_file
-from zoo.mirror import BundleError, export_bundle, import_bundle, read_manifest
+from zoo.util.hashing import sha256_file
+from zoo.weights.bundles import BundleError, export_bundle, import_bundle, read_manifest
 
 from conftest import TOKEN, HubServer, run_zoo, tiny_card, tiny_hub_card, write_toml
 
@@ -161,7 +161,7 @@ def test_export_from_an_s3_store_then_import_offline(s3_hub, seaweed, tiny_weigh
     # a name the store does not hold says so; a blob that rotted in the store aborts, leaving nothing
     missing = run_zoo("mirror", "export", str(tmp_path / "b2"), "efficientnet_lite0", "--from", s3_hub, env=env)
     assert missing.returncode == 2 and f"is not in {s3_hub}" in missing.stderr
-    from zoo.storage import open_storage
+    from zoo.store.objects import open_storage
 
     store = open_storage(s3_hub)
     bad = tmp_path / "rotten"

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from zoo.probe import _evidence, kendall_tau, knn_accuracy, linear_probe, logme, pareto_front
+from zoo.compare.probe import _evidence, kendall_tau, knn_accuracy, linear_probe, logme, pareto_front
 
 
 def _max_evidence_numerically(f, y):

@@ -6,13 +6,13 @@ import shutil
 import torch
 
 import zoo
-from zoo.runs import RUN_FILES
+from zoo.transfer.runs import RUN_FILES
 
 from conftest import TOKEN, hub_client, run_zoo
 
 LOAD_AND_PREDICT = """
 import json, sys, torch, zoo
-from zoo.images import open_rgb
+from zoo.model.images import open_rgb
 model = zoo.load({uri!r})
 tf = zoo.transforms(model)
 with torch.inference_mode():
@@ -43,7 +43,7 @@ def test_publish_then_load_from_an_empty_home_gives_identical_predictions(digits
     assert info["base"] == zoo.card("efficientnet_lite0").sha256
     here = zoo.load(run)
     tf = zoo.transforms(here)
-    from zoo.images import open_rgb
+    from zoo.model.images import open_rgb
 
     with torch.inference_mode():
         expected = here(torch.stack([tf(open_rgb(p)) for p in _files(digits_folder)]))
@@ -90,7 +90,7 @@ print(json.dumps({{"labels": model.pretrained_cfg.get("label_names"), "zoo": "zo
     assert info["zoo"] is False
     model = zoo.load(run)
     tf = zoo.transforms(model)
-    from zoo.images import open_rgb
+    from zoo.model.images import open_rgb
 
     with torch.inference_mode():
         expected = model(torch.stack([tf(open_rgb(p)) for p in _files(digits_folder)]))

@@ -4,7 +4,7 @@ import pytest
 
 import zoo
 from zoo.errors import AmbiguousModelError, CardError, UnknownModelError, UsageError
-from zoo.registry import get_registry, list_models
+from zoo.cards.registry import get_registry, list_models
 
 from conftest import tiny_card, write_toml
 
@@ -216,7 +216,7 @@ def test_corrupt_or_unwritable_index_only_costs_a_parse(user_cards, isolated_env
 
 
 def test_record_round_trip_for_every_shipped_card():
-    from zoo.cards import card_from_record
+    from zoo.cards.card import card_from_record
 
     for card in get_registry().cards:
         again = card_from_record(card.to_record())

@@ -8,7 +8,7 @@ import tomlkit
 import torch
 
 import zoo
-from zoo.runs import RunError, load_run, verify_run
+from zoo.transfer.runs import RunError, load_run, verify_run
 
 from conftest import run_zoo
 
@@ -44,7 +44,7 @@ def test_a_head_for_another_feature_size_is_refused_naming_both(run):
     with pytest.raises(RunError, match="head for 1024 features, but tf_efficientnet_lite0.bundled_in1k gives 1280"):
         load_run(run)
     _edit_card(run, "base", "num_features", 1280)
-    from zoo.convert import write_safetensors
+    from zoo.weights.convert import write_safetensors
 
     sha = write_safetensors({"classifier.weight": torch.zeros(10, 1024), "classifier.bias": torch.zeros(10)},
                             str(run / "head.safetensors"))
@@ -101,7 +101,7 @@ def test_merged_export_is_a_plain_timm_folder(run, tmp_path):
 def test_class_names_are_text_in_the_model_card_never_template_code(digits_run):
     from dataclasses import replace
 
-    from zoo.runs import model_card_text, read_run
+    from zoo.transfer.runs import model_card_text, read_run
 
     card = replace(read_run(digits_run[0]), classes=("{{ 7*7 }}", "{% if true %}x{% endif %}"), name="{{ name }}")
     text = model_card_text(card)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from zoo.registry import get_registry
-from zoo.uri import parse_uri
+from zoo.cards.registry import get_registry
+from zoo.cards.uri import parse_uri
 
 from conftest import CARDS_DIR, REFERENCE_DIR
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import requests
 
-from zoo.storage import LocalStorage, PreconditionFailed, S3Storage, json_update, open_storage
+from zoo.store.objects import LocalStorage, PreconditionFailed, S3Storage, json_update, open_storage
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import run_zoo, tiny_hub_card, write_toml
-from zoo.cache import Cache
-from zoo.hashing import sha256_file
-from zoo.tempfiles import HOST, STALE_SECONDS, abandoned, owner_of, temp_beside
+from zoo.weights.cache import Cache
+from zoo.util.hashing import sha256_file
+from zoo.util.tempfiles import HOST, STALE_SECONDS, abandoned, owner_of, temp_beside
 
 
 def test_temp_names_are_unique_and_say_their_writer(tmp_path):
@@ -78,7 +78,7 @@ def test_prune_removes_only_abandoned_temp_files(tmp_path):
 
 WRITER = """
 import hashlib, os, sys, time
-from zoo.cache import Cache
+from zoo.weights.cache import Cache
 data = bytes(range(256)) * 16384
 sha = hashlib.sha256(data).hexdigest()
 with Cache(sys.argv[1]).writer("sha-" + sha, resume=True) as w:

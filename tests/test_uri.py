@@ -3,7 +3,7 @@
 import pytest
 
 from zoo.errors import UriError
-from zoo.uri import format_hf_uri, parse_uri
+from zoo.cards.uri import format_hf_uri, parse_uri
 
 
 def test_hf_repo_file_and_revision():

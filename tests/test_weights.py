@@ -9,8 +9,8 @@ import threading
 import pytest
 
 import zoo
-from zoo.cache import Cache, CacheError, CorruptBlobError
-from zoo.weights import PullError, open_weights, pin, pull, verify
+from zoo.weights.cache import Cache, CacheError, CorruptBlobError
+from zoo.weights.pull import PullError, open_weights, pin, pull, verify
 
 from conftest import run_zoo, tiny_hub_card, write_toml
 
@@ -248,7 +248,7 @@ def test_a_foreign_partial_file_never_becomes_an_unpinned_download(hub, tiny_wei
 def test_adding_files_from_two_threads_keeps_them_apart(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from zoo.hashing import sha256_file
+    from zoo.util.hashing import sha256_file
 
     files = []
     for i in range(2):
@@ -267,8 +267,8 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, isolated_env):
     bad = run_zoo("predict", "efficientnet_lite0", str(tmp_path), "--batch-size", "0", env=env)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     raw = zoo.card("efficientnet_lite0").sources[0]
-    from zoo.sources import local_path
-    from zoo.uri import parse_uri
+    from zoo.weights.sources import local_path
+    from zoo.cards.uri import parse_uri
 
     pth = local_path(parse_uri(raw.uri))
     bad = run_zoo("convert", pth, str(tmp_path / "o.safetensors"), "--converter", "efficientnet_lite_pth",

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from zoo.cards import Card, KerasFigures, Metric, Source, card_from_dict, read_card, write_card  # noqa: E402
+from zoo.cards.card import Card, KerasFigures, Metric, Source, card_from_dict, read_card, write_card  # noqa: E402
 
 RESULTS = "timm-results-imagenet.csv"
 KERAS = "keras-applications.csv"

@@ -23,9 +23,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as home:
         os.environ["ZOO_HOME"] = home
         os.environ["ZOO_OFFLINE"] = "1"
-        from zoo.cache import Cache
-        from zoo.registry import get_registry
-        from zoo.weights import Expected, pin, pull
+        from zoo.weights.cache import Cache
+        from zoo.cards.registry import get_registry
+        from zoo.weights.pull import Expected, pin, pull
 
         for name in NAMES:
             card = get_registry().resolve(name)

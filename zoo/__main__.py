@@ -1,5 +1,5 @@
 """``python -m zoo``: the same as the ``zoo`` console script."""
 
-from .cli import main
+from zoo.cli import main
 
 raise SystemExit(main())

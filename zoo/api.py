@@ -11,19 +11,19 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .errors import UsageError
+from zoo.errors import UsageError
 
 
 def resolve_run(name: Any):
     """The local run directory ``name`` refers to (fetching a published run), or None."""
     if not isinstance(name, (str, os.PathLike)):
         return None
-    from .runs import is_run
+    from zoo.transfer.runs import is_run
 
     text = os.fspath(name)
     if is_run(text):
         return text
-    from .publish import fetch_run, is_published_run_uri
+    from zoo.transfer.publish import fetch_run, is_published_run_uri
 
     if is_published_run_uri(text):
         return fetch_run(text)
@@ -36,7 +36,7 @@ def load(name, head=None, **kwargs):
     option it takes: its head, pooling and transform are the run's)."""
     run = resolve_run(name)
     if run is None:
-        from .loader import load as load_card
+        from zoo.model.load import load as load_card
 
         return load_card(name, head=head, **kwargs)
     extra = sorted(k for k, v in kwargs.items() if v is not None and k != "device")
@@ -44,12 +44,12 @@ def load(name, head=None, **kwargs):
         raise UsageError(f"{name} is a fine-tuned run: its head and options are fixed "
                          f"(got {', '.join((['head'] if head is not None else []) + extra)}); "
                          f"to train another head, load its base ({_base_name(run)}) instead")
-    from .runs import load_run
+    from zoo.transfer.runs import load_run
 
     return load_run(run, device=kwargs.get("device"))
 
 
 def _base_name(run) -> str:
-    from .runs import read_run
+    from zoo.transfer.runs import read_run
 
     return read_run(run).base.name

@@ -18,9 +18,8 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
-from .errors import CardError, UriError
-from .validate import (FieldError, boolean, check_table, choice, integer, list_of, number, opt_string, sha256_hex,
-                       string, sub_table)
+from zoo.errors import CardError, UriError
+from zoo.cards.validate import FieldError, boolean, check_table, choice, integer, list_of, number, opt_string, sha256_hex, string, sub_table
 
 #: Card names follow timm's ``arch.tag`` scheme, lowercase.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*\.[a-z0-9][a-z0-9_]*$")
@@ -191,7 +190,7 @@ def _rgb(v: Any) -> tuple[float, float, float]:
 
 
 def _source_uri(v: Any) -> str:
-    from .uri import parse_uri  # urllib.parse: not needed when the registry reads its index
+    from zoo.cards.uri import parse_uri  # urllib.parse: not needed when the registry reads its index
 
     v = string(v)
     try:
@@ -337,7 +336,7 @@ def write_card(card: Card, path: str | os.PathLike, header: str | None = None) -
     """Write ``card`` to ``path`` atomically (temp file in the same directory, then rename)."""
     path = os.fspath(path)
     text = dump_card(card, header)
-    from .tempfiles import temp_beside
+    from zoo.util.tempfiles import temp_beside
 
     tmp = temp_beside(path)
     with open(tmp, "w", encoding="utf-8") as fh:

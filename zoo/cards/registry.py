@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Callable, Iterable, Mapping
 
-from . import config
-from . import __version__
-from .cards import CARD_FIELDS, Card, card_from_dict, card_from_record, read_card
-from .errors import AmbiguousModelError, CardError, UnknownModelError, UsageError
+from zoo import config
+from zoo import __version__
+from zoo.cards.card import CARD_FIELDS, Card, card_from_dict, card_from_record, read_card
+from zoo.errors import AmbiguousModelError, CardError, UnknownModelError, UsageError
 
 #: ``zoo list --sort`` keys -> (value getter, best-first is descending).
 SORT_KEYS: dict[str, tuple[Callable[[Card], Any], bool]] = {
@@ -187,7 +187,7 @@ def _read_cards(files: list[list[str]], stamps: list) -> list[Card]:
     cards = [card for group in files for card in _dir_cards(group)]
     try:
         os.makedirs(os.path.dirname(index), exist_ok=True)
-        from .tempfiles import temp_beside
+        from zoo.util.tempfiles import temp_beside
 
         tmp = temp_beside(index)
         with open(tmp, "w", encoding="utf-8") as fh:

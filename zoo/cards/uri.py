@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
-from .errors import UriError
+from zoo.errors import UriError
 
 _REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DIST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -13,14 +13,14 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .. import __version__
-from ..errors import UsageError, ZooError
+from zoo import __version__
+from zoo.errors import UsageError, ZooError
 
 
 def console(stderr: bool = False):
     from rich.console import Console
 
-    from .. import distributed
+    from zoo.util import distributed
 
     # markup off: card text (and error messages) may hold '[...]', which is not rich markup here;
     # under torchrun only rank 0 speaks
@@ -84,7 +84,7 @@ def progress_bars():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cards, compare, mirror, predict, runs, weights
+    from zoo.cli import cards, compare, mirror, predict, runs, weights
 
     parser = argparse.ArgumentParser(prog="zoo", description="A model-zoo hub for transfer learning.")
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
-    from .. import distributed
+    from zoo.util import distributed
 
     try:
         return args.run(args)

@@ -6,8 +6,8 @@ import argparse
 import re
 from typing import Any, Callable
 
-from ..cards import Card
-from . import console as make_console, print_json
+from zoo.cards.card import Card
+from zoo.cli import console as make_console, print_json
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -57,14 +57,14 @@ def parse_columns(text: str) -> list[str]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..registry import list_models
+    from zoo.cards.registry import list_models
 
     cards = list_models(args.pattern, sort=args.sort, descending=args.descending,
                         min_top1=args.min_top1, max_params=args.max_params, license=args.license)
     columns, keys = COLUMNS, list(args.columns)
     measured = {}
     if args.measured:
-        from ..compare import latest_measurements  # JSON files only: no torch
+        from zoo.compare.report import latest_measurements  # JSON files only: no torch
 
         measured = latest_measurements()
         columns = {**COLUMNS, **_measured_columns(measured)}
@@ -131,7 +131,7 @@ def _list_caption(cards: list[Card]) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ..registry import get_registry
+    from zoo.cards.registry import get_registry
 
     registry = get_registry()
     card = registry.resolve(args.name)
@@ -206,7 +206,7 @@ def _info_rows(card: Card) -> list[tuple[str, str]]:
 
 
 def add_parsers(sub) -> None:
-    from ..registry import SORT_KEYS
+    from zoo.cards.registry import SORT_KEYS
 
     p = sub.add_parser("list", help="table of pretrained models, sorted and filtered")
     p.add_argument("pattern", nargs="?", help="fnmatch pattern over names, aliases and architectures ('efficientnet*')")

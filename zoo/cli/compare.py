@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import console, positive_int, print_json
+from zoo.cli import console, positive_int, print_json
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
@@ -22,14 +22,14 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..compare import compare
+    from zoo.compare.report import compare
 
     err = console(stderr=True)
     with err.status("comparing") as status:
         result = compare(args.names, data=args.data, batch_sizes=args.batch_size, threads=args.threads,
                          device=args.device, progress=lambda text: status.update(text))
     if args.plot:
-        from ..plot import plot
+        from zoo.compare.plot import plot
 
         path = plot(result, args.plot)
         err.print(f"plot: {path}")

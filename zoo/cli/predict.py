@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..images import IMAGE_EXTENSIONS, open_rgb
-from . import console, non_negative_int, positive_int, print_json, progress_bars
+from zoo.model.images import IMAGE_EXTENSIONS, open_rgb
+from zoo.cli import console, non_negative_int, positive_int, print_json, progress_bars
 
 def expand(paths: list[str]) -> list[str]:
     """Files as given; directories contribute their image files, sorted."""
@@ -22,8 +22,8 @@ def expand(paths: list[str]) -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from ..api import load
-    from ..loader import decode, transforms
+    from zoo.api import load
+    from zoo.model.load import decode, transforms
 
     model = load(args.name)
     run = getattr(model, "run", None)
@@ -31,7 +31,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     tf = transforms(model)
     files = expand(args.images)
     if not files:
-        from ..errors import UsageError
+        from zoo.errors import UsageError
 
         raise UsageError("no images given (files or directories of .jpg/.png/...)")
     out, err = console(), console(stderr=True)
@@ -66,9 +66,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from ..datasets import all_images
-    from ..features import check_output, extract, write_features
-    from ..loader import load, transforms
+    from zoo.transfer.datasets import all_images
+    from zoo.transfer.features import check_output, extract, write_features
+    from zoo.model.load import load, transforms
 
     check_output(args.out)
     data = all_images(args.data)
@@ -81,7 +81,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         console(stderr=True).print(f"skipped {path}: {why}", style="yellow")
     meta = {"model": model.card.name, "weights_sha256": model.weights_sha256, "layer": args.layer,
             "transform": repr(transforms(model))}
-    from .. import distributed
+    from zoo.util import distributed
 
     if not distributed.is_main():  # under torchrun: every rank extracted its shard; rank 0 writes
         return 0

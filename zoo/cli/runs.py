@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from . import console, fraction, non_negative_int, positive_float, positive_int, print_json, progress_bars
+from zoo.cli import console, fraction, non_negative_int, positive_float, positive_int, print_json, progress_bars
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from ..finetune import Hooks, finetune
+    from zoo.transfer.finetune import Hooks, finetune
 
     out = console()
     bar, start = progress_bars()
@@ -29,7 +29,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                           hooks=Hooks(message=lambda text: bar.console.print(text), progress=progress, epoch=epoch))
     m = result.card.metrics
     if args.json:
-        from .. import distributed
+        from zoo.util import distributed
 
         if not distributed.is_main():
             return 0
@@ -42,7 +42,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..runs import export_merged
+    from zoo.transfer.runs import export_merged
 
     path = export_merged(args.run_dir, args.merged, overwrite=args.overwrite)
     console().print(f"{path}: config.json + model.safetensors; stock timm loads it "
@@ -51,7 +51,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from ..publish import publish
+    from zoo.transfer.publish import publish
 
     done = publish(args.run_dir, args.repo, endpoint=args.endpoint, private=args.private, token=args.token)
     console().print(f"published {args.run_dir} to {done.endpoint}/{done.repo_id} (commit {done.commit[:12]}); "

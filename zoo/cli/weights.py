@@ -9,7 +9,7 @@ import sys
 import time
 from contextlib import contextmanager
 
-from . import console, print_json
+from zoo.cli import console, print_json
 
 
 @contextmanager
@@ -38,8 +38,8 @@ def transfer_progress(enabled: bool = True):
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from ..registry import get_registry
-    from ..weights import pull, pull_lock, pull_uri
+    from zoo.cards.registry import get_registry
+    from zoo.weights.pull import pull, pull_lock, pull_uri
 
     out = console()
     with transfer_progress(not args.quiet) as progress:
@@ -51,7 +51,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         if not names:
             raise _usage("name a model to pull (or --all, or --lock FILE)")
         for name in names:
-            from ..publish import is_published_run_uri, pull_run
+            from zoo.transfer.publish import is_published_run_uri, pull_run
 
             if is_published_run_uri(name):  # a published fine-tuned run: its files, then its base
                 run, base = pull_run(name, progress=progress)
@@ -64,7 +64,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..weights import verify
+    from zoo.weights.pull import verify
 
     results = verify(args.names or None, repair=args.repair)
     out = console()
@@ -78,7 +78,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
-    from ..weights import pin
+    from zoo.weights.pull import pin
 
     for name in args.names:
         sha, where = pin(name)
@@ -87,7 +87,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    from ..weights import dump_lock, lock_records
+    from zoo.weights.pull import dump_lock, lock_records
 
     with transfer_progress(False) as progress:
         sys.stdout.write(dump_lock(lock_records(args.names, progress=progress)))
@@ -95,7 +95,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..convert import convert_checkpoint
+    from zoo.weights.convert import convert_checkpoint
 
     sha = convert_checkpoint(args.checkpoint, args.converter, args.architecture, args.out,
                              source_uri=args.source or args.checkpoint)
@@ -112,7 +112,7 @@ def parse_age(text: str) -> float:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from ..cache import Cache
+    from zoo.weights.cache import Cache
 
     cache = Cache()
     out = console()
@@ -131,7 +131,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             table.add_row(e.name, f"{e.size / 1e6:.1f}", e.sha256[:12], time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used)), e.source)
         out.print(table if entries else f"the cache at {cache.root} is empty")
     elif args.action == "rm":
-        from ..registry import get_registry
+        from zoo.cards.registry import get_registry
 
         for name in args.names:
             card = get_registry().find(name)
@@ -140,10 +140,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
                 raise _usage(f"{name} is not in the cache ('zoo cache ls' lists what is)")
             out.print(f"removed {entry.name}")
     elif args.action == "prune":
-        from ..registry import get_registry
+        from zoo.cards.registry import get_registry
 
-        from ..hub.store import RepoStore
-        from ..storage import LocalStorage
+        from zoo.store.repos import RepoStore
+        from zoo.store.objects import LocalStorage
 
         # what a card pins and what a served revision of an uploaded repo refers to stays
         keep = {c.sha256 for c in get_registry().cards if c.sha256} | RepoStore(LocalStorage(cache.root)).referenced_blobs()
@@ -158,7 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from ..hub.app import SETTINGS_ENV, create_app
+    from zoo.hub.app import SETTINGS_ENV, create_app
 
     settings = {"cache_root": args.cache, "token_file": args.token_file, "read_only": args.read_only,
                 "private": args.private, "max_upload_mb": args.max_upload_mb, "upstream": args.upstream,
@@ -175,7 +175,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _usage(message: str):
-    from ..errors import UsageError
+    from zoo.errors import UsageError
 
     return UsageError(message)
 

@@ -89,7 +89,7 @@ def measure_here(name: str, batch_sizes: list[int], device: str = "cpu", threads
 
     import torch
 
-    from .loader import load
+    from zoo.model.load import load
 
     if threads:
         torch.set_num_threads(threads)
@@ -112,12 +112,12 @@ def measure_here(name: str, batch_sizes: list[int], device: str = "cpu", threads
 def measure(name: str, batch_sizes: list[int], device: str = "cpu", threads: int | None = None,
             timeout: float = 900) -> dict:
     """``measure_here`` in a fresh Python process (its peak RSS is this model's alone)."""
-    cmd = [sys.executable, "-m", "zoo.measure", name, "--batch-sizes", ",".join(map(str, batch_sizes)),
+    cmd = [sys.executable, "-m", "zoo.compare.measure", name, "--batch-sizes", ",".join(map(str, batch_sizes)),
            "--device", device] + (["--threads", str(threads)] if threads else [])
     env = {**os.environ, "ZOO_OFFLINE": "1"}  # the parent made sure the weights are cached
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if done.returncode != 0:
-        from .errors import ZooError
+        from zoo.errors import ZooError
 
         raise ZooError(f"measuring {name} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -126,7 +126,7 @@ def measure(name: str, batch_sizes: list[int], device: str = "cpu", threads: int
 def _main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m zoo.measure")
+    ap = argparse.ArgumentParser(prog="python -m zoo.compare.measure")
     ap.add_argument("name")
     ap.add_argument("--batch-sizes", default="1,32")
     ap.add_argument("--device", default="cpu")

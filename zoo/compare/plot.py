@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import UsageError
-from .tempfiles import temp_beside
+from zoo.errors import UsageError
+from zoo.util.tempfiles import temp_beside
 
 
 def plot(result: dict, out: str | os.PathLike, title: str | None = None) -> Path:

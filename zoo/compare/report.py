@@ -19,9 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from . import config
-from .errors import UsageError, ZooError
-from .tempfiles import temp_beside
+from zoo import config
+from zoo.errors import UsageError, ZooError
+from zoo.util.tempfiles import temp_beside
 
 MEASUREMENTS_VERSION = 1
 #: the fields a compare row always has (None where not applicable or not measured)
@@ -66,7 +66,7 @@ def latest_measurements() -> dict[str, dict]:
 def _weights_available(card) -> str | None:
     """None if the weights are cached or can be fetched now (bundled ones even offline); else why
     the model cannot be measured, with what to do."""
-    from .weights import pull
+    from zoo.weights.pull import pull
 
     try:
         pull(card)
@@ -80,8 +80,8 @@ def compare(names: list[str], data: str | os.PathLike | None = None, batch_sizes
             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Rows for ``names`` (see FIELDS), ranked; and, with ``data``, the rank agreement between
     LogME and probe accuracy (Kendall's tau)."""
-    from .loader import card_for
-    from .measure import gmacs, measure
+    from zoo.model.load import card_for
+    from zoo.compare.measure import gmacs, measure
 
     if not names:
         raise UsageError("name at least one model to compare")
@@ -94,7 +94,7 @@ def compare(names: list[str], data: str | os.PathLike | None = None, batch_sizes
     cards = [card_for(n) for n in names]
     split = None
     if data is not None:
-        from .datasets import split as split_folder
+        from zoo.transfer.datasets import split as split_folder
 
         split = split_folder(data, 0.2, seed=0)  # fixed: every model sees the same images on each side
     rows = []
@@ -127,9 +127,9 @@ def compare(names: list[str], data: str | os.PathLike | None = None, batch_sizes
 
 
 def _probes(card, split, device: str) -> dict[str, Any]:
-    from .features import extract
-    from .loader import load
-    from .probe import knn_accuracy, linear_probe, logme
+    from zoo.transfer.features import extract
+    from zoo.model.load import load
+    from zoo.compare.probe import knn_accuracy, linear_probe, logme
 
     model = load(card.name, head=0, device=device)
     t0 = time.perf_counter()
@@ -150,7 +150,7 @@ def _probes(card, split, device: str) -> dict[str, Any]:
 def _rank(rows: list[dict], with_data: bool) -> list[dict]:
     """Best first (probe accuracy with data, else published top-1); mark the Pareto front of
     accuracy against batch-1 latency among the measured rows."""
-    from .probe import pareto_front
+    from zoo.compare.probe import pareto_front
 
     key = "probe_accuracy" if with_data else "top1"
     rows = sorted(rows, key=lambda r: (r[key] is None, -(r[key] or 0)))
@@ -163,7 +163,7 @@ def _rank(rows: list[dict], with_data: bool) -> list[dict]:
 
 
 def _tau(rows: list[dict]) -> float | None:
-    from .probe import kendall_tau
+    from zoo.compare.probe import kendall_tau
 
     both = [r for r in rows if r["logme"] is not None and r["probe_accuracy"] is not None]
     return kendall_tau([r["logme"] for r in both], [r["probe_accuracy"] for r in both]) if len(both) >= 2 else None

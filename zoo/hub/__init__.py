@@ -1,5 +1,10 @@
-"""A Hugging Face-compatible hub over zoo's cache (starlette, served by uvicorn).
+"""Stage 7, hub: the Hugging Face-compatible server (``zoo serve``: starlette, served by uvicorn).
 
-``repos`` turns the cache index into repos; ``read`` answers the read side of the protocol that
-huggingface_hub and timm speak (see ``../shared/docs/hub-protocol.md``); ``app`` assembles them.
+``served`` is what a server serves (uploaded repos from ``zoo.store``, cached cards' repos, files pulled
+through from an upstream), ``blobs`` where their bytes live (the cache, or S3 by presigned URL),
+``read`` and ``write`` the two sides of the protocol (see ``../shared/docs/hub-protocol.md``), ``auth``
+who may write, ``app`` the routes.
+
+May import: ``zoo.weights``, ``zoo.store``, ``zoo.cards``, ``zoo.util`` and the top modules; never the
+model, transfer or compare stages (a server holds no torch).
 """

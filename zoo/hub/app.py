@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from ..cache import Cache
-from ..errors import ZooError
-from . import read, write
-from .auth import Auth, read_tokens
-from .repos import REPO_ID_RE, RepoIndex
+from zoo.weights.cache import Cache
+from zoo.errors import ZooError
+from zoo.hub import read, write
+from zoo.hub.auth import Auth, read_tokens
+from zoo.hub.served import REPO_ID_RE, RepoIndex
 
 
 class ServedIndex(RepoIndex):
@@ -32,7 +32,7 @@ class ServedIndex(RepoIndex):
     that N concurrent pulls made one download)."""
 
     def __init__(self, cache: Cache, storage=None, redirect: bool = True):
-        from .blobs import Blobs
+        from zoo.hub.blobs import Blobs
 
         super().__init__(cache, storage)
         self.blobs = Blobs(cache, self.storage, redirect)
@@ -59,8 +59,8 @@ class Hub:
 def _fetch_upstream(hub: Hub, repo_id: str, revision: str, path: str) -> bool:
     """Pull-through: fetch one file from the upstream hub, verified, into the cache, indexed under
     ``repo_id`` so it is served from now on. False when the upstream does not have it either."""
-    from ..errors import ZooError
-    from ..sources import download, hf_remote
+    from zoo.errors import ZooError
+    from zoo.weights.sources import download, hf_remote
 
     cache, index = hub.index.cache, hub.index
     name = "upstream--" + (repo_id + "--" + path).replace("/", "--")
@@ -109,7 +109,7 @@ def _fetch_upstream_repo(hub: Hub, repo_id: str, revision: str) -> bool:
 
 def index_page(hub: Hub) -> str:
     """A plain page of the served repos with their card figures, for a person browsing the mirror."""
-    from ..registry import get_registry
+    from zoo.cards.registry import get_registry
 
     cards = {}
     for card in get_registry().cards:
@@ -137,7 +137,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
     """The hub over the cache at ``cache_root`` (default ``$ZOO_HOME``); with ``storage``
     (``s3://BUCKET/PREFIX``) uploaded repos and their blobs live in that object store, shared by
     every server pointed at it (the cache then only stages uploads)."""
-    from ..storage import open_storage
+    from zoo.store.objects import open_storage
 
     cache = Cache(cache_root)
     index = ServedIndex(cache, open_storage(storage) if storage else None, not proxy_downloads)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from starlette.requests import Request
 
-from ..errors import ZooError
-from ..tempfiles import temp_beside
+from zoo.errors import ZooError
+from zoo.util.tempfiles import temp_beside
 
 #: how long a signed upload or verify link stays valid (seconds)
 LINK_LIFETIME = 24 * 3600
@@ -43,7 +43,7 @@ class Auth:
     0600 file in the server's directory."""
 
     def __init__(self, tokens: set[str], secret_dir: Path, storage=None):
-        from .. import config
+        from zoo import config
 
         self.tokens = tokens
         env = config.hub_secret()
@@ -59,7 +59,7 @@ class Auth:
     def _shared_secret(storage) -> bytes:
         import time
 
-        from ..storage import PreconditionFailed
+        from zoo.store.objects import PreconditionFailed
 
         for attempt in range(20):
             current = storage.get("hub-secret")

@@ -19,7 +19,7 @@ import re
 import uuid
 from pathlib import Path
 
-from ..cache import Cache, CorruptBlobError
+from zoo.weights.cache import Cache, CorruptBlobError
 
 #: S3's limit for one PutObject (and one CopyObject): larger uploads pass through the server
 SINGLE_PUT_MAX = 5 * 1024 ** 3

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from .repos import Repo, RepoIndex
+from zoo.hub.served import Repo, RepoIndex
 
 
 class BlobResponse(FileResponse):
@@ -127,7 +127,7 @@ def _proxied(index, request: Request, entry, headers: dict) -> Response:
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
     from itertools import chain
 
-    from ..errors import ZooError
+    from zoo.errors import ZooError
 
     body = index.blobs.stream(entry.sha256, start, end) if entry.size else iter(())
     try:  # the first read opens the object: a missing or unreachable blob is an error status, not a cut body

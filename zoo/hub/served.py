@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cache import Cache
+from zoo.weights.cache import Cache
 
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {size}\n"
@@ -75,8 +75,8 @@ class RepoIndex:
     """
 
     def __init__(self, cache: Cache, storage=None):
-        from ..storage import LocalStorage
-        from .store import RepoStore
+        from zoo.store.objects import LocalStorage
+        from zoo.store.repos import RepoStore
 
         self.cache = cache
         self.storage = storage or LocalStorage(cache.root)  # uploaded repos (and, on S3, their blobs)
@@ -127,7 +127,7 @@ class RepoIndex:
         """Record a pulled-through file (its blob already stored) for every server on the store."""
         import time
 
-        from ..storage import json_update
+        from zoo.store.objects import json_update
 
         def add(doc: dict | None) -> dict:
             doc = doc or {"files": {}}

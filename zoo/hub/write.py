@@ -20,10 +20,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..cache import SHA256_RE, CorruptBlobError
-from .read import bad_path, hub_error
-from .repos import REPO_ID_RE
-from .store import git_blob_oid
+from zoo.weights.cache import SHA256_RE, CorruptBlobError
+from zoo.hub.read import bad_path, hub_error
+from zoo.hub.served import REPO_ID_RE
+from zoo.store.repos import git_blob_oid
 
 REGULAR_MAX = 10 * 1024 * 1024
 JSON_MAX = 10 * 1024 * 1024

@@ -14,7 +14,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .errors import UsageError
+from zoo.errors import UsageError
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 

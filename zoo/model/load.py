@@ -14,11 +14,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from . import heads
-from .cards import Card, card_from_dict
-from .errors import UsageError, ZooError
-from .registry import get_registry
-from .uri import parse_uri
+from zoo.model import heads
+from zoo.cards.card import Card, card_from_dict
+from zoo.errors import UsageError, ZooError
+from zoo.cards.registry import get_registry
+from zoo.cards.uri import parse_uri
 
 POOLS = {"avg": "avg", "max": "max", "avgmax": "avgmax", None: ""}
 
@@ -133,10 +133,10 @@ def load(name: str | Card, head: int | Sequence[str] | nn.Module | None = None, 
             kwargs["img_size"] = input_size[1:]
     cfg = pretrained_cfg(card)
     if pretrained:
-        from .cache import Cache
-        from .weights import open_weights, pull
+        from zoo.weights.cache import Cache
+        from zoo.weights.pull import open_weights, pull
 
-        from .distributed import main_first
+        from zoo.util.distributed import main_first
 
         cache = Cache()
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import UsageError, ZooError
-from .tempfiles import temp_beside
+from zoo.errors import UsageError, ZooError
+from zoo.util.tempfiles import temp_beside
 
 
 class PreconditionFailed(ZooError):

@@ -46,7 +46,7 @@ class RepoStore:
         self.storage = storage
 
     def _key(self, repo_id: str, *parts: str) -> str:
-        from .repos import REPO_ID_RE
+        from zoo.hub.served import REPO_ID_RE
 
         if not REPO_ID_RE.match(repo_id):  # never a key outside repos/ (e.g. a decoded '%2e%2e')
             raise ValueError(f"invalid repo id {repo_id!r}")
@@ -75,7 +75,7 @@ class RepoStore:
 
     def create(self, repo_id: str, private: bool = False) -> bool:
         """Create an empty repo (with an empty first commit on main); False if it already exists."""
-        from ..storage import PreconditionFailed
+        from zoo.store.objects import PreconditionFailed
 
         body = json.dumps({"created": time.time(), "private": private}).encode()
         try:
@@ -127,7 +127,7 @@ class RepoStore:
         (files, or folders when the path ends with '/'). Raises ValueError if ``parent`` is given
         and is not main any more (the client then sees a conflict, as on the Hub). A race with
         another writer is retried on the new head (zoo.storage.update); if main keeps moving, ValueError."""
-        from ..storage import PreconditionFailed, update
+        from zoo.store.objects import PreconditionFailed, update
 
         made: list[Commit] = []
 

@@ -14,8 +14,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UsageError
-from .images import IMAGE_EXTENSIONS
+from zoo.errors import UsageError
+from zoo.model.images import IMAGE_EXTENSIONS
 
 #: sub-folder names that mark a pre-split dataset (dogs-vs-cats: train/ and validation/)
 TRAIN_DIRS = ("train", "training")

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .datasets import ImageFolder, content_hashes
-from .errors import UsageError
-from .images import open_rgb
-from .tempfiles import temp_beside
+from zoo.transfer.datasets import ImageFolder, content_hashes
+from zoo.errors import UsageError
+from zoo.model.images import open_rgb
+from zoo.util.tempfiles import temp_beside
 
 #: rows per block when features are copied between files
 BLOCK_ROWS = 1024
@@ -207,9 +207,10 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     backbone batch actually run (tests and benchmarks count them)."""
     import torch
 
-    from . import config, distributed
-    from .convert import Chunked, write_safetensors
-    from .loader import transforms
+    from zoo import config
+    from zoo.util import distributed
+    from zoo.weights.convert import Chunked, write_safetensors
+    from zoo.model.load import transforms
 
     tf = transforms(model)
     weights = getattr(model, "weights_sha256", None)
@@ -282,7 +283,7 @@ def _gather_shards(raw: Path, kept: list[int], dim: int, data: ImageFolder) -> t
     contiguous), with the kept indices and skipped images of all ranks."""
     import torch
 
-    from . import distributed
+    from zoo.util import distributed
 
     dim = max(distributed.gather_objects(dim))
     mine = torch.frombuffer(bytearray(raw.read_bytes()), dtype=torch.float32).reshape(len(kept), dim) \
@@ -332,7 +333,7 @@ def write_features(path: str | os.PathLike, features: FeatureSet, data: ImageFol
                 for k, v in meta.items():
                     h5.attrs[k] = v
         elif path.suffix == ".safetensors":
-            from .convert import Chunked, write_safetensors
+            from zoo.weights.convert import Chunked, write_safetensors
 
             chunks = (b.contiguous().numpy().tobytes() for b in features.blocks())
             write_safetensors({"features": Chunked("F32", [n, d], chunks), "labels": features.labels()}, str(tmp),

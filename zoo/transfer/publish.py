@@ -13,10 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
-from .errors import UsageError, ZooError
-from .runs import CARD_FILE, RUN_FILES, RunError, verify_run
-from .uri import parse_uri
+from zoo import config
+from zoo.errors import UsageError, ZooError
+from zoo.transfer.runs import CARD_FILE, RUN_FILES, RunError, verify_run
+from zoo.cards.uri import parse_uri
 
 
 class PublishError(ZooError):
@@ -59,7 +59,7 @@ def _is_zoo_hub(endpoint: str) -> bool:
 
 def _files_to_upload(folder: Path) -> tuple[list[str], str]:
     """The files to publish from a run directory (verified) or a merged export, and a description."""
-    from .runs import is_run
+    from zoo.transfer.runs import is_run
 
     if is_run(folder):
         card = verify_run(folder)
@@ -137,9 +137,9 @@ def fetch_run(text: str, *, token: str | None = None) -> Path:
 def pull_run(text: str, *, progress=None, token: str | None = None) -> tuple[Path, Path]:
     """Fetch a published run and its base weights (through the base's card), both verified:
     (run directory, base weights blob)."""
-    from .weights import pull
+    from zoo.weights.pull import pull
 
-    from .runs import read_run
+    from zoo.transfer.runs import read_run
 
     path = fetch_run(text, token=token)
     card = read_run(path)  # fetch_run verified the files against it already

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import validate as v
-from .errors import UsageError, ZooError
-from .hashing import sha256_file
-from .tempfiles import temp_beside
+from zoo.cards import validate as v
+from zoo.errors import UsageError, ZooError
+from zoo.util.hashing import sha256_file
+from zoo.util.tempfiles import temp_beside
 
 RUN_FORMAT = "zoo-run"
 RUN_VERSION = 1
@@ -293,7 +293,7 @@ def write_run(out: str | os.PathLike, card: RunCard, head_tensors: dict, history
 
     import tomlkit
 
-    from .convert import write_safetensors
+    from zoo.weights.convert import write_safetensors
 
     out = check_out(out, overwrite)
     tmp = temp_beside(out, "partial")
@@ -328,7 +328,7 @@ def load_run(path: str | os.PathLike, device=None):
     the stored tensors. Sets ``model.run`` (the RunCard) and ``model.class_names``."""
     from safetensors.torch import load_file
 
-    from .loader import load
+    from zoo.model.load import load
 
     path = Path(path)
     card = verify_run(path)
@@ -346,7 +346,7 @@ def load_run(path: str | os.PathLike, device=None):
     tensors = load_file(str(path / HEAD_FILE))
     state = model.state_dict()
     if card.training["strategy"] == "head":  # a head run replaces the classifier and nothing else
-        from .heads import classifier_names
+        from zoo.model.heads import classifier_names
 
         heads = classifier_names(model)
         foreign = sorted(n for n in tensors if not any(n == h or n.startswith(h + ".") for h in heads))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UsageError
+from zoo.errors import UsageError
 
 STRATEGIES = ("auto", "head", "partial", "full")
 #: at least this many training images per class make a dataset "large"

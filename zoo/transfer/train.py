@@ -45,7 +45,7 @@ def train_head(head: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_
     Costs milliseconds per epoch: the backbone never runs."""
     import time
 
-    from . import distributed
+    from zoo.util import distributed
 
     gen = torch.Generator().manual_seed(seed)  # the same order on every rank
     opt = _optimizer([{"params": [p for p in head.parameters() if p.requires_grad], "lr": lr}], weight_decay)
@@ -100,7 +100,7 @@ def train_model(model: nn.Module, train_loader, val_loader, *, epochs: int, grou
     import contextlib
     import time
 
-    from . import distributed
+    from zoo.util import distributed
 
     opt = _optimizer(groups, weight_decay)
     trained = distributed.data_parallel(model)

@@ -13,8 +13,8 @@ import queue
 import threading
 from pathlib import Path
 
-from .cache import Cache, CacheError, CorruptBlobError
-from .tempfiles import abandoned
+from zoo.weights.cache import Cache, CacheError, CorruptBlobError
+from zoo.util.tempfiles import abandoned
 
 
 class BlobWriter:

@@ -32,13 +32,13 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Callable
 
-from . import __version__
-from .cache import Cache, CacheError
-from .cards import dump_card
-from .errors import UsageError, ZooError
-from .hashing import sha256_files
-from .registry import get_registry
-from .tempfiles import temp_beside
+from zoo import __version__
+from zoo.weights.cache import Cache, CacheError
+from zoo.cards.card import dump_card
+from zoo.errors import UsageError, ZooError
+from zoo.util.hashing import sha256_files
+from zoo.cards.registry import get_registry
+from zoo.util.tempfiles import temp_beside
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -89,9 +89,9 @@ def _held_in_store(location: str) -> dict[str, _Held]:
     """The cards whose weights a hub store holds (``zoo serve --storage s3://...`` or a directory):
     the same content-addressed ``blobs/<sha256>`` as the cache, found by the card's pinned sha256
     or by the file its ``hub_repo`` has on main. Read with one LIST of the blobs and one of the repos."""
-    from .hub.store import RepoStore
-    from .storage import open_storage
-    from .weights import hub_filename
+    from zoo.store.repos import RepoStore
+    from zoo.store.objects import open_storage
+    from zoo.weights.pull import hub_filename
 
     storage = open_storage(location)
     blobs = {k.split("/", 1)[1] for k in storage.list("blobs/")}
@@ -304,7 +304,7 @@ def link_hf_cache(names: list[str], cache: Cache | None = None) -> list[Path]:
     """Write the Hugging Face cache layout for cached models (``models--org--name/blobs``,
     ``snapshots/<commit>/<file>``, ``refs/main``), linking to zoo's blobs where the file system
     allows, so ``HF_HUB_OFFLINE=1`` stock clients (timm ``pretrained=True``) find the weights."""
-    from .hub.repos import Repo, RepoFile
+    from zoo.hub.served import Repo, RepoFile
 
     cache = cache or Cache()
     entries = {e.name: e for e in cache.entries()}

@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from . import config
-from .errors import ZooError
-from .hashing import Progress, sha256_file
-from .tempfiles import abandoned, temp_beside, unique_suffix
+from zoo import config
+from zoo.errors import ZooError
+from zoo.util.hashing import Progress, sha256_file
+from zoo.util.tempfiles import abandoned, temp_beside, unique_suffix
 
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
@@ -144,7 +144,7 @@ class Cache:
     def writer(self, key: str, resume: bool = False):
         """A temp file in ``blobs/`` that hashes what is written to it while it is written
         (:class:`zoo.blobwriter.BlobWriter`)."""
-        from .blobwriter import BlobWriter
+        from zoo.weights.blobwriter import BlobWriter
 
         return BlobWriter(self, key, resume)
 

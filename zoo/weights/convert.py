@@ -27,8 +27,8 @@ import os
 import struct
 from typing import Any, Callable, Mapping
 
-from .errors import ZooError
-from .tempfiles import temp_beside
+from zoo.errors import ZooError
+from zoo.util.tempfiles import temp_beside
 
 #: Bumped whenever a converter's output bytes change (it is written into the file's metadata).
 CONVERTER_VERSION = "1"

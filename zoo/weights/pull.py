@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import config
-from .cache import Cache, CacheError, CorruptBlobError, Entry
-from .hashing import sha256_files
-from .cards import Card
-from .convert import ConversionError, convert_checkpoint
-from .errors import UsageError, ZooError
-from .registry import get_registry
-from .sources import SourceError, download, hf_remote, is_remote, local_path, remote_for
-from .uri import parse_uri
+from zoo import config
+from zoo.weights.cache import Cache, CacheError, CorruptBlobError, Entry
+from zoo.util.hashing import sha256_files
+from zoo.cards.card import Card
+from zoo.weights.convert import ConversionError, convert_checkpoint
+from zoo.errors import UsageError, ZooError
+from zoo.cards.registry import get_registry
+from zoo.weights.sources import SourceError, download, hf_remote, is_remote, local_path, remote_for
+from zoo.cards.uri import parse_uri
 
 DEFAULT_FILENAME = "model.safetensors"
 LOCK_VERSION = 1
@@ -103,7 +103,7 @@ def _fetch_source(cache: Cache, card: Card, src, want: Expected, progress: Progr
             raw = local_path(uri)
             progress("start", os.path.getsize(raw))
             if src.sha256:
-                from .hashing import sha256_file
+                from zoo.util.hashing import sha256_file
 
                 got = sha256_file(raw, lambda n: progress("advance", n))
                 if got != src.sha256:
@@ -138,7 +138,7 @@ def _attempts(card: Card, cache: Cache, want: Expected, progress: Progress):
     for mirror in config.mirrors():
         def from_mirror(mirror=mirror):
             if "://" not in mirror or mirror.startswith("file://"):  # a bundle directory as a mirror
-                from .mirror import BundleError, fetch_from_bundle
+                from zoo.weights.bundles import BundleError, fetch_from_bundle
 
                 path = mirror[len("file://"):] if mirror.startswith("file://") else mirror
                 try:
@@ -289,7 +289,7 @@ def pin(name: str, cache: Cache | None = None) -> tuple[str, str]:
     in a checkout, else into ``pins/<name>.json`` in ``ZOO_HOME``. Returns (sha256, where)."""
     import dataclasses
 
-    from .cards import write_card
+    from zoo.cards.card import write_card
 
     card = get_registry().resolve(name)
     cache = cache or Cache()

@@ -20,10 +20,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from . import config
-from .blobwriter import BlobWriter
-from .errors import UsageError, ZooError
-from .uri import Uri
+from zoo import config
+from zoo.weights.blobwriter import BlobWriter
+from zoo.errors import UsageError, ZooError
+from zoo.cards.uri import Uri
 
 CHUNK = 1 << 20
 RETRIES = 5

@@ -1,0 +1,13 @@
+"""Stage 3, weights: a card's bytes, verified. The content-addressed cache and its blob writer
+(``cache``, ``blobwriter``), where bytes come from (``sources``: hf://, https://, file://, pkg://),
+pull / verify / pin (``pull``), lock files (``lockfile``), legacy checkpoints (``convert``) and the
+deterministic safetensors writer (``safetensors_writer``), offline bundles (``bundles``) and the
+Hugging Face cache layout (``hf_cache``).
+
+Never imports torch at module level (converters import it when they run). May import: ``zoo.errors``,
+``zoo.config``, ``zoo.home``, ``zoo.util``, ``zoo.cards``, ``zoo.store``.
+"""
+
+from zoo.weights.pull import Expected, open_weights, pin, pull, pull_uri, verify
+
+__all__ = ["Expected", "open_weights", "pin", "pull", "pull_uri", "verify"]
