@@ -97,8 +97,11 @@ class HubServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "ZOO_HOME": str(root), **(env or {})}
+        # the server logs every request: to a file, since a pipe nobody reads would fill and block it
+        self.log_path = root.parent / f"{root.name}-serve-{self.port}.log"
+        self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "zoo", "serve", "--port", str(self.port), "--cache", str(root), *extra],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     env=env, stdout=subprocess.DEVNULL, stderr=self.log)
         import urllib.error
 
         deadline = time.time() + 60
@@ -111,8 +114,14 @@ class HubServer:
             except OSError:
                 if self.proc.poll() is not None or time.time() > deadline:
                     self.proc.kill()
-                    raise RuntimeError(f"zoo serve did not start: {self.proc.communicate()[1].decode()[-2000:]}")
+                    self.proc.wait()
+                    raise RuntimeError(f"zoo serve did not start: {self.log_text()[-2000:]}")
                 time.sleep(0.1)
+
+    def log_text(self) -> str:
+        """What the server logged so far (its address, a line per request, tracebacks)."""
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
 
     def stats(self, token: str | None = None) -> dict:
         return self.stats_full(token)["requests"]
@@ -141,6 +150,7 @@ class HubServer:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.close()
 
 
 @pytest.fixture

@@ -162,3 +162,45 @@ def test_pins_are_one_file_each_and_an_older_pins_json_is_still_read(tmp_path):
     assert {n: p["sha256"] for n, p in cache.pins().items()} == {"old.a": "3" * 64, "new.a": "2" * 64}
     with pytest.raises(CacheError, match="bad card name"):
         cache.pin("../x", "4" * 64, 4, "w")
+
+
+def test_prune_covers_every_area_of_zoo_home(tmp_path):
+    """Features, fetched runs and measurements age out like index entries; live files, other
+    writers' temp files and what is still used stay (zoo/home.py's rules)."""
+    import os
+
+    from zoo import home
+
+    cache = Cache(tmp_path)
+    old, now = time.time() - 40 * 86400, time.time()
+    made = {}
+    for area, name in ((home.FEATURES, "a" * 64 + ".safetensors"), (home.MEASUREMENTS, "x.a.json"),
+                       (home.RUNS, "models--acme--run")):
+        folder = tmp_path / area
+        folder.mkdir()
+        stale, fresh = folder / name, folder / ("fresh-" + name)
+        for p in (stale, fresh):
+            (p.mkdir() if area == home.RUNS else p.write_bytes(b"x"))
+        os.utime(stale, (old, old))
+        made[area] = (stale.name, fresh)
+    dead = tmp_path / home.FEATURES / f".{'b' * 64}.{HOST}.999999999.0123abcd.rows"
+    dead.write_bytes(b"partial rows")
+    staging = tmp_path / f".{home.BUNDLE_STAGING}.{HOST}.999999999.0123abcd.import"
+    staging.mkdir()
+    removed = cache.prune(older_than=30 * 86400, now=now)
+    for area, (stale, fresh) in made.items():
+        assert stale in removed[area] and fresh.exists(), area
+    assert dead.name in removed[home.FEATURES] and not dead.exists()
+    assert staging.name in removed["temp"] and not staging.exists()
+
+
+def test_cache_ls_shows_each_area_with_its_size(isolated_env):
+    from zoo import home
+
+    env = {"ZOO_HOME": str(isolated_env), "ZOO_OFFLINE": "1"}
+    assert run_zoo("pull", "efficientnet_lite0", "-q", env=env).returncode == 0
+    ls = run_zoo("cache", "ls", env=env).stdout
+    for area in home.AREAS:
+        assert f" {area.name} " in ls
+    blobs_line = next(line for line in ls.splitlines() if f" {home.BLOBS} " in line)
+    assert "18.8" in blobs_line  # the lite0 safetensors file, in MB

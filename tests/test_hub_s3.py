@@ -276,16 +276,16 @@ def test_a_file_pulled_through_before_the_store_is_shared_on_its_first_miss(seaw
     other files of that repo there: the store's record is the repo (one commit id on every
     server), and the first miss of the old file puts it in the store, without asking the upstream."""
     from zoo.weights.cache import Cache
-    from zoo.hub.served import RepoIndex
+    from zoo.hub.served import ServedRepos
     from zoo.store.objects import open_storage
 
     for key, value in seaweed.env.items():
         monkeypatch.setenv(key, value)
     storage = f"s3://{seaweed.bucket()}/merge-{uuid.uuid4().hex[:8]}"
-    other = RepoIndex(Cache(tmp_path_factory.mktemp("other")), open_storage(storage))
+    other = ServedRepos(Cache(tmp_path_factory.mktemp("other")), open_storage(storage))
     config = b'{"architecture": "test_efficientnet"}'
     other.storage.put(f"blobs/{hashlib.sha256(config).hexdigest()}", config)
-    other.remember_mirrored("zootest/tiny", "config.json", hashlib.sha256(config).hexdigest(), len(config), None)
+    other.remember_pulled_through("zootest/tiny", "config.json", hashlib.sha256(config).hexdigest(), len(config), None)
     root = tmp_path_factory.mktemp("edge")
     dead_upstream = f"http://127.0.0.1:{free_port()}"  # nothing listens: the upstream is never needed
     server = HubServer(root, "--storage", storage, "--upstream", dead_upstream, env=seaweed.env)
@@ -297,7 +297,7 @@ def test_a_file_pulled_through_before_the_store_is_shared_on_its_first_miss(seaw
         assert got.status_code == 200 and got.content == tiny_weights.read_bytes()  # via the store, by redirect
         after = requests.get(f"{server.url}/api/models/zootest/tiny", timeout=10).json()
         assert {s["rfilename"] for s in after["siblings"]} == {"config.json", "model.safetensors"}
-        assert other.mirrored("zootest/tiny").commit == after["sha"]  # what every server on the store reports
+        assert other.pulled_through("zootest/tiny").commit == after["sha"]  # what every server on the store reports
         assert server.stats_full()["upstream"] == {}
     finally:
         server.stop()

@@ -10,7 +10,9 @@ import pytest
 
 import zoo
 from zoo.weights.cache import Cache, CacheError, CorruptBlobError
-from zoo.weights.pull import PullError, open_weights, pin, pull, verify
+from zoo.errors import PullError
+from zoo.weights.pull import open_weights, pull
+from zoo.weights.verify import pin, verify
 
 from conftest import run_zoo, tiny_hub_card, write_toml
 

@@ -25,7 +25,8 @@ def main() -> int:
         os.environ["ZOO_OFFLINE"] = "1"
         from zoo.weights.cache import Cache
         from zoo.cards.registry import get_registry
-        from zoo.weights.pull import Expected, pin, pull
+        from zoo.weights.pull import Expected, pull
+        from zoo.weights.verify import pin
 
         for name in NAMES:
             card = get_registry().resolve(name)

@@ -1,55 +1,64 @@
-"""``zoo.load``: any model reference to a model, the one call users make.
+"""The door: ``zoo.load`` takes any model reference, resolves it here once, and loads what it names.
 
-A card name, alias, architecture or timm tag (``zoo.loader.load``); a run directory made by
-``zoo finetune`` or a published run ``hf://ORG/NAME`` (``zoo.runs.load_run``: the base from its
-card, verified, then the stored head). It sits at the end of the import chain so that the
-loader below it never needs to know about runs.
+A reference is one of:
+
+- a directory made by ``zoo finetune`` (a run: ``card.toml`` beside ``head.safetensors``);
+- ``hf://ORG/NAME[@rev]`` of a published run (any org but ``timm``), fetched once and verified;
+- a card name, alias or architecture (``resnet50.a1_in1k``, ``ResNet50``, ``resnet50``), a timm tag
+  without a card, or ``hf://timm/<tag>``: a :class:`~zoo.cards.Card` (zoo/model/resolve.py).
+
+:func:`resolve` turns the reference into a Card or a :class:`Run` and nothing below it resolves the
+name again: a card goes to :func:`zoo.model.load.load`, the one place a model meets its weights, and a
+run to :func:`zoo.transfer.runs.load_run`, which loads its base through that same function, then its head.
+It sits above the model and transfer stages because a reference may be a run.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from zoo.cards.card import Card
 from zoo.errors import UsageError
+from zoo.model.load import load as load_card
+from zoo.model.resolve import card_for
+from zoo.transfer.publish import fetch_run, is_published_run_uri
+from zoo.transfer.runs import is_run, load_run, read_run
 
 
-def resolve_run(name: Any):
-    """The local run directory ``name`` refers to (fetching a published run), or None."""
-    if not isinstance(name, (str, os.PathLike)):
-        return None
-    from zoo.transfer.runs import is_run
+@dataclass(frozen=True)
+class Run:
+    """A fine-tuned run on local disk (a published one is fetched into ``ZOO_HOME/runs`` first)."""
 
-    text = os.fspath(name)
-    if is_run(text):
-        return text
-    from zoo.transfer.publish import fetch_run, is_published_run_uri
+    path: Path
+    reference: str  # what the caller wrote: the directory, or hf://ORG/NAME
 
-    if is_published_run_uri(text):
-        return fetch_run(text)
-    return None
+
+def resolve(reference: Any) -> Card | Run:
+    """What ``reference`` names: a run (a run directory, a published run's ``hf://`` URI) or a card."""
+    if isinstance(reference, Card):
+        return reference
+    if isinstance(reference, (str, os.PathLike)):
+        text = os.fspath(reference)
+        if is_run(text):
+            return Run(Path(text), text)
+        if is_published_run_uri(text):
+            return Run(fetch_run(text), text)
+    return card_for(reference)
 
 
 def load(name, head=None, **kwargs):
-    """A ready model: see :func:`zoo.loader.load` for card names and its options. A run directory
+    """A ready model: see :func:`zoo.model.load.load` for card names and its options. A run directory
     or ``hf://ORG/NAME`` of a published run gives the fine-tuned model (``device`` is the only
     option it takes: its head, pooling and transform are the run's)."""
-    run = resolve_run(name)
-    if run is None:
-        from zoo.model.load import load as load_card
-
-        return load_card(name, head=head, **kwargs)
+    target = resolve(name)
+    if isinstance(target, Card):
+        return load_card(target, head=head, **kwargs)
     extra = sorted(k for k, v in kwargs.items() if v is not None and k != "device")
     if head is not None or extra:
-        raise UsageError(f"{name} is a fine-tuned run: its head and options are fixed "
+        raise UsageError(f"{target.reference} is a fine-tuned run: its head and options are fixed "
                          f"(got {', '.join((['head'] if head is not None else []) + extra)}); "
-                         f"to train another head, load its base ({_base_name(run)}) instead")
-    from zoo.transfer.runs import load_run
-
-    return load_run(run, device=kwargs.get("device"))
-
-
-def _base_name(run) -> str:
-    from zoo.transfer.runs import read_run
-
-    return read_run(run).base.name
+                         f"to train another head, load its base ({read_run(target.path).base.name}) instead")
+    return load_run(target.path, device=kwargs.get("device"))

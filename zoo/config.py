@@ -1,7 +1,9 @@
-"""Settings that come from the environment, read in one place and at call time.
+"""Every environment variable zoo reads, read here and at call time.
 
 Read at call time (not import time) so that tests and long-running processes see changes to the
-environment, the way ``HF_HOME`` is honoured by huggingface_hub's helpers.
+environment, the way ``HF_HOME`` is honoured by huggingface_hub's helpers. zoo's own (``ZOO_*``),
+huggingface_hub's (``HF_*``, read with huggingface_hub's precedence but without importing it: that
+costs ~25 ms on the ``zoo list`` path and freezes the values at import), AWS's and torchrun's.
 
 Paths are returned as ``str``: ``zoo list`` reaches this module, and pathlib (with the
 urllib.parse it imports) is ~10 ms of start-up it does not otherwise need (bench/bench_list.py).
@@ -37,12 +39,11 @@ def shipped_cards_dir() -> str:
 def user_card_dirs() -> list[str]:
     """Directories listed in ``$ZOO_CARDS_PATH`` (``os.pathsep``-separated, like ``PATH``).
 
-    Empty entries are ignored; entries are searched in order, after the shipped cards, and
-    ``$ZOO_HOME/cards`` (where ``zoo mirror import`` puts cards the machine did not know) comes last.
+    Empty entries are ignored; entries are searched in order, after the shipped cards (and before
+    ``ZOO_HOME/cards``, where ``zoo mirror import`` puts cards the machine did not know).
     """
     raw = os.environ.get("ZOO_CARDS_PATH", "")
-    dirs = [os.path.expanduser(p.strip()) for p in raw.split(os.pathsep) if p.strip()]
-    return dirs + [os.path.join(zoo_home(), "cards")]  # cards that arrived with an imported bundle
+    return [os.path.expanduser(p.strip()) for p in raw.split(os.pathsep) if p.strip()]
 
 
 def _truthy(name: str) -> bool:
@@ -78,3 +79,92 @@ def hub_secret() -> str | None:
     every server behind one load balancer to keep it out of the store (else servers sharing an
     S3 store keep one in it, and a lone server in a 0600 file in its directory)."""
     return os.environ.get("ZOO_HUB_SECRET") or None
+
+
+def lock_timeout(default: float) -> float:
+    """``$ZOO_LOCK_TIMEOUT``: seconds to wait for another process's fetch lock."""
+    raw = os.environ.get("ZOO_LOCK_TIMEOUT", "").strip()
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        return default
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def log_level() -> str | None:
+    """``$ZOO_LOG_LEVEL`` (debug, info, warning, error), lowercase; None when unset or unknown."""
+    level = os.environ.get("ZOO_LOG_LEVEL", "").strip().lower()
+    return level if level in LOG_LEVELS else None
+
+
+def terminal_columns_set() -> bool:
+    """Whether ``$COLUMNS`` is set (then rich takes the width from it, piped output included)."""
+    return "COLUMNS" in os.environ
+
+
+# --- huggingface_hub's cache: the same precedence as huggingface_hub.constants ------------------
+
+
+def hf_home() -> str:
+    """``$HF_HOME``, else ``$XDG_CACHE_HOME/huggingface``, else ``~/.cache/huggingface``."""
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")),
+                           "huggingface")
+    return os.path.expandvars(os.path.expanduser(os.environ.get("HF_HOME", default)))
+
+
+def hf_hub_cache() -> str:
+    """huggingface_hub's cache of repos: ``$HF_HUB_CACHE``, else the legacy ``$HUGGINGFACE_HUB_CACHE``,
+    else ``hf_home()/hub``; where stock clients look with ``HF_HUB_OFFLINE=1``."""
+    legacy = os.environ.get("HUGGINGFACE_HUB_CACHE", os.path.join(hf_home(), "hub"))
+    return os.path.expandvars(os.path.expanduser(os.environ.get("HF_HUB_CACHE", legacy)))
+
+
+# --- zoo serve ----------------------------------------------------------------------------------
+
+#: how ``zoo serve --workers N`` hands its settings to each worker process
+SERVE_SETTINGS_ENV = "ZOO_SERVE_SETTINGS"
+
+
+def serve_settings() -> str:
+    """``$ZOO_SERVE_SETTINGS``: the JSON settings of a ``zoo serve`` worker ("{}" when unset)."""
+    return os.environ.get(SERVE_SETTINGS_ENV, "{}")
+
+
+def set_serve_settings(text: str) -> None:
+    """Put the settings where the worker processes uvicorn starts will read them."""
+    os.environ[SERVE_SETTINGS_ENV] = text
+
+
+# --- AWS ----------------------------------------------------------------------------------------
+
+
+def aws_region() -> str | None:
+    """``$AWS_REGION``: what the other AWS SDKs read (botocore reads ``AWS_DEFAULT_REGION`` itself,
+    with the endpoint and keys: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``)."""
+    return os.environ.get("AWS_REGION") or None
+
+
+# --- torchrun -----------------------------------------------------------------------------------
+
+
+def world_size() -> int:
+    """``$WORLD_SIZE`` set by torchrun (1 for a plain process, or a value that is not a number)."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def launched_by_torchrun() -> bool:
+    """torchrun sets ``$RANK`` for every process it starts."""
+    return "RANK" in os.environ
+
+
+# --- child processes ----------------------------------------------------------------------------
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment with ``overrides``, for a child process (``zoo compare``'s timing)."""
+    return {**os.environ, **overrides}

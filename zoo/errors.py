@@ -1,8 +1,41 @@
-"""The exceptions zoo raises for expected failures.
+"""Every exception zoo raises on purpose, in one tree rooted at :class:`ZooError`.
 
-Every message says what failed, with the offending value, and what to do next. The CLI maps
-``UsageError`` (and its subclasses) to exit code 2 and any other ``ZooError`` to exit code 1;
-anything else is a bug and keeps its traceback.
+Grouped the way callers catch them::
+
+    ZooError
+    +-- UsageError                 a bad name, option or value (exit code 2)
+    |   +-- UnknownModelError      no card, alias or architecture matches ("did you mean ...")
+    |   +-- AmbiguousModelError    an architecture with several cards and no default
+    |   +-- UriError               a source URI that does not parse
+    |   +-- InvalidRepoId          not "org/name"
+    +-- CardError                  a malformed card file (names the file and the field)
+    +-- FieldError                 a malformed field of any zoo document (re-raised with its file)
+    +-- ImageError                 an image that cannot be decoded
+    +-- WeightsError               a card's bytes could not be had
+    |   +-- CacheError             the cache: a lock held too long, no space, a file not cached
+    |   |   +-- CorruptBlobError   bytes that do not hash to what they must
+    |   +-- SourceError            one source could not deliver
+    |   |   +-- SourceNotFound     the source (a hub) does not have that repo, revision or file
+    |   |   +-- OfflineError       a network source was needed while offline
+    |   +-- ConversionError        a legacy checkpoint does not fit its architecture
+    |   +-- PullError              no mirror or source delivered (lists what each said)
+    +-- BundleError                an offline bundle is malformed or a file does not match its manifest
+    +-- RunError                   a run directory is incomplete, altered, or does not fit its base
+    +-- PublishError               a hub refused a publish or a fetch, or cannot be reached
+    +-- StorageError               an object store refused or cannot be reached
+    |   +-- ObjectNotFound         the key is not stored
+    |   +-- PreconditionFailed     the object changed since it was read (compare-and-swap lost)
+    +-- HubError                   a request ``zoo serve`` refuses, with its HTTP status
+        +-- MalformedRequest       400: a body that is not what the protocol says
+        +-- EntryNotFound          404: no such file in the repo
+        +-- CommitConflict         409: the parent is not the head any more, or a path clash
+        +-- RequestTooLarge        413: a body over the server's limit
+
+Every message says what failed, with the value, and what to do next. The CLI maps ``UsageError`` to
+exit code 2 and any other ``ZooError`` to 1, and prints the chained cause with ``-v``; anything else
+is a bug and keeps its traceback (the server answers it with 500 and logs it). Built-in exceptions
+are never a signal between zoo's own layers; only field validators raise ``ValueError``, as ``int()``
+does, and :func:`zoo.cards.validate.check_table` turns it into a :class:`FieldError`.
 """
 
 from __future__ import annotations
@@ -10,6 +43,9 @@ from __future__ import annotations
 
 class ZooError(Exception):
     """Base class of every expected zoo failure."""
+
+
+# --- usage ------------------------------------------------------------------------------------
 
 
 class UsageError(ZooError):
@@ -42,6 +78,17 @@ class AmbiguousModelError(UsageError, LookupError):
         )
 
 
+class UriError(UsageError, ValueError):
+    """A source URI does not follow the grammar (hf://, https://, file://, pkg://, a path)."""
+
+
+class InvalidRepoId(UsageError, ValueError):
+    """A repo id that is not ``org/name`` (letters, digits, '.', '_', '-'); never a storage key."""
+
+
+# --- documents ----------------------------------------------------------------------------------
+
+
 class CardError(ZooError, ValueError):
     """A card file (or dict) is malformed; names the file and the field."""
 
@@ -53,5 +100,115 @@ class CardError(ZooError, ValueError):
         super().__init__(f"invalid card {at}: {problem}")
 
 
-class UriError(UsageError, ValueError):
-    """A source URI does not follow the grammar (hf://, https://, file://, pkg://, a path)."""
+class FieldError(ZooError, ValueError):
+    """One field of a TOML or JSON document is wrong (``sources[1].sha256``): raised by
+    :func:`zoo.cards.validate.check_table` and re-raised with the document's path by its reader."""
+
+    def __init__(self, field: str, problem: str):
+        self.field, self.problem = field, problem
+        super().__init__(problem)
+
+
+class ImageError(ZooError, ValueError):
+    """An image file that cannot be decoded (missing, not an image, truncated, a decompression bomb)."""
+
+
+# --- weights ------------------------------------------------------------------------------------
+
+
+class WeightsError(ZooError):
+    """A card's weights could not be had, or are not what they must be."""
+
+
+class CacheError(WeightsError):
+    """A cache operation failed (a lock timed out, the disk is full, a file is not in the cache)."""
+
+
+class CorruptBlobError(CacheError):
+    """Bytes that do not hash to the sha256 they were stored or declared under."""
+
+
+class SourceError(WeightsError):
+    """A source could not deliver its bytes (offline, not found, network failure)."""
+
+
+class SourceNotFound(SourceError):
+    """The source answered, and it does not have that repo, revision or file."""
+
+
+class OfflineError(SourceError):
+    """A network source was needed while ``ZOO_OFFLINE``/``HF_HUB_OFFLINE`` is set."""
+
+
+class ConversionError(WeightsError):
+    """A checkpoint does not map onto the architecture it claims to be."""
+
+
+class PullError(WeightsError):
+    """No mirror or source delivered the right bytes; lists what each one said."""
+
+
+class BundleError(ZooError):
+    """A bundle is malformed or one of its files does not match its manifest."""
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+class RunError(ZooError):
+    """A run directory is incomplete, altered, or does not fit the base it names."""
+
+
+class PublishError(ZooError):
+    """The hub refused or could not be reached."""
+
+
+# --- object storage -----------------------------------------------------------------------------
+
+
+class StorageError(ZooError):
+    """The store refused or could not be reached."""
+
+
+class ObjectNotFound(StorageError, LookupError):
+    """The key is not stored (S3's NoSuchKey, a missing file)."""
+
+
+class PreconditionFailed(StorageError):
+    """The object changed (or exists, or vanished) since it was read: re-read and retry."""
+
+
+# --- the hub's answers --------------------------------------------------------------------------
+
+
+class HubError(ZooError):
+    """A request the hub refuses on purpose; ``status`` is the HTTP status it answers with and
+    ``code`` the ``X-Error-Code`` huggingface_hub turns into a typed error (None: no code)."""
+
+    status = 400
+    code: str | None = None
+
+
+class MalformedRequest(HubError):
+    """A request body that is not what the protocol says (not JSON, a field of the wrong type)."""
+
+    status = 400
+
+
+class EntryNotFound(HubError, LookupError):
+    """A file that is not in the repo (at that revision)."""
+
+    status = 404
+    code = "EntryNotFound"
+
+
+class CommitConflict(HubError):
+    """A commit that cannot apply: its parent is not the head any more, or a file would also be a folder."""
+
+    status = 409
+
+
+class RequestTooLarge(HubError):
+    """A body over the server's limit (``--max-upload-mb``, or a JSON body over 10 MB)."""
+
+    status = 413

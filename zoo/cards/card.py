@@ -18,12 +18,15 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
-from zoo.errors import CardError, UriError
-from zoo.cards.validate import FieldError, boolean, check_table, choice, integer, list_of, number, opt_string, sha256_hex, string, sub_table
+from zoo.cards.validate import (boolean, check_table, choice, integer, list_of, number, opt_string, sha256_hex,
+                                string, sub_table)
+from zoo.errors import CardError, FieldError, UriError
 
 #: Card names follow timm's ``arch.tag`` scheme, lowercase.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*\.[a-z0-9][a-z0-9_]*$")
-_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: A Hugging Face repo id ``org/name``: a card's ``hub_repo``, and the only repo names the hub and
+#: its store accept (so a repo id can never be a path or a key outside ``repos/``).
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
 CROP_MODES = ("center", "squash", "border")
 
@@ -162,7 +165,7 @@ def _name(v: Any) -> str:
 
 def _repo_id(v: Any) -> str:
     v = string(v)
-    if not _REPO_ID_RE.match(v):
+    if not REPO_ID_RE.match(v):
         raise ValueError(f"{v!r} is not a Hugging Face repo id 'org/name'")
     return v
 
@@ -190,7 +193,7 @@ def _rgb(v: Any) -> tuple[float, float, float]:
 
 
 def _source_uri(v: Any) -> str:
-    from zoo.cards.uri import parse_uri  # urllib.parse: not needed when the registry reads its index
+    from zoo.cards.uri import parse_uri  # lazy: urllib.parse, not needed when the registry reads its index
 
     v = string(v)
     try:
@@ -257,6 +260,23 @@ CARD_SPEC: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "keras": (sub_table(KerasFigures, _KERAS_SPEC), False),
     "provenance": (_provenance, False),
 }
+
+
+#: the file a repo holds when a card names no hf:// file of its own
+DEFAULT_FILENAME = "model.safetensors"
+
+
+def hub_filename(card: Card) -> str:
+    """The file of the card's weights under ``hub_repo``: the path of its hf:// source (one that
+    needs no converter), else ``model.safetensors``. What mirrors are asked for, and what the cache
+    records for stock clients."""
+    from zoo.cards.uri import parse_uri  # lazy: urllib.parse, not needed when the registry reads its index
+
+    for src in card.sources:
+        uri = parse_uri(src.uri)
+        if uri.scheme == "hf" and uri.path and not src.converter:
+            return uri.path
+    return DEFAULT_FILENAME
 
 
 def card_from_dict(data: Mapping[str, Any], where: str = "<card>") -> Card:
@@ -336,7 +356,7 @@ def write_card(card: Card, path: str | os.PathLike, header: str | None = None) -
     """Write ``card`` to ``path`` atomically (temp file in the same directory, then rename)."""
     path = os.fspath(path)
     text = dump_card(card, header)
-    from zoo.util.tempfiles import temp_beside
+    from zoo.util.tempfiles import temp_beside  # lazy: pathlib, socket and uuid are off the zoo list path
 
     tmp = temp_beside(path)
     with open(tmp, "w", encoding="utf-8") as fh:

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Callable, Iterable, Mapping
 
-from zoo import config
-from zoo import __version__
+from zoo import __version__, config, home
 from zoo.cards.card import CARD_FIELDS, Card, card_from_dict, card_from_record, read_card
 from zoo.errors import AmbiguousModelError, CardError, UnknownModelError, UsageError
 
@@ -144,7 +143,8 @@ def _dirs() -> list[str]:
     shipped = config.shipped_cards_dir()
     if not os.path.isdir(shipped):
         raise CardError(shipped, None, "the shipped cards directory is missing; reinstall zoo")
-    return [shipped, *(d for d in config.user_card_dirs() if os.path.isdir(d))]
+    # cards that arrived with an imported bundle come last
+    return [shipped, *(d for d in (*config.user_card_dirs(), home.imported_cards()) if os.path.isdir(d))]
 
 
 def _file_stamps(files: list[list[str]]) -> list:
@@ -165,7 +165,7 @@ INDEX_VERSION = 1
 
 
 def _index_path() -> str:
-    return os.path.join(config.zoo_home(), "index", "cards.json")
+    return home.card_index()
 
 
 def _read_cards(files: list[list[str]], stamps: list) -> list[Card]:
@@ -187,7 +187,7 @@ def _read_cards(files: list[list[str]], stamps: list) -> list[Card]:
     cards = [card for group in files for card in _dir_cards(group)]
     try:
         os.makedirs(os.path.dirname(index), exist_ok=True)
-        from zoo.util.tempfiles import temp_beside
+        from zoo.util.tempfiles import temp_beside  # lazy: pathlib, socket and uuid only when the index is rewritten
 
         tmp = temp_beside(index)
         with open(tmp, "w", encoding="utf-8") as fh:

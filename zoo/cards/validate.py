@@ -11,6 +11,8 @@ import math
 import re
 from typing import Any, Callable, Mapping
 
+from zoo.errors import FieldError
+
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -120,7 +122,3 @@ def check_table(data: Mapping[str, Any], spec: dict[str, tuple[Callable[[Any], A
     return out
 
 
-class FieldError(ValueError):
-    def __init__(self, field: str, problem: str):
-        self.field, self.problem = field, problem
-        super().__init__(problem)

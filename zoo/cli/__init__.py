@@ -1,93 +1,38 @@
 """The ``zoo`` command: parse arguments, call the library, render with rich, map errors to exit codes.
 
 Exit codes: 0 ok, 1 an operation failed (:class:`~zoo.errors.ZooError`), 2 bad usage or an unknown
-name (:class:`~zoo.errors.UsageError`, argparse errors). One module per group of commands; each
-imports torch, timm or huggingface_hub only inside the commands that need them, so ``zoo list``
-and ``zoo info`` stay card-only.
+name (:class:`~zoo.errors.UsageError`, argparse errors). ``-v`` also prints each error's chain of
+causes and shows the library's info log, ``-vv`` its debug log, ``-q`` only errors
+(``$ZOO_LOG_LEVEL`` sets the default; ``zoo serve`` logs at info by default: its address, then one
+line per request).
+
+One module per group of commands (``console`` holds what they share). Each command imports the
+library code it calls inside its function: that is the rule here, not an exception, so that
+``zoo list`` and ``zoo info`` parse their arguments and read cards without loading torch, timm or
+huggingface_hub (tests/test_layout.py).
+
+May import: every package of zoo.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from typing import Any, Sequence
+from typing import Sequence
 
-from zoo import __version__
+from zoo import __version__, config
+from zoo.cli import cards, compare, mirror, predict, runs, weights
+from zoo.cli.console import console
 from zoo.errors import UsageError, ZooError
-
-
-def console(stderr: bool = False):
-    from rich.console import Console
-
-    from zoo.util import distributed
-
-    # markup off: card text (and error messages) may hold '[...]', which is not rich markup here;
-    # under torchrun only rank 0 speaks
-    out = Console(stderr=stderr, highlight=False, markup=False, emoji=False,
-                  quiet=distributed.active() and not distributed.is_main())
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        out.width = 200  # piped into a file or a pager: wrapping at 80 columns only hurts
-    return out
-
-
-def print_json(data: Any) -> int:
-    import json
-
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
-    return 0
-
-
-def _checked(parse, ok, expected: str):
-    """An argparse type: ``parse`` the text, then require ``ok(value)``, else say what was expected."""
-
-    def check(text: str):
-        try:
-            value = parse(text)
-        except ValueError:
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-
-    return check
-
-
-positive_int = _checked(int, lambda v: v >= 1, "a whole number >= 1")
-non_negative_int = _checked(int, lambda v: v >= 0, "a whole number >= 0")
-positive_float = _checked(float, lambda v: v > 0, "a positive number")
-fraction = _checked(float, lambda v: 0 < v < 1, "a fraction between 0 and 1")
-
-
-def progress_bars():
-    """A rich Progress on stderr, and ``start(label, total)`` that adds a bar and returns its
-    ``advance(n)`` (with an images/s rate unless ``rate=False``): what library progress hooks take."""
-    import time
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console(stderr=True))
-
-    def start(label: str, total: int, rate: bool = True):
-        task = bar.add_task(label, total=total, rate="")
-        t0 = time.perf_counter()
-
-        def advance(n: int) -> None:
-            done = bar.tasks[task].completed + n
-            speed = f"{done / max(time.perf_counter() - t0, 1e-9):.0f} images/s" if rate else ""
-            bar.update(task, advance=n, rate=speed)
-
-        return advance
-
-    return bar, start
+from zoo.util import distributed, logs
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from zoo.cli import cards, compare, mirror, predict, runs, weights
-
     parser = argparse.ArgumentParser(prog="zoo", description="A model-zoo hub for transfer learning.")
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("-v", "--verbose", action="count", default=0,
+                       help="show the library's log (-vv: debug) and, for an error, its causes")
+    noise.add_argument("-q", "--quiet", dest="log_quiet", action="store_true", help="log errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     cards.add_parsers(sub)
     weights.add_parsers(sub)
@@ -105,18 +50,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
-    from zoo.util import distributed
-
+    default = "info" if args.command == "serve" else "warning"  # a server logs its address and requests
+    level = "error" if args.log_quiet else {0: None, 1: "info"}.get(args.verbose, "debug")
+    args.log_level = level or config.log_level() or default
+    if logs.wanted(level, default):
+        logs.configure(level, default)
     try:
         return args.run(args)
     except UsageError as exc:
-        console(stderr=True).print(f"error: {exc}", style="red")
+        _report(exc, args.verbose)
         return 2
     except ZooError as exc:
-        console(stderr=True).print(f"error: {exc}", style="red")
+        _report(exc, args.verbose)
         return 1
     except OSError as exc:  # the file system said no (permissions, no space, missing directory)
-        console(stderr=True).print(f"error: {exc}", style="red")
+        _report(exc, args.verbose)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -124,3 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     finally:
         distributed.shutdown()
+
+
+def _report(exc: BaseException, verbose: int) -> None:
+    """``error: <message>``; with ``-v`` each cause after it (``raise ... from``), outermost first."""
+    err = console(stderr=True)
+    err.print(f"error: {exc}", style="red")
+    seen = {id(exc)}
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    while verbose and cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        err.print(f"  caused by {type(cause).__module__}.{type(cause).__qualname__}: {cause}", style="red")
+        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)

@@ -7,7 +7,8 @@ import re
 from typing import Any, Callable
 
 from zoo.cards.card import Card
-from zoo.cli import console as make_console, print_json
+from zoo.cards.registry import SORT_KEYS, get_registry, list_models
+from zoo.cli.console import console as make_console, print_json
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -57,14 +58,12 @@ def parse_columns(text: str) -> list[str]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from zoo.cards.registry import list_models
-
     cards = list_models(args.pattern, sort=args.sort, descending=args.descending,
                         min_top1=args.min_top1, max_params=args.max_params, license=args.license)
     columns, keys = COLUMNS, list(args.columns)
     measured = {}
     if args.measured:
-        from zoo.compare.report import latest_measurements  # JSON files only: no torch
+        from zoo.compare.measurements import latest_measurements  # JSON files only: no torch
 
         measured = latest_measurements()
         columns = {**COLUMNS, **_measured_columns(measured)}
@@ -131,8 +130,6 @@ def _list_caption(cards: list[Card]) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from zoo.cards.registry import get_registry
-
     registry = get_registry()
     card = registry.resolve(args.name)
     if args.json:
@@ -206,8 +203,6 @@ def _info_rows(card: Card) -> list[tuple[str, str]]:
 
 
 def add_parsers(sub) -> None:
-    from zoo.cards.registry import SORT_KEYS
-
     p = sub.add_parser("list", help="table of pretrained models, sorted and filtered")
     p.add_argument("pattern", nargs="?", help="fnmatch pattern over names, aliases and architectures ('efficientnet*')")
     p.add_argument("--sort", choices=list(SORT_KEYS), default="top1", help="sort key (default top1)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli import console, positive_int, print_json
+from zoo.cli.console import console, positive_int, print_json
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:

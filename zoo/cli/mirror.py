@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli import console, print_json
+from zoo.cli.console import console, print_json
 
 
 def cmd_mirror(args: argparse.Namespace) -> int:
-    from zoo.weights import bundles as mirror
-
     from zoo.cli.weights import transfer_progress
+    from zoo.weights import bundles as mirror
 
     out = console()
     if args.action == "export":
@@ -42,7 +41,7 @@ def cmd_mirror(args: argparse.Namespace) -> int:
 
 
 def cmd_hf_cache(args: argparse.Namespace) -> int:
-    from zoo.weights.bundles import link_hf_cache
+    from zoo.weights.hf_cache import link_hf_cache
 
     for path in link_hf_cache(args.names):
         console().print(str(path))

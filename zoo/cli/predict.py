@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from zoo.cli.console import console, non_negative_int, positive_int, print_json, progress_bars
+from zoo.errors import UsageError
 from zoo.model.images import IMAGE_EXTENSIONS, open_rgb
-from zoo.cli import console, non_negative_int, positive_int, print_json, progress_bars
+from zoo.util import distributed
 
 def expand(paths: list[str]) -> list[str]:
     """Files as given; directories contribute their image files, sorted."""
@@ -23,7 +25,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
     from zoo.api import load
-    from zoo.model.load import decode, transforms
+    from zoo.model.decode import decode
+    from zoo.model.transforms import transforms
 
     model = load(args.name)
     run = getattr(model, "run", None)
@@ -31,8 +34,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     tf = transforms(model)
     files = expand(args.images)
     if not files:
-        from zoo.errors import UsageError
-
         raise UsageError("no images given (files or directories of .jpg/.png/...)")
     out, err = console(), console(stderr=True)
     results, failed = [], 0
@@ -66,9 +67,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from zoo.model.load import load
+    from zoo.model.transforms import transforms
     from zoo.transfer.datasets import all_images
     from zoo.transfer.features import check_output, extract, write_features
-    from zoo.model.load import load, transforms
 
     check_output(args.out)
     data = all_images(args.data)
@@ -81,8 +83,6 @@ def cmd_extract(args: argparse.Namespace) -> int:
         console(stderr=True).print(f"skipped {path}: {why}", style="yellow")
     meta = {"model": model.card.name, "weights_sha256": model.weights_sha256, "layer": args.layer,
             "transform": repr(transforms(model))}
-    from zoo.util import distributed
-
     if not distributed.is_main():  # under torchrun: every rank extracted its shard; rank 0 writes
         return 0
     out = write_features(args.out, features, data, meta)

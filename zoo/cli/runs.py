@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli import console, fraction, non_negative_int, positive_float, positive_int, print_json, progress_bars
+from zoo.cli.console import (console, fraction, non_negative_int, positive_float, positive_int, print_json,
+                             progress_bars)
+from zoo.util import distributed
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -29,8 +31,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                           hooks=Hooks(message=lambda text: bar.console.print(text), progress=progress, epoch=epoch))
     m = result.card.metrics
     if args.json:
-        from zoo.util import distributed
-
         if not distributed.is_main():
             return 0
         return print_json({"run": str(result.run), "strategy": result.plan.strategy, "reason": result.plan.reason,

@@ -9,7 +9,8 @@ import sys
 import time
 from contextlib import contextmanager
 
-from zoo.cli import console, print_json
+from zoo.cli.console import console, print_json
+from zoo.errors import UsageError
 
 
 @contextmanager
@@ -39,7 +40,9 @@ def transfer_progress(enabled: bool = True):
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from zoo.cards.registry import get_registry
-    from zoo.weights.pull import pull, pull_lock, pull_uri
+    from zoo.transfer.publish import is_published_run_uri, pull_run
+    from zoo.weights.lockfile import pull_lock
+    from zoo.weights.pull import pull, pull_uri
 
     out = console()
     with transfer_progress(not args.quiet) as progress:
@@ -49,10 +52,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
             return 0
         names = [c.name for c in get_registry().cards] if args.all else args.names
         if not names:
-            raise _usage("name a model to pull (or --all, or --lock FILE)")
+            raise UsageError("name a model to pull (or --all, or --lock FILE)")
         for name in names:
-            from zoo.transfer.publish import is_published_run_uri, pull_run
-
             if is_published_run_uri(name):  # a published fine-tuned run: its files, then its base
                 run, base = pull_run(name, progress=progress)
                 out.print(f"{name}: run {run}, base weights {base}")
@@ -64,7 +65,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from zoo.weights.pull import verify
+    from zoo.weights.verify import verify
 
     results = verify(args.names or None, repair=args.repair)
     out = console()
@@ -78,7 +79,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
-    from zoo.weights.pull import pin
+    from zoo.weights.verify import pin
 
     for name in args.names:
         sha, where = pin(name)
@@ -87,7 +88,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    from zoo.weights.pull import dump_lock, lock_records
+    from zoo.weights.lockfile import dump_lock, lock_records
 
     with transfer_progress(False) as progress:
         sys.stdout.write(dump_lock(lock_records(args.names, progress=progress)))
@@ -112,6 +113,8 @@ def parse_age(text: str) -> float:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
+    from zoo import home
+    from zoo.cards.registry import get_registry
     from zoo.weights.cache import Cache
 
     cache = Cache()
@@ -130,54 +133,34 @@ def cmd_cache(args: argparse.Namespace) -> int:
         for e in entries:
             table.add_row(e.name, f"{e.size / 1e6:.1f}", e.sha256[:12], time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used)), e.source)
         out.print(table if entries else f"the cache at {cache.root} is empty")
+        areas = Table("area", "size MB", "holds", "zoo cache prune removes", title=f"{cache.root}", title_justify="left")
+        for area, size in home.usage(cache.root):
+            areas.add_row(area.name, f"{size / 1e6:.1f}", area.holds, area.prune)
+        out.print(areas)
     elif args.action == "rm":
-        from zoo.cards.registry import get_registry
-
         for name in args.names:
             card = get_registry().find(name)
             entry = cache.forget(card.name if card else name)
             if entry is None:
-                raise _usage(f"{name} is not in the cache ('zoo cache ls' lists what is)")
+                raise UsageError(f"{name} is not in the cache ('zoo cache ls' lists what is)")
             out.print(f"removed {entry.name}")
     elif args.action == "prune":
-        from zoo.cards.registry import get_registry
-
-        from zoo.store.repos import RepoStore
-        from zoo.store.objects import LocalStorage
-
-        # what a card pins and what a served revision of an uploaded repo refers to stays
-        keep = {c.sha256 for c in get_registry().cards if c.sha256} | RepoStore(LocalStorage(cache.root)).referenced_blobs()
-        removed = cache.prune(args.older_than, keep=keep)
+        # the keep rules (card pins, pins, entries, blobs of served revisions) live in Cache.prune
+        removed = cache.prune(args.older_than)
         out.print(f"removed {len(removed['entries'])} index entries, {len(removed['blobs'])} blobs, "
-                  f"{len(removed['temp'])} stale temp files")
+                  f"{len(removed['temp'])} stale temp files, {len(removed['features'])} feature files, "
+                  f"{len(removed['runs'])} fetched runs, {len(removed['measurements'])} measurements")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import json
+    from zoo.hub.app import serve
 
-    import uvicorn
-
-    from zoo.hub.app import SETTINGS_ENV, create_app
-
-    settings = {"cache_root": args.cache, "token_file": args.token_file, "read_only": args.read_only,
-                "private": args.private, "max_upload_mb": args.max_upload_mb, "upstream": args.upstream,
-                "storage": args.storage, "proxy_downloads": args.proxy_downloads}
-    if args.token_file:
-        open(args.token_file).close()  # fail now, with the path, rather than in every worker
-    if args.workers > 1:
-        os.environ[SETTINGS_ENV] = json.dumps(settings)
-        uvicorn.run("zoo.hub.app:app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level="warning")
-    else:
-        uvicorn.run(create_app(**settings), host=args.host, port=args.port, log_level="warning")
+    serve(args.host, args.port, args.workers, log_level=args.log_level, cache_root=args.cache,
+          token_file=args.token_file, read_only=args.read_only, private=args.private,
+          max_upload_mb=args.max_upload_mb, upstream=args.upstream, storage=args.storage,
+          proxy_downloads=args.proxy_downloads)
     return 0
-
-
-def _usage(message: str):
-    from zoo.errors import UsageError
-
-    return UsageError(message)
 
 
 def add_parsers(sub) -> None:

@@ -10,14 +10,25 @@ what it reports (bench/bench_compare.py).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
 import time
 from typing import Any
+
+import timm
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from zoo import config
+from zoo.errors import ZooError
+from zoo.model.load import load
+from zoo.model.resolve import card_for
 
 #: batch-1 timing: at least this many runs, and at least this long
 MIN_RUNS, MIN_SECONDS = 10, 1.0
@@ -26,10 +37,6 @@ WARMUP = 3
 
 def gmacs(architecture: str, input_size: tuple[int, int, int]) -> float:
     """Multiply-accumulates (billions) of one image through ``architecture`` at ``input_size``."""
-    import timm
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     with torch.device("meta"):
         model = timm.create_model(architecture, pretrained=False).eval()
         x = torch.empty(1, *input_size)
@@ -41,8 +48,6 @@ def gmacs(architecture: str, input_size: tuple[int, int, int]) -> float:
 
 def machine(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
     """What the timings were measured on: CPU (or GPU) name, threads, torch version."""
-    import torch
-
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
@@ -60,8 +65,6 @@ def time_forward(model, batch: int, input_size, device: str = "cpu", min_runs: i
                  min_seconds: float = MIN_SECONDS) -> list[float]:
     """Seconds per forward of a ``batch`` of random images, after WARMUP runs: at least
     ``min_runs`` runs and ``min_seconds`` in all."""
-    import torch
-
     x = torch.randn(batch, *input_size, device=device).contiguous(memory_format=torch.channels_last)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times: list[float] = []
@@ -85,15 +88,9 @@ def _percentile(values: list[float], q: float) -> float:
 
 def measure_here(name: str, batch_sizes: list[int], device: str = "cpu", threads: int | None = None) -> dict:
     """Load ``name`` (offline: cached weights only) and time it in this process."""
-    import resource
-
-    import torch
-
-    from zoo.model.load import load
-
     if threads:
         torch.set_num_threads(threads)
-    model = load(name).to(device).to(memory_format=torch.channels_last)
+    model = load(card_for(name)).to(device).to(memory_format=torch.channels_last)
     size = tuple(model.data_config["input_size"])
     out: dict[str, Any] = {"input_size": list(size), "memory_format": "channels_last"}
     one = time_forward(model, 1, size, device)
@@ -114,18 +111,14 @@ def measure(name: str, batch_sizes: list[int], device: str = "cpu", threads: int
     """``measure_here`` in a fresh Python process (its peak RSS is this model's alone)."""
     cmd = [sys.executable, "-m", "zoo.compare.measure", name, "--batch-sizes", ",".join(map(str, batch_sizes)),
            "--device", device] + (["--threads", str(threads)] if threads else [])
-    env = {**os.environ, "ZOO_OFFLINE": "1"}  # the parent made sure the weights are cached
+    env = config.child_environment(ZOO_OFFLINE="1")  # the parent made sure the weights are cached
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if done.returncode != 0:
-        from zoo.errors import ZooError
-
         raise ZooError(f"measuring {name} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _main(argv: list[str] | None = None) -> int:
-    import argparse
-
     ap = argparse.ArgumentParser(prog="python -m zoo.compare.measure")
     ap.add_argument("name")
     ap.add_argument("--batch-sizes", default="1,32")

@@ -3,27 +3,32 @@ user's data say.
 
 Per model: the card's published top-1/top-5 (marked with their source), params, size, depth and
 input resolution; GMACs computed at that resolution; latency, throughput and peak memory measured
-in a fresh subprocess (``zoo.measure``); and with ``data``, a linear probe, kNN and LogME on the
-pooled features (``zoo.features``: extracted once, cached, shared with ``zoo finetune``). A model
+in a fresh subprocess (``zoo.compare.measure``); and with ``data``, a linear probe, kNN and LogME on the
+pooled features (``zoo.transfer.features``: extracted once, cached, shared with ``zoo finetune``). A model
 whose weights are not cached, offline, keeps its computed and published columns and says why the
 rest is "not measured". Measurements are kept in ``ZOO_HOME/measurements`` with the machine they
-were taken on, for ``zoo list --measured``.
+were taken on, for ``zoo list --measured`` (zoo/compare/measurements.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable
 
-from zoo import config
-from zoo.errors import UsageError, ZooError
-from zoo.util.tempfiles import temp_beside
+import torch
 
-MEASUREMENTS_VERSION = 1
+from zoo.cards.card import Card
+from zoo.compare.measure import gmacs, measure
+from zoo.compare.measurements import save_measurement
+from zoo.compare.probe import kendall_tau, knn_accuracy, linear_probe, logme, pareto_front
+from zoo.errors import UsageError, ZooError
+from zoo.model.load import load
+from zoo.model.resolve import card_for
+from zoo.transfer.datasets import split as split_folder
+from zoo.transfer.features import extract
+from zoo.weights.pull import pull
+
 #: the fields a compare row always has (None where not applicable or not measured)
 FIELDS = ("name", "architecture", "top1", "top5", "metrics_source", "params", "weights_mb", "depth", "input_size",
           "gmacs", "measured", "not_measured", "latency_ms", "latency_p90_ms", "runs", "throughput", "throughput_batch",
@@ -32,42 +37,9 @@ FIELDS = ("name", "architecture", "top1", "top5", "metrics_source", "params", "w
           "logme_seconds", "extract_seconds", "features_cached", "pareto_front", "rank")
 
 
-def measurements_dir() -> Path:
-    return Path(config.zoo_home()) / "measurements"
-
-
-def save_measurement(name: str, row: dict) -> None:
-    """Keep the latest measurement of ``name`` (with its machine), atomically."""
-    keep = {k: row[k] for k in ("latency_ms", "latency_p90_ms", "throughput", "throughput_batch", "peak_rss_mb",
-                                "gmacs", "machine")}
-    doc = {"version": MEASUREMENTS_VERSION, "name": name, "measured_at": datetime.now(timezone.utc).isoformat(
-        timespec="seconds"), **keep}
-    folder = measurements_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = temp_beside(folder / f"{name}.json")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, folder / f"{name}.json")
-
-
-def latest_measurements() -> dict[str, dict]:
-    """Card name -> its latest local measurement (torch-free: ``zoo list --measured`` reads this)."""
-    out = {}
-    folder = measurements_dir()
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # a damaged file costs its row, not the listing
-        if isinstance(doc, dict) and doc.get("version") == MEASUREMENTS_VERSION and isinstance(doc.get("name"), str):
-            out[doc["name"]] = doc
-    return out
-
-
-def _weights_available(card) -> str | None:
+def _weights_available(card: Card) -> str | None:
     """None if the weights are cached or can be fetched now (bundled ones even offline); else why
     the model cannot be measured, with what to do."""
-    from zoo.weights.pull import pull
-
     try:
         pull(card)
         return None
@@ -80,13 +52,10 @@ def compare(names: list[str], data: str | os.PathLike | None = None, batch_sizes
             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Rows for ``names`` (see FIELDS), ranked; and, with ``data``, the rank agreement between
     LogME and probe accuracy (Kendall's tau)."""
-    from zoo.model.load import card_for
-    from zoo.compare.measure import gmacs, measure
 
     if not names:
         raise UsageError("name at least one model to compare")
     if device.startswith("cuda"):
-        import torch
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device here")
@@ -94,7 +63,6 @@ def compare(names: list[str], data: str | os.PathLike | None = None, batch_sizes
     cards = [card_for(n) for n in names]
     split = None
     if data is not None:
-        from zoo.transfer.datasets import split as split_folder
 
         split = split_folder(data, 0.2, seed=0)  # fixed: every model sees the same images on each side
     rows = []
@@ -126,12 +94,9 @@ def compare(names: list[str], data: str | os.PathLike | None = None, batch_sizes
             "split": {"train": len(split.train), "test": len(split.val), "how": split.how} if split else None}
 
 
-def _probes(card, split, device: str) -> dict[str, Any]:
-    from zoo.transfer.features import extract
-    from zoo.model.load import load
-    from zoo.compare.probe import knn_accuracy, linear_probe, logme
+def _probes(card: Card, split, device: str) -> dict[str, Any]:
 
-    model = load(card.name, head=0, device=device)
+    model = load(card, head=0, device=device)
     t0 = time.perf_counter()
     fs = extract(model, split.data)
     extract_seconds = time.perf_counter() - t0
@@ -150,7 +115,6 @@ def _probes(card, split, device: str) -> dict[str, Any]:
 def _rank(rows: list[dict], with_data: bool) -> list[dict]:
     """Best first (probe accuracy with data, else published top-1); mark the Pareto front of
     accuracy against batch-1 latency among the measured rows."""
-    from zoo.compare.probe import pareto_front
 
     key = "probe_accuracy" if with_data else "top1"
     rows = sorted(rows, key=lambda r: (r[key] is None, -(r[key] or 0)))
@@ -163,7 +127,6 @@ def _rank(rows: list[dict], with_data: bool) -> list[dict]:
 
 
 def _tau(rows: list[dict]) -> float | None:
-    from zoo.compare.probe import kendall_tau
 
     both = [r for r in rows if r["logme"] is not None and r["probe_accuracy"] is not None]
     return kendall_tau([r["logme"] for r in both], [r["probe_accuracy"] for r in both]) if len(both) >= 2 else None

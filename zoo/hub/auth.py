@@ -11,11 +11,13 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from pathlib import Path
 
 from starlette.requests import Request
 
-from zoo.errors import ZooError
+from zoo import config, home
+from zoo.errors import PreconditionFailed, StorageError, UsageError
 from zoo.util.tempfiles import temp_beside
 
 #: how long a signed upload or verify link stays valid (seconds)
@@ -43,8 +45,6 @@ class Auth:
     0600 file in the server's directory."""
 
     def __init__(self, tokens: set[str], secret_dir: Path, storage=None):
-        from zoo import config
-
         self.tokens = tokens
         env = config.hub_secret()
         if env is not None:
@@ -52,15 +52,11 @@ class Auth:
         else:
             self._secret = self._shared_secret(storage) if storage is not None else self._load_secret(secret_dir)
         if len(self._secret) < 32:
-            raise ZooError("the hub's signing secret is shorter than 32 bytes: set ZOO_HUB_SECRET to a long random "
+            raise UsageError("the hub's signing secret is shorter than 32 bytes: set ZOO_HUB_SECRET to a long random "
                            "value, or delete the hub-secret object/file so a new one is made")
 
     @staticmethod
     def _shared_secret(storage) -> bytes:
-        import time
-
-        from zoo.store.objects import PreconditionFailed
-
         for attempt in range(20):
             current = storage.get("hub-secret")
             if current is not None:
@@ -69,11 +65,11 @@ class Auth:
                 storage.put("hub-secret", secrets.token_hex(32).encode(), if_none_match=True)
             except PreconditionFailed:  # another server is making it (AWS answers 409 meanwhile): read it
                 time.sleep(0.05 * (attempt + 1))
-        raise ZooError("could not read or create the hub's signing secret in the store; set ZOO_HUB_SECRET")
+        raise StorageError("could not read or create the hub's signing secret in the store; set ZOO_HUB_SECRET")
 
     @staticmethod
     def _load_secret(root: Path) -> bytes:
-        path = root / "hub-secret"
+        path = root / home.HUB_SECRET
         if not path.exists():
             root.mkdir(parents=True, exist_ok=True)
             tmp = temp_beside(path)
@@ -94,15 +90,11 @@ class Auth:
     def sign(self, repo_id: str, oid: str, size: int, expires: int | None = None) -> str:
         """``EXPIRES.HMAC`` over the repo, object, size and expiry: an upload link that only works
         for that object, until then."""
-        import time
-
         expires = int(time.time() + LINK_LIFETIME) if expires is None else expires
         mac = hmac.new(self._secret, f"{repo_id}:{oid}:{size}:{expires}".encode(), hashlib.sha256).hexdigest()
         return f"{expires}.{mac}"
 
     def check_signature(self, repo_id: str, oid: str, size: int, signature: str) -> bool:
-        import time
-
         expires, _, _ = (signature or "").partition(".")
         if not expires.isascii() or not expires.isdigit() or len(expires) > 12 or int(expires) < time.time():
             return False

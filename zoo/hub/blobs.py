@@ -6,7 +6,7 @@ key ``uploads/<sha256>.<random>``, and the client's verify call makes the server
 hash a private copy of it, and only then copy that (inside the store) to ``blobs/<sha256>``; a
 wrong size or hash is deleted and refused. Uploads that cannot go direct (``--proxy-downloads``: clients cannot reach
 the store; files over S3's 5 GB single-PUT limit) land in the server's local cache first, verified
-as the bytes arrive (zoo/blobwriter.py), and are then stored. A commit may refer to a blob only
+as the bytes arrive (zoo/weights/blobwriter.py), and are then stored. A commit may refer to a blob only
 once the store holds it with the declared size. Downloads of LFS files are
 answered with a redirect to a short-lived presigned URL of the store, as the Hugging Face Hub
 hands large files to its CDN: the bytes flow from the store, not through Python.
@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import uuid
 from pathlib import Path
 
-from zoo.weights.cache import Cache, CorruptBlobError
+from zoo.errors import CorruptBlobError, ObjectNotFound
+from zoo.weights.cache import Cache
 
 #: S3's limit for one PutObject (and one CopyObject): larger uploads pass through the server
 SINGLE_PUT_MAX = 5 * 1024 ** 3
@@ -67,8 +69,6 @@ class Blobs:
         """A fresh staging name for an upload of ``sha256`` and the presigned PUT that writes it.
         Once an hour a server also deletes staged uploads nobody verified (the client died, or
         lied and never called verify) once their URL is long expired."""
-        import time
-
         if time.monotonic() - self._swept > 3600:
             self._swept = time.monotonic()
             for prefix in ("uploads/", "verifying/"):  # the latter: a server that died mid-verify
@@ -79,7 +79,7 @@ class Blobs:
 
     def adopt(self, staged: str, sha256: str, size: int) -> None:
         """Verify what a client PUT to ``uploads/<staged>``: the declared size, then the sha256 of
-        every byte read back; only then copy it to ``blobs/<sha256>``. KeyError if nothing
+        every byte read back; only then copy it to ``blobs/<sha256>``. ObjectNotFound if nothing
         landed; CorruptBlobError if it is not the file.
 
         The presigned URL stays valid for an hour, so the client could PUT other bytes while the
@@ -88,10 +88,10 @@ class Blobs:
         instead would rest on MD5, whose same-length collisions are cheap to make. A store error
         keeps the upload, so the client's retry of verify can still succeed."""
         if not _STAGED.match(staged) or not staged.startswith(sha256):
-            raise KeyError(staged)
+            raise ObjectNotFound(f"no upload staged as {staged!r} for {sha256}")
         key, private = f"uploads/{staged}", f"verifying/{staged}"
         try:
-            self.storage.copy(key, private)  # KeyError when nothing landed
+            self.storage.copy(key, private)  # ObjectNotFound when nothing landed
             got = self.storage.size(private)
             digest = hashlib.sha256()
             if got == size:

@@ -13,13 +13,16 @@ the file system, and a path that tries to escape (``..``, absolute) is a 400.
 
 from __future__ import annotations
 
+import re
 import time
+from itertools import chain
 from urllib.parse import unquote
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from zoo.hub.served import Repo, RepoIndex
+from zoo.errors import ObjectNotFound, StorageError
+from zoo.hub.served import Repo, ServedRepos
 
 
 class BlobResponse(FileResponse):
@@ -43,49 +46,49 @@ def bad_path(path: str) -> bool:
     return path.startswith("/") or "\\" in path or "\0" in path or any(p in ("", ".", "..") for p in parts)
 
 
-def repo_at_revision(index: RepoIndex, request: Request) -> Repo | JSONResponse:
+def repo_at_revision(served: ServedRepos, request: Request) -> Repo | JSONResponse:
     """The repo named by the path, at the path's revision (default main); else the hub's error."""
     p = request.path_params
     repo_id = f"{p['org']}/{p['name']}"
-    if not index.exists(repo_id):
+    if not served.exists(repo_id):
         return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
     revision = unquote(p.get("revision", "main"))
-    repo = index.at(repo_id, revision)
+    repo = served.at(repo_id, revision)
     if repo is None:
         return hub_error(404, "RevisionNotFound", f"Revision {revision} not found in {repo_id}")
     return repo
 
 
-def resolve(index: RepoIndex, request: Request) -> Response:
+def resolve(served: ServedRepos, request: Request) -> Response:
     path = request.path_params["path"]
     if bad_path(path):
         return hub_error(400, None, f"invalid file path {path!r}")
-    repo = repo_at_revision(index, request)
+    repo = repo_at_revision(served, request)
     if isinstance(repo, Response):
         return repo
     entry = repo.files.get(path)
-    blobs = getattr(index, "blobs", None)
-    remote = blobs is not None and entry is not None and entry.in_store
+    blobs = served.blobs
+    remote = entry is not None and entry.in_store
     if entry is None or (not remote and not entry.blob.is_file()):  # a blob removed since the index was read
         return hub_error(404, "EntryNotFound", f"{path} not found in {repo.repo_id}", commit=repo.commit)
     headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{entry.etag}"'}
     if entry.lfs:
         headers.update({"X-Linked-Size": str(entry.size), "X-Linked-Etag": f'"{entry.sha256}"'})
-    index.count(f"{request.method} {repo.repo_id}/{entry.path}")
+    served.count(f"{request.method} {repo.repo_id}/{entry.path}")
     if remote:
         if entry.lfs and blobs.redirect:  # the store serves the bytes: a cross-origin redirect, as the Hub's CDN does
             return Response(status_code=302, headers={**headers, "Location": blobs.url(entry.sha256)})
         if entry.lfs:  # --proxy-downloads: the bytes pass through this server
-            return _proxied(index, request, entry, headers)
+            return _proxied(served, request, entry, headers)
         data = blobs.read(entry.sha256)
         if data is None:
             return hub_error(404, "EntryNotFound", f"{path} not found in {repo.repo_id}", commit=repo.commit)
         if request.method == "GET":
-            index.bytes_out += len(data)
+            served.bytes_out += len(data)
         return Response(b"" if request.method == "HEAD" else data, headers={**headers, "Content-Length": str(len(data))},
                         media_type="application/octet-stream")
     if request.method == "GET":
-        index.bytes_out += entry.size
+        served.bytes_out += entry.size
     return BlobResponse(entry.blob, headers=headers, media_type="application/octet-stream",
                         stat_result=entry.blob.stat())
 
@@ -94,8 +97,6 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     """One HTTP range (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``) as inclusive ``(start, end)``;
     None for no header or one to ignore (several ranges: the whole file is a valid answer);
     "unsatisfiable" for a range that starts past the end."""
-    import re
-
     m = re.fullmatch(r"\s*bytes\s*=\s*(\d{0,19})-(\d{0,19})\s*", header or "", re.ASCII | re.IGNORECASE)
     if m is None or not (m[1] or m[2]):  # absent, several ranges, another unit, or malformed: ignored
         return None
@@ -110,10 +111,8 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return start, min(int(m[2]), size - 1) if m[2] else size - 1
 
 
-def _proxied(index, request: Request, entry, headers: dict) -> Response:
+def _proxied(served, request: Request, entry, headers: dict) -> Response:
     """Stream an LFS file from the store through this server, honouring one Range (a resumed download)."""
-    from starlette.responses import StreamingResponse
-
     headers["Accept-Ranges"] = "bytes"
     wanted = byte_range(request.headers.get("range"), entry.size)
     if wanted == "unsatisfiable":
@@ -125,18 +124,14 @@ def _proxied(index, request: Request, entry, headers: dict) -> Response:
     headers["Content-Length"] = str(end - start + 1)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
-    from itertools import chain
-
-    from zoo.errors import ZooError
-
-    body = index.blobs.stream(entry.sha256, start, end) if entry.size else iter(())
+    body = served.blobs.stream(entry.sha256, start, end) if entry.size else iter(())
     try:  # the first read opens the object: a missing or unreachable blob is an error status, not a cut body
         first = next(body, b"")
-    except KeyError:
+    except ObjectNotFound:
         return hub_error(404, "EntryNotFound", f"{entry.path} is not in the store", commit=headers["X-Repo-Commit"])
-    except ZooError as exc:
+    except StorageError as exc:
         return hub_error(503, None, f"the store did not answer: {exc}")
-    index.bytes_out += end - start + 1
+    served.bytes_out += end - start + 1
     return StreamingResponse(chain([first], body), status_code=status, headers=headers,
                              media_type="application/octet-stream")
 
@@ -159,12 +154,12 @@ def _info(repo: Repo, card=None) -> dict:
     return info
 
 
-def model_info(index: RepoIndex, request: Request) -> Response:
-    repo = repo_at_revision(index, request)
+def model_info(served: ServedRepos, request: Request) -> Response:
+    repo = repo_at_revision(served, request)
     return repo if isinstance(repo, Response) else JSONResponse(_info(repo))
 
 
-def list_models(index: RepoIndex, request: Request) -> Response:
+def list_models(served: ServedRepos, request: Request) -> Response:
     search = request.query_params.get("search", "").casefold()
     author = request.query_params.get("author", "")
     try:
@@ -173,18 +168,18 @@ def list_models(index: RepoIndex, request: Request) -> Response:
         return hub_error(400, None, "limit must be a number")
     out = []
     show_private = getattr(request.state, "authorized", False)
-    for repo_id in index.repo_ids():
+    for repo_id in served.repo_ids():
         if search and search not in repo_id.casefold() or author and not repo_id.startswith(author + "/"):
             continue
-        repo = index.get(repo_id)
+        repo = served.get(repo_id)
         if repo is not None and (show_private or not repo.private):
             out.append({k: v for k, v in _info(repo).items() if k != "siblings"})
     return JSONResponse(out[:limit])
 
 
-def tree(index: RepoIndex, request: Request) -> Response:
+def tree(served: ServedRepos, request: Request) -> Response:
     p = request.path_params
-    repo = repo_at_revision(index, request)
+    repo = repo_at_revision(served, request)
     if isinstance(repo, Response):
         return repo
     prefix = unquote(p.get("path", "")).strip("/")
@@ -212,20 +207,20 @@ def tree(index: RepoIndex, request: Request) -> Response:
     return JSONResponse(entries)
 
 
-def refs(index: RepoIndex, request: Request) -> Response:
-    repo = repo_at_revision(index, request)
+def refs(served: ServedRepos, request: Request) -> Response:
+    repo = repo_at_revision(served, request)
     if isinstance(repo, Response):
         return repo
     return JSONResponse({"branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": repo.commit}],
                          "converts": [], "tags": []})
 
 
-def commits(index: RepoIndex, request: Request) -> Response:
-    repo = repo_at_revision(index, request)
+def commits(served: ServedRepos, request: Request) -> Response:
+    repo = repo_at_revision(served, request)
     if isinstance(repo, Response):
         return repo
     if repo.uploaded:
-        history = index.store.history(repo.repo_id, repo.commit)
+        history = served.store.history(repo.repo_id, repo.commit)
         items = [{"id": c.id, "title": c.title, "message": c.message, "authors": [], "date": _iso(c.date)} for c in history]
     else:
         items = [{"id": repo.commit, "title": "pulled by zoo", "message": "", "authors": [], "date": _iso(repo.last_modified)}]

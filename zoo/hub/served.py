@@ -1,22 +1,28 @@
-"""The cache seen as Hugging Face repos: each cached card's ``hub_repo`` holds its weights file.
+"""What one ``zoo serve`` serves, as Hugging Face repos, and where their bytes are.
 
-A repo's commit id is derived from its content (sha1 over the sorted ``path sha256`` lines), so
-the same bytes always have the same revision on every mirror, and a client that pinned a commit
-gets exactly what it pinned.
+Three kinds of repo, looked up in this order: repos uploaded through the write API (commits in
+``zoo.store.repos``), on S3 the files any server pulled through from its ``--upstream`` (recorded in
+the store under ``mirrored/<org>/<name>.json``: one fetch per file for all servers), and each cached
+card's ``hub_repo`` holding its weights file. A cached card's repo has a commit id derived from its
+content (:func:`zoo.store.repos.derived_commit_id`), so the same bytes have the same revision on
+every server and in the HF cache layout zoo writes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zoo.cards.card import REPO_ID_RE
+from zoo.hub.blobs import Blobs
+from zoo.store.objects import LocalStorage, json_update
+from zoo.store.repos import RepoStore, derived_commit_id, git_blob_oid
 from zoo.weights.cache import Cache
 
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {size}\n"
 
 
@@ -39,8 +45,7 @@ class RepoFile:
         """The git blob id the Hub reports: of the LFS pointer for LFS files, else of the content."""
         if not self.lfs and self.git_oid:
             return self.git_oid
-        pointer = self.pointer
-        return hashlib.sha1(b"blob %d\0" % len(pointer) + pointer).hexdigest()
+        return git_blob_oid(self.pointer)
 
     @property
     def etag(self) -> str:
@@ -61,28 +66,31 @@ class Repo:
     def commit(self) -> str:
         if self.commit_id:
             return self.commit_id
-        lines = "".join(f"{p} {f.sha256}\n" for p, f in sorted(self.files.items()))
-        return hashlib.sha1(f"zoo repo {self.repo_id}\n{lines}".encode()).hexdigest()
+        return derived_commit_id(self.repo_id, {p: f.sha256 for p, f in self.files.items()})
 
 
-class RepoIndex:
-    """Repos of a cache: uploaded ones (zoo/hub/store.py) and those of cached cards (their
-    ``hub_repo``), the latter re-read when the cache index changes (its directory's mtime moves).
+class ServedRepos:
+    """The repos a server serves over one cache (and, with ``storage``, one shared store), where
+    their bytes are (:attr:`blobs`), and request counters for ``/api/zoo/stats`` (operators, and
+    tests that must see that N concurrent pulls made one download).
 
-    On S3 a third kind: files a server fetched from its ``--upstream`` are put in the store and
-    recorded under ``mirrored/<org>/<name>.json``, so every server on the store serves what any
-    one of them pulled through, and the upstream is asked once per file, not once per server.
+    Cached cards' repos are re-read when the cache's entries change (their directory's mtime moves).
     """
 
-    def __init__(self, cache: Cache, storage=None):
-        from zoo.store.objects import LocalStorage
-        from zoo.store.repos import RepoStore
-
+    def __init__(self, cache: Cache, storage=None, redirect: bool = True):
         self.cache = cache
         self.storage = storage or LocalStorage(cache.root)  # uploaded repos (and, on S3, their blobs)
         self.store = RepoStore(self.storage)
+        # redirect=False (zoo serve --proxy-downloads): stream from the store, for clients that cannot reach it
+        self.blobs = Blobs(cache, self.storage, redirect)
+        self.counts: Counter = Counter()
+        self.bytes_out = 0  # file bytes this process sent itself (not what it redirected)
+        self.bytes_in = 0  # LFS bytes uploaded through this process (not what went to the store directly)
         self._stamp: object = None
         self._derived: dict[str, Repo] = {}
+
+    def count(self, key: str) -> None:
+        self.counts[key] += 1
 
     def derived(self) -> dict[str, Repo]:
         try:
@@ -109,7 +117,7 @@ class RepoIndex:
         """Whether the store is shared by several servers (S3), not this server's own cache."""
         return self.storage.shared
 
-    def mirrored(self, repo_id: str) -> Repo | None:
+    def pulled_through(self, repo_id: str) -> Repo | None:
         """A repo pulled through from the upstream into the shared store (None off S3)."""
         if not self.shared or not REPO_ID_RE.match(repo_id):
             return None
@@ -123,12 +131,8 @@ class RepoIndex:
             repo.last_modified = max(repo.last_modified, rec.get("fetched", 0.0))
         return repo
 
-    def remember_mirrored(self, repo_id: str, path: str, sha256: str, size: int, revision: str | None) -> None:
+    def remember_pulled_through(self, repo_id: str, path: str, sha256: str, size: int, revision: str | None) -> None:
         """Record a pulled-through file (its blob already stored) for every server on the store."""
-        import time
-
-        from zoo.store.objects import json_update
-
         def add(doc: dict | None) -> dict:
             doc = doc or {"files": {}}
             doc["files"][path] = {"sha256": sha256, "size": size, "revision": revision, "fetched": time.time()}
@@ -142,7 +146,7 @@ class RepoIndex:
 
     def exists(self, repo_id: str) -> bool:
         return bool(REPO_ID_RE.match(repo_id)) and (self.store.exists(repo_id) or repo_id in self.derived()
-                                                     or self.mirrored(repo_id) is not None)
+                                                     or self.pulled_through(repo_id) is not None)
 
     def at(self, repo_id: str, revision: str = "main") -> Repo | None:
         """The repo's files at ``revision`` ("main" or a commit id); None if either is unknown."""
@@ -156,8 +160,8 @@ class RepoIndex:
                                  r.get("oid"), self.shared) for p, r in commit.files.items()}
             return Repo(repo_id, files, commit.date, commit.id, bool(self.store.info(repo_id).get("private")), True)
         # on S3 the store's record alone is the repo, so every server reports the same commit; a
-        # file this server pulled through before is shared on its first miss (zoo/hub/app.py)
-        repo = self.mirrored(repo_id) or self.derived().get(repo_id)
+        # file this server pulled through before is shared on its first miss (zoo/hub/upstream.py)
+        repo = self.pulled_through(repo_id) or self.derived().get(repo_id)
         if repo is None or revision not in ("main", repo.commit):
             return None
         return repo

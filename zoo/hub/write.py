@@ -20,10 +20,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from zoo.weights.cache import SHA256_RE, CorruptBlobError
+from zoo.cards.card import REPO_ID_RE
+from zoo.errors import CorruptBlobError, MalformedRequest, ObjectNotFound, RequestTooLarge
 from zoo.hub.read import bad_path, hub_error
-from zoo.hub.served import REPO_ID_RE
 from zoo.store.repos import git_blob_oid
+from zoo.weights.cache import SHA256_RE
 
 REGULAR_MAX = 10 * 1024 * 1024
 JSON_MAX = 10 * 1024 * 1024
@@ -31,24 +32,36 @@ XET_MESSAGE = ("this hub does not speak Xet: set HF_HUB_DISABLE_XET=1 to upload 
                f"{REGULAR_MAX // (1024 * 1024)} MB with the LFS basic transfer")
 
 
-class TooLarge(Exception):
-    pass
-
-
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+def _parse(data: bytes):
+    """JSON from a client, or :class:`MalformedRequest` (not JSON, not UTF-8, or nested too deep)."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedRequest(f"malformed request body: {type(exc).__name__}") from None
+
+
 async def _json(request: Request, limit: int = JSON_MAX):
+    """The body as JSON (None when it is not JSON: each handler says what it expected)."""
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise TooLarge
+            raise RequestTooLarge("request body too large")
     try:
-        return json.loads(body)
-    except ValueError:
+        return _parse(body)
+    except MalformedRequest:
         return None
+
+
+def _table(value, what: str) -> dict:
+    """``value`` if it is a JSON object, else :class:`MalformedRequest` naming ``what``."""
+    if not isinstance(value, dict):
+        raise MalformedRequest(f"malformed request body: {what} must be an object, got {type(value).__name__}")
+    return value
 
 
 async def create_repo(hub, request: Request) -> Response:
@@ -64,7 +77,7 @@ async def create_repo(hub, request: Request) -> Response:
     if not REPO_ID_RE.match(repo_id):
         return hub_error(400, None, f"invalid repo id {repo_id!r}")
     private = bool(data.get("private")) or data.get("visibility") == "private"  # huggingface_hub sends visibility
-    created = await run_in_threadpool(hub.index.store.create, repo_id, private)
+    created = await run_in_threadpool(hub.served.store.create, repo_id, private)
     url = f"{_base(request)}/{repo_id}"
     if not created:
         return JSONResponse({"error": "You already created this model repo", "url": url}, status_code=409)
@@ -82,7 +95,7 @@ def _repo_id(request: Request) -> str:
 
 def _writable_repo(hub, request: Request) -> str | Response:
     repo_id = _repo_id(request)
-    if not hub.index.store.exists(repo_id):
+    if not hub.served.store.exists(repo_id):
         return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found (create it first)")
     rev = request.path_params.get("revision", "main")
     if rev != "main":
@@ -99,6 +112,7 @@ async def preupload(hub, request: Request) -> Response:
         return hub_error(400, None, "expected {files: [...]}")
     out = []
     for f in data["files"]:
+        f = _table(f, "each of files")
         path, size = f.get("path", ""), f.get("size", 0)
         if not isinstance(path, str) or bad_path(path):
             return hub_error(400, None, f"invalid file path {path!r}")
@@ -109,22 +123,23 @@ async def preupload(hub, request: Request) -> Response:
 
 async def lfs_batch(hub, request: Request) -> Response:
     repo_id = _repo_id(request)
-    if not hub.index.store.exists(repo_id):
+    if not hub.served.store.exists(repo_id):
         return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
     data = await _json(request)
     if not isinstance(data, dict) or data.get("operation") != "upload" or not isinstance(data.get("objects"), list):
         return hub_error(400, None, "expected an LFS upload batch")
     base, out = _base(request), []
     for obj in data["objects"]:
+        obj = _table(obj, "each of objects")
         oid, size = obj.get("oid", ""), obj.get("size")
         if not SHA256_RE.match(str(oid)) or not isinstance(size, int) or size < 0:
             out.append({"oid": oid, "size": size, "error": {"code": 422, "message": "bad oid or size"}})
         elif size > hub.max_upload:
             out.append({"oid": oid, "size": size, "error": {"code": 413, "message": f"over the {hub.max_upload} byte limit"}})
-        elif hub.index.blobs.has(oid, size):
+        elif hub.served.blobs.has(oid, size):
             out.append({"oid": oid, "size": size})  # already stored: no actions
-        elif hub.index.blobs.direct_upload(size):  # S3: the bytes go to the store, verify reads them back
-            staged, url = await run_in_threadpool(hub.index.blobs.stage, oid, size)
+        elif hub.served.blobs.direct_upload(size):  # S3: the bytes go to the store, verify reads them back
+            staged, url = await run_in_threadpool(hub.served.blobs.stage, oid, size)
             sig = hub.auth.sign(repo_id, staged, size)
             out.append({"oid": oid, "size": size, "authenticated": True, "actions": {
                 "upload": {"href": url},
@@ -147,9 +162,12 @@ async def lfs_upload(hub, request: Request) -> Response:
         return hub_error(400, None, "bad size")
     if not SHA256_RE.match(oid) or not hub.auth.check_signature(repo_id, oid, size, request.query_params.get("sig", "")):
         return hub_error(401, None, "invalid or missing upload signature")
-    if size > hub.max_upload or int(request.headers.get("content-length") or 0) > hub.max_upload:
+    declared = request.headers.get("content-length") or "0"
+    if not declared.isascii() or not declared.isdigit():
+        return hub_error(400, None, "bad Content-Length")
+    if size > hub.max_upload or int(declared) > hub.max_upload:
         return hub_error(413, None, f"upload over the {hub.max_upload} byte limit")
-    writer = hub.index.cache.writer(f"upload-{oid}")  # a temp file of its own: concurrent PUTs never share one
+    writer = hub.served.cache.writer(f"upload-{oid}")  # a temp file of its own: concurrent PUTs never share one
     try:
         received = 0
         async for chunk in request.stream():
@@ -158,9 +176,9 @@ async def lfs_upload(hub, request: Request) -> Response:
                 writer.discard()
                 return hub_error(413, None, f"body longer than the declared {size} bytes")
             writer.write(chunk)
-            hub.index.bytes_in += len(chunk)
+            hub.served.bytes_in += len(chunk)
         await run_in_threadpool(writer.commit, oid, size)
-        await run_in_threadpool(hub.index.blobs.stored, oid)
+        await run_in_threadpool(hub.served.blobs.stored, oid)
     except CorruptBlobError as exc:
         return hub_error(400, None, f"refused: {exc}")
     finally:
@@ -173,7 +191,8 @@ async def lfs_verify(hub, request: Request) -> Response:
     """The client's call after its upload: for a direct (presigned) upload, the server reads back
     what landed in the store and hashes it before any commit may refer to it."""
     data = await _json(request)
-    oid, size = (data or {}).get("oid", ""), (data or {}).get("size")
+    data = _table(data if data is not None else {}, "the verify body")
+    oid, size = data.get("oid", ""), data.get("size")
     if not SHA256_RE.match(str(oid)):
         return hub_error(400, None, "expected {oid, size}")
     staged = request.query_params.get("staged")
@@ -182,12 +201,12 @@ async def lfs_verify(hub, request: Request) -> Response:
                                                                      request.query_params.get("sig", "")):
             return hub_error(401, None, "invalid or missing verify signature")
         try:
-            await run_in_threadpool(hub.index.blobs.adopt, staged, oid, size)
-        except KeyError:
+            await run_in_threadpool(hub.served.blobs.adopt, staged, oid, size)
+        except ObjectNotFound:
             return hub_error(404, None, f"object {oid} was not uploaded")
         except CorruptBlobError as exc:
             return hub_error(400, None, f"refused: {exc}")
-    if not hub.index.blobs.has(oid):
+    if not hub.served.blobs.has(oid):
         return hub_error(404, None, f"object {oid} was not uploaded")
     return JSONResponse({"ok": True})
 
@@ -201,17 +220,17 @@ async def _ndjson_lines(request: Request, limit: int):
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise TooLarge
+            raise RequestTooLarge("request body too large")
         start = len(buf)
         buf += chunk
         while (end := buf.find(b"\n", start)) >= 0:
             line, buf, start = bytes(buf[:end]), buf[end + 1:], 0
             if line.strip():
-                yield await run_in_threadpool(json.loads, line)
+                yield _table(await run_in_threadpool(_parse, line), "each commit line")
         if len(buf) > LINE_MAX:
-            raise TooLarge
+            raise RequestTooLarge("request body too large")
     if bytes(buf).strip():
-        yield json.loads(bytes(buf))
+        yield _table(_parse(bytes(buf)), "each commit line")
 
 
 def _store_inline(blobs, content: str) -> dict:
@@ -230,11 +249,11 @@ async def commit(hub, request: Request) -> Response:
         return repo_id
     if request.query_params.get("create_pr") in ("1", "true", "True"):
         return hub_error(400, None, "this hub does not do pull requests; commit to main")
-    blobs = hub.index.blobs
+    blobs = hub.served.blobs
     header, adds, deletes = {}, {}, []
     try:
         async for item in _ndjson_lines(request, hub.max_upload):
-            key, value = item.get("key"), item.get("value") or {}
+            key, value = item.get("key"), _table(item.get("value") or {}, "a commit line's value")
             path = value.get("path", "")
             if key == "header":
                 header = value
@@ -244,7 +263,7 @@ async def commit(hub, request: Request) -> Response:
             if key == "file":
                 try:
                     adds[path] = await run_in_threadpool(_store_inline, blobs, value.get("content", ""))
-                except (binascii.Error, ValueError, TypeError):
+                except (binascii.Error, ValueError, TypeError):  # what b64decode raises for a bad value
                     return hub_error(400, None, f"{path}: content is not base64")
             elif key == "lfsFile":
                 oid, size = value.get("oid", ""), value.get("size")
@@ -255,17 +274,16 @@ async def commit(hub, request: Request) -> Response:
                 deletes.append(path.rstrip("/") + "/" if key == "deletedFolder" else path)
             else:
                 return hub_error(400, None, f"unsupported commit operation {key!r}")
-    except TooLarge:
+    except RequestTooLarge:
         return hub_error(413, None, f"commit over the {hub.max_upload} byte limit")
-    except ValueError:
+    except MalformedRequest:
         return hub_error(400, None, "the commit body is not ndjson")
-    try:
-        new = await run_in_threadpool(hub.index.store.apply, repo_id, header.get("summary") or "upload",
-                                      header.get("description") or "", header.get("parentCommit"), adds, deletes)
-    except KeyError as exc:
-        return hub_error(404, "EntryNotFound", f"cannot delete {exc.args[0]}: no such file in {repo_id}")
-    except ValueError as exc:
-        return hub_error(409, None, str(exc))
+    title, description, parent = (header.get(k) for k in ("summary", "description", "parentCommit"))
+    if not all(v is None or isinstance(v, str) for v in (title, description, parent)):
+        return hub_error(400, None, "the commit header's summary, description and parentCommit must be strings")
+    # a missing file to delete (404) or a parent that is not the head (409) is a HubError: the caller answers it
+    new = await run_in_threadpool(hub.served.store.apply, repo_id, title or "upload", description or "", parent,
+                                  adds, deletes)
     return JSONResponse({"commitUrl": f"{_base(request)}/{repo_id}/commit/{new.id}", "commitOid": new.id,
                          "pullRequestUrl": None, "success": True})
 

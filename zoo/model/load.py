@@ -1,4 +1,4 @@
-"""``zoo.load``, ``zoo.transforms`` and ``zoo.decode``: the one place a card meets its weights.
+"""The one place a card meets its weights: ``load(card)`` builds the timm model with them.
 
 ``load`` builds the timm architecture and hands the verified safetensors file to timm's own
 ``load_pretrained`` (through ``pretrained_cfg['file']``), so timm does what it does for its
@@ -9,67 +9,27 @@ the head/freeze options; a warm load costs what timm + safetensors cost (bench/b
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Sequence
 
+import timm
 import torch
+from timm.models import get_pretrained_cfg
 from torch import nn
 
+from zoo.cards.card import Card
+from zoo.errors import UsageError
 from zoo.model import heads
-from zoo.cards.card import Card, card_from_dict
-from zoo.errors import UsageError, ZooError
-from zoo.cards.registry import get_registry
-from zoo.cards.uri import parse_uri
+from zoo.model.resolve import card_for
+from zoo.model.transforms import data_config
+from zoo.weights.cache import Cache
+from zoo.weights.pull import ensure
 
 POOLS = {"avg": "avg", "max": "max", "avgmax": "avgmax", None: ""}
 
 
-def card_for(name: str | Card) -> Card:
-    """A card by name (registry resolution), else built on the fly from timm's pretrained config
-    for a timm tag (``convnext_tiny.fb_in22k_ft_in1k``) or an ``hf://timm/<tag>`` repo."""
-    if isinstance(name, Card):
-        return name
-    registry = get_registry()
-    card = registry.find(name.strip()) if isinstance(name, str) else None
-    if card is not None:
-        return card
-    tag = name.strip()
-    if tag.startswith("hf://"):
-        uri = parse_uri(tag)
-        tag = uri.repo_id.split("/", 1)[1]
-    card = _card_from_timm(tag)
-    if card is None:
-        registry.resolve(name)  # raises UnknownModelError with 'did you mean'
-    return card
-
-
-def _card_from_timm(tag: str) -> Card | None:
-    import timm
-    from timm.models import get_pretrained_cfg
-
-    if "." not in tag or tag not in timm.list_pretrained(tag):
-        return None
-    cfg = get_pretrained_cfg(tag).to_dict()
-    if not cfg.get("hf_hub_id"):
-        return None
-    arch, _, label = tag.partition(".")
-    source = f"hf://{cfg['hf_hub_id']}/{cfg.get('hf_hub_filename') or 'model.safetensors'}"
-    data = {
-        "name": tag.lower(), "architecture": arch, "tag": label, "hub_repo": cfg["hf_hub_id"],
-        "license": cfg.get("license") or "unknown", "sources": [{"uri": source}],
-        "input_size": list(cfg["input_size"]), "interpolation": cfg.get("interpolation") or "bicubic",
-        "crop_pct": cfg.get("crop_pct") or 0.875, "crop_mode": cfg.get("crop_mode") or "center",
-        "mean": list(cfg["mean"]), "std": list(cfg["std"]), "num_classes": cfg.get("num_classes") or 0,
-        "notes": "built on the fly from timm's pretrained config: no card, metrics unknown; "
-                 "the sha256 is recorded on first download",
-        "provenance": {"preprocessing": f"timm {timm.__version__} pretrained config of {tag}"},
-    }
-    return card_from_dict(data)
-
-
 def pretrained_cfg(card: Card) -> dict[str, Any]:
     """timm's pretrained config for the card (its own preprocessing and classes win)."""
-    from timm.models import get_pretrained_cfg
-
     base = get_pretrained_cfg(card.architecture)
     cfg = base.to_dict() if base is not None else {}
     cfg.update(architecture=card.architecture, tag=card.tag, hf_hub_id=card.hub_repo,
@@ -95,10 +55,9 @@ def load(name: str | Card, head: int | Sequence[str] | nn.Module | None = None, 
     - ``input_size=(3, H, W)``: another resolution where the architecture allows it.
 
     The model comes back in eval mode (call ``.train()`` to fine-tune), with ``model.card`` and
-    ``model.data_config`` (the preprocessing it was trained with, at ``input_size``).
+    ``model.data_config`` (the preprocessing it was trained with, at ``input_size``). A name is
+    resolved here, once (:func:`zoo.model.resolve.card_for`); callers that hold a Card pass it.
     """
-    import timm
-
     card = card_for(name)
     if pool not in POOLS:
         raise UsageError(f"pool must be one of 'avg', 'max', 'avgmax' or None, not {pool!r}")
@@ -133,20 +92,8 @@ def load(name: str | Card, head: int | Sequence[str] | nn.Module | None = None, 
             kwargs["img_size"] = input_size[1:]
     cfg = pretrained_cfg(card)
     if pretrained:
-        from zoo.weights.cache import Cache
-        from zoo.weights.pull import open_weights, pull
-
-        from zoo.util.distributed import main_first
-
         cache = Cache()
-
-        def weights():
-            try:
-                return open_weights(card, cache)
-            except ZooError:
-                return pull(card, cache=cache)  # not cached yet: fetch (fails with what to do when offline)
-
-        path = main_first(weights)  # under torchrun: rank 0 fetches and verifies, the others then open it
+        path = ensure(card, cache)  # verified; under torchrun rank 0 fetches, the others then open it
         # timm reads a ".safetensors" file with safetensors (never unpickles it); passing the tensors
         # in the cfg instead would make timm deep-copy them (30 ms for lite0, bench/bench_load.py)
         cfg.update(source="", file=str(cache.safetensors_view(path.name)))
@@ -168,8 +115,6 @@ def load(name: str | Card, head: int | Sequence[str] | nn.Module | None = None, 
 
 
 def _fixed_size(card: Card) -> bool:
-    from timm.models import get_pretrained_cfg
-
     cfg = get_pretrained_cfg(card.architecture)
     return bool(cfg and cfg.fixed_input_size)
 
@@ -186,7 +131,6 @@ def _check_input_size(card: Card, input_size: Sequence[int]) -> tuple[int, int, 
 def _probe_forward(model: nn.Module, card: Card, size: tuple[int, int, int]) -> None:
     """Run the model on the meta device (no compute) at ``size``; if the architecture cannot take it,
     find the smallest square size it can and say so."""
-    import copy
 
     def works(h: int, w: int) -> bool:
         try:
@@ -194,7 +138,7 @@ def _probe_forward(model: nn.Module, card: Card, size: tuple[int, int, int]) -> 
                 probe = copy.deepcopy(model).to("meta").eval()
                 probe(torch.empty(1, size[0], h, w, device="meta"))
             return True
-        except Exception:
+        except Exception:  # deliberate: any failure of the architecture at this size means it cannot take it
             return False
 
     if works(size[1], size[2]):
@@ -206,51 +150,3 @@ def _probe_forward(model: nn.Module, card: Card, size: tuple[int, int, int]) -> 
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if works(mid, mid) else (mid + 1, hi)
     raise UsageError(f"input size {size[1]}x{size[2]} is too small for {card.architecture}: the minimum is {lo}x{lo}")
-
-
-def data_config(card: Card, input_size: Sequence[int] | None = None) -> dict[str, Any]:
-    """The preprocessing the weights were trained with, as timm's ``resolve_data_config`` gives it."""
-    return {"input_size": tuple(input_size or card.input_size), "interpolation": card.interpolation,
-            "mean": tuple(card.mean), "std": tuple(card.std), "crop_pct": card.crop_pct, "crop_mode": card.crop_mode}
-
-
-def transforms(name_or_model: str | Card | nn.Module, train: bool = False):
-    """The card's preprocessing as a torchvision transform (timm ``create_transform``): resize,
-    center crop, interpolation, mean/std; ``train=True`` adds timm's standard augmentation
-    (random resized crop, horizontal flip)."""
-    from timm.data import create_transform
-
-    if isinstance(name_or_model, nn.Module):
-        config = getattr(name_or_model, "data_config", None)
-        if config is None:
-            raise UsageError("this model was not made by zoo.load; pass a model name instead")
-    else:
-        config = data_config(card_for(name_or_model))
-    return create_transform(**config, is_training=train)
-
-
-def decode(logits: torch.Tensor, top: int = 5, class_names: Sequence[str] | None = None,
-           model: nn.Module | None = None) -> list[list[tuple[str, float]]]:
-    """``[(label, probability), ...]`` per image, best first: the head's class names, else the
-    ImageNet-1k labels timm ships (no download)."""
-    if logits.ndim == 1:
-        logits = logits.unsqueeze(0)
-    names = class_names or (getattr(model, "class_names", None) if model is not None else None)
-    n = logits.shape[-1]
-    if names is None:
-        if n != 1000:
-            raise UsageError(f"{n} classes and no class names: pass class_names= (or load with head=[...])")
-        from timm.data import ImageNetInfo
-
-        info = ImageNetInfo()
-        names = [info.index_to_description(i) for i in range(n)]
-    elif len(names) != n:
-        raise UsageError(f"{len(names)} class names for {n} outputs")
-    probs = logits.detach().float().softmax(-1)
-    values, indices = probs.topk(min(top, n), dim=-1)
-    return [[(names[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist())] for vs, ix in zip(values, indices)]
-
-
-def unfreeze(model: nn.Module, last: int) -> nn.Module:
-    """Open the last ``last`` blocks and the head for a second stage (see zoo.heads.unfreeze)."""
-    return heads.unfreeze(model, last)

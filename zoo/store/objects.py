@@ -5,8 +5,9 @@ Both backends give the same contract:
 
 - ``get(key)`` -> :class:`Object` (bytes and an ETag) or None;
 - ``put(key, data, if_match=ETAG)`` replaces only the version read; ``if_none_match=True`` creates
-  only if absent; a lost race raises :class:`PreconditionFailed` (the caller re-reads and retries:
-  :func:`update`);
+  only if absent; a lost race raises :class:`~zoo.errors.PreconditionFailed` (the caller re-reads
+  and retries: :func:`update`); a key that is not stored is :class:`~zoo.errors.ObjectNotFound`
+  where an answer is required (``stream``, ``copy``), None where absence is an answer (``get``, ``size``);
 - ``url(key)``: a short-lived presigned GET for S3 (so bytes can flow from the store, not through
   the server), None for a directory.
 
@@ -26,16 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from zoo.errors import UsageError, ZooError
+from zoo import config
+from zoo.errors import ObjectNotFound, PreconditionFailed, StorageError, UsageError
 from zoo.util.tempfiles import temp_beside
-
-
-class PreconditionFailed(ZooError):
-    """The object changed (or exists, or vanished) since it was read: re-read and retry."""
-
-
-class StorageError(ZooError):
-    """The store refused or could not be reached."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +117,7 @@ class LocalStorage:
         try:
             fh = open(self._path(key), "rb")
         except FileNotFoundError:
-            raise StorageError(f"{self.root}: {key} is not stored") from None
+            raise ObjectNotFound(f"{self.root}: {key} is not stored") from None
         with fh:
             fh.seek(start)
             left = None if end is None else end - start + 1
@@ -152,7 +146,7 @@ class S3Storage:
 
             session = botocore.session.get_session()
             # botocore reads AWS_DEFAULT_REGION; AWS_REGION is what the other SDKs (and most docs) use
-            region = session.get_config_variable("region") or os.environ.get("AWS_REGION") or "us-east-1"
+            region = session.get_config_variable("region") or config.aws_region() or "us-east-1"
             from botocore.config import Config
 
             # SigV4 presigned URLs: botocore would otherwise presign with SigV2, which AWS refuses
@@ -179,7 +173,7 @@ class S3Storage:
             if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
                 raise PreconditionFailed(f"{what}: {code or status}") from None
             if code in ("NoSuchKey", "404") or status == 404:
-                raise KeyError(what) from None
+                raise ObjectNotFound(f"s3://{self.bucket}: {what}: not stored") from None
             raise StorageError(f"s3://{self.bucket}: {what}: {code}: {exc}") from None
         except BotoCoreError as exc:
             raise StorageError(f"s3://{self.bucket}: {what}: {exc}") from None
@@ -187,7 +181,7 @@ class S3Storage:
     def get(self, key: str) -> Object | None:
         try:
             r = self._call(f"get {key}", self.client.get_object, Key=self._key(key))
-        except KeyError:
+        except ObjectNotFound:
             return None
         return Object(r["Body"].read(), r["ETag"])
 
@@ -197,14 +191,14 @@ class S3Storage:
             extra["IfNoneMatch"] = "*"
         try:
             r = self._call(f"put {key}", self.client.put_object, Key=self._key(key), Body=data, **extra)
-        except KeyError:  # If-Match on an object that is gone
+        except ObjectNotFound:  # If-Match on an object that is gone
             raise PreconditionFailed(f"{key} vanished since it was read") from None
         return r["ETag"]
 
     def size(self, key: str) -> int | None:
         try:
             return int(self._call(f"head {key}", self.client.head_object, Key=self._key(key))["ContentLength"])
-        except KeyError:
+        except ObjectNotFound:
             return None
 
     def put_file(self, key: str, path: str | os.PathLike) -> None:
@@ -215,7 +209,7 @@ class S3Storage:
     def delete(self, key: str) -> None:
         try:
             self._call(f"delete {key}", self.client.delete_object, Key=self._key(key))
-        except KeyError:
+        except ObjectNotFound:
             pass
 
     def list(self, prefix: str = "", older_than: float | None = None) -> list[str]:

@@ -1,6 +1,6 @@
 """Uploaded repos: immutable commits over content-addressed blobs, and a ``main`` ref that moves.
 
-Layout (keys of a :mod:`zoo.storage` store: ``ZOO_HOME`` by default, or ``s3://BUCKET/PREFIX``)::
+Layout (keys of a :mod:`zoo.store.objects` store: ``ZOO_HOME`` by default, or ``s3://BUCKET/PREFIX``)::
 
     repos/<org>/<name>/repo.json           created, private
     repos/<org>/<name>/refs/main           the current commit id (40 hex)
@@ -20,6 +20,9 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from zoo.cards.card import REPO_ID_RE
+from zoo.errors import CommitConflict, EntryNotFound, InvalidRepoId, PreconditionFailed
+from zoo.store.objects import update
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}\Z")
 
@@ -27,6 +30,14 @@ COMMIT_RE = re.compile(r"^[0-9a-f]{40}\Z")
 def git_blob_oid(data: bytes) -> str:
     """The git blob id of a regular file: what the Hub reports as its ``oid``/ETag."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def derived_commit_id(repo_id: str, files: dict[str, str]) -> str:
+    """The commit id of a repo nobody committed to (a cached card's ``hub_repo``), from its files
+    (path -> sha256): the same bytes have the same revision on every mirror and in the HF cache
+    layout zoo writes, so a client that pinned a commit gets exactly what it pinned."""
+    lines = "".join(f"{p} {sha}\n" for p, sha in sorted(files.items()))
+    return hashlib.sha1(f"zoo repo {repo_id}\n{lines}".encode()).hexdigest()
 
 
 @dataclass
@@ -46,10 +57,8 @@ class RepoStore:
         self.storage = storage
 
     def _key(self, repo_id: str, *parts: str) -> str:
-        from zoo.hub.served import REPO_ID_RE
-
         if not REPO_ID_RE.match(repo_id):  # never a key outside repos/ (e.g. a decoded '%2e%2e')
-            raise ValueError(f"invalid repo id {repo_id!r}")
+            raise InvalidRepoId(f"invalid repo id {repo_id!r}; expected org/name")
         return "/".join(("repos", repo_id, *parts))
 
     def _json(self, key: str) -> dict | None:
@@ -75,8 +84,6 @@ class RepoStore:
 
     def create(self, repo_id: str, private: bool = False) -> bool:
         """Create an empty repo (with an empty first commit on main); False if it already exists."""
-        from zoo.store.objects import PreconditionFailed
-
         body = json.dumps({"created": time.time(), "private": private}).encode()
         try:
             self.storage.put(self._key(repo_id, "repo.json"), body, if_none_match=True)
@@ -124,25 +131,24 @@ class RepoStore:
     def apply(self, repo_id: str, title: str, message: str, parent: str | None, adds: dict[str, dict],
               deletes: list[str]) -> Commit:
         """A new commit on main: ``adds`` (path -> file record) over main's files, minus ``deletes``
-        (files, or folders when the path ends with '/'). Raises ValueError if ``parent`` is given
-        and is not main any more (the client then sees a conflict, as on the Hub). A race with
-        another writer is retried on the new head (zoo.storage.update); if main keeps moving, ValueError."""
-        from zoo.store.objects import PreconditionFailed, update
-
+        (files, or folders when the path ends with '/'). Raises :class:`CommitConflict` if
+        ``parent`` is given and is not main any more (the client then sees a 409, as on the Hub), and
+        :class:`EntryNotFound` for a deletion of a path main does not hold. A race with another
+        writer is retried on the new head (zoo.store.objects.update); if main keeps moving, CommitConflict."""
         made: list[Commit] = []
 
         def next_head(raw: bytes | None) -> bytes:
             text = raw.decode(errors="replace").strip() if raw else ""
             head = text if COMMIT_RE.match(text) else None
             if parent and parent != head:
-                raise ValueError(f"parent commit {parent} is not the head of main ({head})")
+                raise CommitConflict(f"parent commit {parent} is not the head of main ({head})")
             made.append(self._put_commit(repo_id, head, title, message, self._files_after(repo_id, head, adds, deletes)))
             return made[-1].id.encode()
 
         try:
             update(self.storage, self._key(repo_id, "refs", "main"), next_head, attempts=50)
         except PreconditionFailed:
-            raise ValueError(f"main of {repo_id} kept moving: gave up after 50 attempts; try again") from None
+            raise CommitConflict(f"main of {repo_id} kept moving: gave up after 50 attempts; try again") from None
         return made[-1]
 
     def _files_after(self, repo_id: str, head: str | None, adds: dict[str, dict], deletes: list[str]) -> dict:
@@ -151,7 +157,7 @@ class RepoStore:
         for path in deletes:
             gone = [p for p in files if p == path or (path.endswith("/") and p.startswith(path))]
             if not gone:
-                raise KeyError(path)
+                raise EntryNotFound(f"cannot delete {path}: no such file in {repo_id}")
             for p in gone:
                 del files[p]
         files.update(adds)
@@ -160,7 +166,7 @@ class RepoStore:
             parts = p.split("/")
             clash = next(("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in paths), None)
             if clash:
-                raise ValueError(f"{clash} is a file, so {p} cannot be in a folder of that name")
+                raise CommitConflict(f"{clash} is a file, so {p} cannot be in a folder of that name")
         return files
 
     def referenced_blobs(self) -> set[str]:

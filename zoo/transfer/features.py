@@ -10,17 +10,25 @@ by batch: neither the cache file nor an ``.h5`` export is ever held in memory wh
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from zoo.transfer.datasets import ImageFolder, content_hashes
-from zoo.errors import UsageError
+import torch
+
+from zoo import home
+from zoo.errors import ImageError, UsageError
 from zoo.model.images import open_rgb
+from zoo.model.transforms import transforms
+from zoo.transfer.datasets import ImageFolder, content_hashes
+from zoo.util import distributed
 from zoo.util.tempfiles import temp_beside
+from zoo.weights.safetensors_writer import Chunked, write_safetensors
 
 #: rows per block when features are copied between files
 BLOCK_ROWS = 1024
@@ -54,14 +62,10 @@ class FeatureSet:
         return load_file(str(self.path))["features"]
 
     def labels(self):
-        import torch
-
         return torch.tensor(self.label_list, dtype=torch.int64)
 
     def rows(self, file_indices: list[int]):
         """Row indices (a LongTensor) of those files, in that order; unreadable (skipped) files have none."""
-        import torch
-
         row = {f: r for r, f in enumerate(self.kept)}
         return torch.tensor([row[i] for i in file_indices if i in row], dtype=torch.int64)
 
@@ -90,8 +94,6 @@ def layer_features(model, layer: str):
         return (lambda x: pooled(model, x)), None
     modules = dict(model.named_modules())
     if layer not in modules or not layer:
-        import difflib
-
         close = difflib.get_close_matches(layer, [n for n in modules if n], n=3)
         raise UsageError(f"{type(model).__name__} has no layer {layer!r}"
                          + (f"; did you mean {', '.join(close)}?" if close else "; use 'pooled' or a module name"))
@@ -141,13 +143,11 @@ class _Images:
     def __getitem__(self, i: int):
         try:
             return self.transform(open_rgb(str(self.files[i]))), i, ""
-        except Exception as exc:  # one bad image never stops a run over thousands
-            return None, i, str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # deliberate: one bad image (or a transform that fails on it) never stops a run
+            return None, i, str(exc) if isinstance(exc, ImageError) else f"{type(exc).__name__}: {exc}"
 
 
 def _collate(items):
-    import torch
-
     good = [(x, i) for x, i, _ in items if x is not None]
     bad = [(i, why) for x, i, why in items if x is None]
     batch = torch.stack([x for x, _ in good]) if good else None
@@ -164,8 +164,6 @@ class _Labelled:
         return len(self.loader)
 
     def __iter__(self):
-        import torch
-
         seen = {p for p, _ in self.data.skipped}
         for batch, idx, bad in self.loader:
             for i, why in bad:
@@ -181,8 +179,6 @@ def image_loader(data: ImageFolder, indices: list[int], transform, batch_size: i
                  seed: int | None = None):
     """(images, labels) batches of ``data``'s images at ``indices``, decoded in DataLoader workers;
     shuffled with ``seed`` when one is given (training), in order otherwise."""
-    import torch
-
     files = [data.files[i] for i in indices]
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     loader = torch.utils.data.DataLoader(_Images(files, transform), batch_size=batch_size,
@@ -205,13 +201,6 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     Unreadable images are skipped and listed in ``data.skipped``. Uses and fills the feature
     cache in ``cache_dir`` (default ``ZOO_HOME/features``). ``on_forward(n)`` is called for every
     backbone batch actually run (tests and benchmarks count them)."""
-    import torch
-
-    from zoo import config
-    from zoo.util import distributed
-    from zoo.weights.convert import Chunked, write_safetensors
-    from zoo.model.load import transforms
-
     tf = transforms(model)
     weights = getattr(model, "weights_sha256", None)
     if not weights:  # random init or a model not made by zoo.load: its features cannot be reused
@@ -221,7 +210,7 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     mine = list(distributed.shard(len(data.files)))
     hashes = [h for part in distributed.gather_objects(content_hashes([data.files[i] for i in mine])) for h in part]
     key = cache_key(weights, layer_key(model, layer), repr(tf), hashes)
-    cache_dir = Path(cache_dir or Path(config.zoo_home()) / "features")
+    cache_dir = Path(cache_dir or home.features())
     cached = cache_dir / f"{key}.safetensors"
     # under torchrun every rank must take the same branch: a hit only if every rank sees the file
     if all(distributed.gather_objects(cached.is_file())):
@@ -281,10 +270,6 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
 def _gather_shards(raw: Path, kept: list[int], dim: int, data: ImageFolder) -> tuple[list[int], int]:
     """Every rank's rows into this rank's ``raw`` file (rank order = file order, since shards are
     contiguous), with the kept indices and skipped images of all ranks."""
-    import torch
-
-    from zoo.util import distributed
-
     dim = max(distributed.gather_objects(dim))
     mine = torch.frombuffer(bytearray(raw.read_bytes()), dtype=torch.float32).reshape(len(kept), dim) \
         if kept else torch.empty(0, dim)
@@ -293,6 +278,10 @@ def _gather_shards(raw: Path, kept: list[int], dim: int, data: ImageFolder) -> t
     skipped = distributed.gather_objects([(str(p), why) for p, why in data.skipped])
     data.skipped = [(Path(p), why) for part in skipped for p, why in part]
     return [i for part in distributed.gather_objects(kept) for i in part], dim
+
+
+#: a feature file's mtime says when it was last used (``zoo cache prune`` reads it); refreshed at most this often
+TOUCH_EVERY = 3600.0
 
 
 def _from_cache(path: Path, data: ImageFolder, progress) -> FeatureSet:
@@ -306,6 +295,11 @@ def _from_cache(path: Path, data: ImageFolder, progress) -> FeatureSet:
                      for i in range(len(data.files)) if i not in keep]
     if progress:
         progress(len(data.files))
+    try:
+        if time.time() - path.stat().st_mtime > TOUCH_EVERY:
+            os.utime(path)
+    except OSError:  # a read-only cache still serves its features
+        pass
     return FeatureSet(path, kept, dim, cached=True, label_list=[data.labels[i] for i in kept])
 
 
@@ -333,8 +327,6 @@ def write_features(path: str | os.PathLike, features: FeatureSet, data: ImageFol
                 for k, v in meta.items():
                     h5.attrs[k] = v
         elif path.suffix == ".safetensors":
-            from zoo.weights.convert import Chunked, write_safetensors
-
             chunks = (b.contiguous().numpy().tobytes() for b in features.blocks())
             write_safetensors({"features": Chunked("F32", [n, d], chunks), "labels": features.labels()}, str(tmp),
                               {**{k: str(v) for k, v in meta.items()}, "paths": json.dumps(paths)})

@@ -17,8 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import timm
+import torch
+from safetensors import safe_open
+
+from zoo import __version__
+from zoo.cards.card import Card
+from zoo.errors import UsageError
+from zoo.model import heads
+from zoo.model.load import load
+from zoo.model.resolve import card_for
+from zoo.model.transforms import transforms
 from zoo.transfer.datasets import Split, split as split_folder
+from zoo.transfer.features import extract, image_loader
+from zoo.transfer.runs import Base, RunCard, changed_tensors, check_out, read_run, write_run
 from zoo.transfer.strategy import LARGE_PER_CLASS, Plan, plan as make_plan, similarity
+from zoo.transfer.train import train_head, train_model
+from zoo.util import distributed
+from zoo.weights.pull import open_weights
 
 #: images whose ImageNet predictions measure similarity when no features are cached
 SIMILARITY_SAMPLE = 64
@@ -49,7 +65,7 @@ class Result:
     extracted_per_rank: list[int]  # images the backbone ran on, per torchrun rank (one entry: one process)
 
 
-def finetune(name: str, data: str | os.PathLike, out: str | os.PathLike, *, val_split: float = 0.2,
+def finetune(name: str | Card, data: str | os.PathLike, out: str | os.PathLike, *, val_split: float = 0.2,
              val: str | os.PathLike | None = None, strategy: str = "auto", epochs: int = 10,
              freeze: int | None = None, lr: float | None = None, backbone_lr: float | None = None,
              batch_size: int = 32, augment: bool | None = None, seed: int = 0, workers: int | None = None,
@@ -57,16 +73,6 @@ def finetune(name: str, data: str | os.PathLike, out: str | os.PathLike, *, val_
     """Fine-tune ``name`` on the ImageFolder ``data`` and write the run directory ``out``.
 
     See ``zoo finetune --help`` for the options; ``hooks`` receives progress and epochs."""
-    import torch
-
-    from zoo.model import heads
-    from zoo.model.load import load
-    from zoo.weights.pull import open_weights
-
-    from zoo.transfer.runs import check_out
-
-    from zoo.util import distributed
-
     hooks = hooks or Hooks()
     extracted = [0]
     user_forward = hooks.forward
@@ -84,7 +90,7 @@ def finetune(name: str, data: str | os.PathLike, out: str | os.PathLike, *, val_
                   f"(validation: {split.how})")
     torch.manual_seed(seed)
     random.seed(seed)
-    model = load(name, head=list(classes))
+    model = load(card_for(name), head=list(classes))
     base_file = open_weights(model.card)
     imagenet = _imagenet_classifier(model, base_file)
     per_class = len(split.train) / len(classes)
@@ -110,7 +116,6 @@ def finetune(name: str, data: str | os.PathLike, out: str | os.PathLike, *, val_
     for path, why in split.data.skipped:
         hooks.message(f"skipped {path}: {why}")
     card = _run_card(model, split, plan, history, out, data, similar, epochs, batch_size, seed)
-    from zoo.transfer.runs import changed_tensors, read_run, write_run
 
     per_rank = distributed.gather_objects(extracted[0])
     if distributed.is_main():  # one run directory, written once
@@ -126,11 +131,8 @@ def finetune(name: str, data: str | os.PathLike, out: str | os.PathLike, *, val_
 
 def _imagenet_classifier(model, base_file):
     """The base's own ImageNet classifier (weight, bias) from its weights file, if it has one."""
-    from safetensors import safe_open
 
-    from zoo.model.heads import classifier_names
-
-    names = classifier_names(model)
+    names = heads.classifier_names(model)
     if len(names) != 1:
         return None
     with safe_open(str(base_file), "pt") as f:
@@ -153,8 +155,6 @@ class _Features:
 def _features(model, split: Split, batch_size, workers, hooks) -> _Features:
     """Features of the readable images of ``split`` (extracted once, cached) and which rows are
     training and validation images."""
-    from zoo.util import distributed
-    from zoo.transfer.features import extract
 
     # under torchrun each rank's bar counts its own shard
     advance = hooks.progress("extract", len(distributed.shard(len(split.data.files))))
@@ -169,8 +169,6 @@ def _features(model, split: Split, batch_size, workers, hooks) -> _Features:
 
 def _check_readable(split: Split, train_labels: list[int], val_size: int) -> None:
     """Every class keeps readable training images and validation is not empty, after skipping."""
-    from zoo.errors import UsageError
-
     counts = [0] * len(split.data.classes)
     for label in train_labels:
         counts[label] += 1
@@ -182,7 +180,6 @@ def _check_readable(split: Split, train_labels: list[int], val_size: int) -> Non
 
 
 def _sample_similarity(model, split: Split, imagenet, seed, batch_size, workers, hooks):
-    from zoo.transfer.features import extract
 
     rng = random.Random(seed)
     sample = sorted(rng.sample(split.train, min(SIMILARITY_SAMPLE, len(split.train))))
@@ -191,7 +188,6 @@ def _sample_similarity(model, split: Split, imagenet, seed, batch_size, workers,
 
 
 def _train_on_features(model, features, plan: Plan, epochs, batch_size, seed, hooks):
-    from zoo.transfer.train import train_head
 
     x, y, train, val = features.x, features.y, features.train, features.val
     head = model.get_classifier()
@@ -208,12 +204,6 @@ def _train_on_features(model, features, plan: Plan, epochs, batch_size, seed, ho
 
 
 def _train_on_images(model, split: Split, plan: Plan, epochs, batch_size, seed, workers, hooks):
-    import torch
-
-    from zoo.model import heads
-    from zoo.transfer.features import image_loader
-    from zoo.model.load import transforms
-    from zoo.transfer.train import train_model
 
     if plan.strategy == "head":
         heads.freeze(model, "backbone")
@@ -226,7 +216,6 @@ def _train_on_images(model, split: Split, plan: Plan, epochs, batch_size, seed, 
     head_params = {id(p) for p in model.get_classifier().parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
-        from zoo.errors import UsageError
 
         raise UsageError(f"--freeze {plan.freeze} freezes every layer, the head too: nothing would train "
                          f"(the model has {len(heads.param_modules(model))} parameter-owning modules)")
@@ -234,7 +223,6 @@ def _train_on_images(model, split: Split, plan: Plan, epochs, batch_size, seed, 
               {"params": [p for p in trainable if id(p) not in head_params], "lr": plan.backbone_lr}]
     model.to(memory_format=torch.channels_last)
     data = split.data
-    from zoo.util import distributed
 
     train_tf = transforms(model, train=plan.augment)
     train_loader = _EpochShards(lambda indices: image_loader(data, indices, train_tf, batch_size, workers),
@@ -262,7 +250,6 @@ class _EpochShards:
         self.make_loader, self.indices, self.seed, self.epoch = make_loader, indices, seed, 0
 
     def __iter__(self):
-        from zoo.util import distributed
 
         order = random.Random(self.seed * 100_003 + self.epoch).sample(self.indices, len(self.indices))
         self.epoch += 1
@@ -270,16 +257,10 @@ class _EpochShards:
 
 
 def _run_card(model, split: Split, plan: Plan, history, out, data, similar, epochs, batch_size, seed):
-    import timm
-    import torch
-
-    from zoo import __version__
-    from zoo.transfer.runs import Base, RunCard
 
     card = model.card
     last = history[-1]
     if last.val_size == 0:
-        from zoo.errors import UsageError
 
         raise UsageError("no readable validation images (all skipped as unreadable)")
     transform = {k: list(v) if isinstance(v, tuple) else v for k, v in model.data_config.items()}

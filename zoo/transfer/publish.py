@@ -13,14 +13,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo import config
-from zoo.errors import UsageError, ZooError
-from zoo.transfer.runs import CARD_FILE, RUN_FILES, RunError, verify_run
+from zoo import config, home
+from zoo.cards.registry import get_registry
 from zoo.cards.uri import parse_uri
-
-
-class PublishError(ZooError):
-    """The hub refused or could not be reached."""
+from zoo.errors import PublishError, RunError, UsageError, UriError
+from zoo.transfer.runs import CARD_FILE, RUN_FILES, is_run, read_run, verify_run
+from zoo.weights.pull import pull
 
 
 @dataclass(frozen=True)
@@ -31,8 +29,8 @@ class Published:
     url: str
 
 
-def _hub_error(exc: Exception, endpoint: str, repo_id: str) -> ZooError:
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+def _hub_error(exc: Exception, endpoint: str, repo_id: str) -> PublishError:
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError  # lazy: only on a hub's error
 
     if isinstance(exc, RepositoryNotFoundError):
         return PublishError(f"{endpoint}: no repo {repo_id} (or it is private: pass --token or set HF_TOKEN)")
@@ -59,8 +57,6 @@ def _is_zoo_hub(endpoint: str) -> bool:
 
 def _files_to_upload(folder: Path) -> tuple[list[str], str]:
     """The files to publish from a run directory (verified) or a merged export, and a description."""
-    from zoo.transfer.runs import is_run
-
     if is_run(folder):
         card = verify_run(folder)
         return list(RUN_FILES), (f"zoo run {card.name}: {len(card.classes)}-class head on {card.base.name} "
@@ -92,8 +88,8 @@ def publish(run: str | os.PathLike, repo_id: str, *, endpoint: str | None = None
         api.create_repo(repo_id, private=private, exist_ok=True)
         info = api.upload_folder(repo_id=repo_id, folder_path=str(run), allow_patterns=files,
                                  commit_message=message or description)
-    except Exception as exc:
-        raise _hub_error(exc, endpoint, repo_id) from None
+    except Exception as exc:  # deliberate: httpx, OSError and huggingface_hub's errors all mean the hub said no
+        raise _hub_error(exc, endpoint, repo_id) from exc
     finally:
         constants.HF_HUB_DISABLE_XET = xet_was
     return Published(repo_id, endpoint, info.oid, info.commit_url)
@@ -105,7 +101,7 @@ def is_published_run_uri(text: str) -> bool:
         return False
     try:
         uri = parse_uri(text)
-    except ZooError:
+    except UriError:
         return False
     return uri.path is None and uri.repo_id.split("/")[0] != "timm"
 
@@ -113,37 +109,37 @@ def is_published_run_uri(text: str) -> bool:
 def fetch_run(text: str, *, token: str | None = None) -> Path:
     """The local directory of the published run ``hf://ORG/NAME[@rev]``, downloaded once (then read
     from ``ZOO_HOME/runs``, also offline) and verified against its card."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # lazy: huggingface_hub only when a run is fetched
 
     uri = parse_uri(text)
     endpoint = config.hf_endpoint()
-    cache_dir = os.path.join(config.zoo_home(), "runs")
+    cache_dir = str(home.runs())
     try:
         path = Path(snapshot_download(uri.repo_id, revision=uri.revision, endpoint=endpoint, cache_dir=cache_dir,
                                       allow_patterns=list(RUN_FILES), local_files_only=config.offline(), token=token))
-    except Exception as exc:
+    except Exception as exc:  # deliberate: as in publish, any failure of the client means the hub said no
         from huggingface_hub.errors import LocalEntryNotFoundError
 
         if isinstance(exc, LocalEntryNotFoundError) or config.offline():
             raise PublishError(f"{text} is not in the local run cache and zoo is offline; run `zoo pull {text}` "
                                "on a machine with access to the hub (or unset ZOO_OFFLINE)") from None
-        raise _hub_error(exc, endpoint, uri.repo_id) from None
+        raise _hub_error(exc, endpoint, uri.repo_id) from exc
     if not (path / CARD_FILE).is_file():
         raise RunError(f"{text} holds no zoo run ({CARD_FILE} is missing); for timm weights use hf://timm/<tag>")
     verify_run(path)
+    try:  # the repo folder's mtime is when the run was last used: what `zoo cache prune` reads
+        os.utime(Path(cache_dir) / ("models--" + uri.repo_id.replace("/", "--")))
+    except OSError:
+        pass
     return path
 
 
 def pull_run(text: str, *, progress=None, token: str | None = None) -> tuple[Path, Path]:
     """Fetch a published run and its base weights (through the base's card), both verified:
     (run directory, base weights blob)."""
-    from zoo.weights.pull import pull
-
-    from zoo.transfer.runs import read_run
-
     path = fetch_run(text, token=token)
     card = read_run(path)  # fetch_run verified the files against it already
-    base = pull(card.base.name, progress=progress)
+    base = pull(get_registry().resolve(card.base.name), progress=progress)
     if base.name != card.base.weights_sha256:
         raise RunError(f"{text} was trained on base weights sha256 {card.base.weights_sha256}, but "
                        f"{card.base.name} gives {base.name} here")

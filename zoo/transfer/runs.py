@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from zoo.cards import validate as v
-from zoo.errors import UsageError, ZooError
+from zoo.errors import FieldError, RunError, UsageError
 from zoo.util.hashing import sha256_file
 from zoo.util.tempfiles import temp_beside
+from zoo.weights.safetensors_writer import write_safetensors
 
 RUN_FORMAT = "zoo-run"
 RUN_VERSION = 1
@@ -32,10 +33,6 @@ README_FILE = "README.md"
 METRICS_FILE = "metrics.json"
 #: every file a run is made of (card.toml records the sha256 of the others)
 RUN_FILES = (CARD_FILE, HEAD_FILE, README_FILE, METRICS_FILE)
-
-
-class RunError(ZooError):
-    """A run directory is incomplete, altered, or does not fit the base it names."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +75,7 @@ def _scalars(value: Any) -> dict:
     for key, item in value.items():
         items = item if isinstance(item, list) else [item]
         if not all(isinstance(x, (str, int, float, bool)) for x in items):
-            raise v.FieldError(key, f"expected a number, string, boolean or a list of them, got {item!r}")
+            raise FieldError(key, f"expected a number, string, boolean or a list of them, got {item!r}")
     return dict(value)
 
 
@@ -86,7 +83,7 @@ def _sha_table(value: Any) -> dict:
     table = _scalars(value)
     for key, item in table.items():
         if v.sha256_hex(item) is None:
-            raise v.FieldError(key, "expected a sha256 (64 hex digits)")
+            raise FieldError(key, "expected a sha256 (64 hex digits)")
     return table
 
 
@@ -150,7 +147,7 @@ def read_run(path: str | os.PathLike) -> RunCard:
         fields = v.check_table(data, _RUN_SPEC)
     except tomllib.TOMLDecodeError as exc:
         raise RunError(f"{card_path}: not valid TOML: {exc}") from None
-    except v.FieldError as exc:
+    except FieldError as exc:
         raise RunError(f"{card_path}: {exc.field}: {exc.problem}") from None
     head = fields.pop("head")
     if head["classes"] and len(set(head["classes"])) != len(head["classes"]):
@@ -293,8 +290,6 @@ def write_run(out: str | os.PathLike, card: RunCard, head_tensors: dict, history
 
     import tomlkit
 
-    from zoo.weights.convert import write_safetensors
-
     out = check_out(out, overwrite)
     tmp = temp_beside(out, "partial")
     tmp.mkdir(parents=True)
@@ -325,14 +320,17 @@ def write_run(out: str | os.PathLike, card: RunCard, head_tensors: dict, history
 
 def load_run(path: str | os.PathLike, device=None):
     """The fine-tuned model of a run directory: the base from the cache (verified by sha256), then
-    the stored tensors. Sets ``model.run`` (the RunCard) and ``model.class_names``."""
-    from safetensors.torch import load_file
+    the stored tensors. Sets ``model.run`` (the RunCard) and ``model.class_names``. The base name is
+    resolved once, here, into its card; the base loads through the same function as any card."""
+    from safetensors.torch import load_file  # lazy: torch, only when a model is built (zoo publish needs none)
 
+    from zoo.model.heads import classifier_names  # lazy: torch and timm, as above
     from zoo.model.load import load
+    from zoo.model.resolve import card_for
 
     path = Path(path)
     card = verify_run(path)
-    model = load(card.base.name, head=list(card.classes), pool=card.pool or None)
+    model = load(card_for(card.base.name), head=list(card.classes), pool=card.pool or None)
     if tuple(card.transform["input_size"]) != tuple(model.data_config["input_size"]):
         raise RunError(f"{path} was trained at input size {tuple(card.transform['input_size'])}, but "
                        f"{card.base.name} takes {tuple(model.data_config['input_size'])}")
@@ -346,8 +344,6 @@ def load_run(path: str | os.PathLike, device=None):
     tensors = load_file(str(path / HEAD_FILE))
     state = model.state_dict()
     if card.training["strategy"] == "head":  # a head run replaces the classifier and nothing else
-        from zoo.model.heads import classifier_names
-
         heads = classifier_names(model)
         foreign = sorted(n for n in tensors if not any(n == h or n.startswith(h + ".") for h in heads))
         if foreign:

@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from zoo.util import distributed
+
 
 @dataclass(frozen=True)
 class Epoch:
@@ -44,8 +46,6 @@ def train_head(head: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_
     """Train ``head`` (the classifier) on pooled features: minibatch AdamW and cross-entropy.
     Costs milliseconds per epoch: the backbone never runs."""
     import time
-
-    from zoo.util import distributed
 
     gen = torch.Generator().manual_seed(seed)  # the same order on every rank
     opt = _optimizer([{"params": [p for p in head.parameters() if p.requires_grad], "lr": lr}], weight_decay)
@@ -99,8 +99,6 @@ def train_model(model: nn.Module, train_loader, val_loader, *, epochs: int, grou
     the epoch's figures are summed over ranks."""
     import contextlib
     import time
-
-    from zoo.util import distributed
 
     opt = _optimizer(groups, weight_decay)
     trained = distributed.data_parallel(model)

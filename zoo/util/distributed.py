@@ -11,22 +11,20 @@ DistributedDataParallel (:func:`data_parallel`); only rank 0 writes and prints (
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, TypeVar
+
+from zoo import config
 
 T = TypeVar("T")
 
 
 def world_size() -> int:
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
+    return config.world_size()
 
 
 def active() -> bool:
     """Launched by torchrun with more than one process."""
-    return world_size() > 1 and "RANK" in os.environ
+    return world_size() > 1 and config.launched_by_torchrun()
 
 
 def _group():

@@ -8,6 +8,7 @@ Never imports torch at module level (converters import it when they run). May im
 ``zoo.config``, ``zoo.home``, ``zoo.util``, ``zoo.cards``, ``zoo.store``.
 """
 
-from zoo.weights.pull import Expected, open_weights, pin, pull, pull_uri, verify
+from zoo.weights.pull import Expected, ensure, open_weights, pull, pull_uri
+from zoo.weights.verify import pin, verify
 
-__all__ = ["Expected", "open_weights", "pin", "pull", "pull_uri", "verify"]
+__all__ = ["Expected", "ensure", "open_weights", "pin", "pull", "pull_uri", "verify"]

@@ -1,7 +1,9 @@
 """A process-unique temp file in the cache that hashes what is written while it is written.
 
-Split from zoo/cache.py (which owns the layout) because it is the one piece with a thread: the
-download loop hands chunks over and a worker writes and hashes them, both releasing the GIL.
+Split from zoo/weights/cache.py (which owns the layout) because it is the one piece with a thread:
+the download loop hands chunks over and a worker writes and hashes them, both releasing the GIL. It
+knows the cache only through what it calls (``blobs``, ``temp_blob``, ``commit_file``), so the cache
+can import it and not the other way round.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import queue
 import threading
 from pathlib import Path
 
-from zoo.weights.cache import Cache, CacheError, CorruptBlobError
+from zoo.errors import CacheError, CorruptBlobError
 from zoo.util.tempfiles import abandoned
 
 
@@ -29,7 +31,7 @@ class BlobWriter:
 
     _DONE = object()
 
-    def __init__(self, cache: Cache, key: str, resume: bool = False):
+    def __init__(self, cache, key: str, resume: bool = False):
         self.cache, self.key = cache, key
         cache.blobs.mkdir(parents=True, exist_ok=True)
         # host + pid + random: no other writer (thread, process, or host on a shared file system

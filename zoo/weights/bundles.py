@@ -13,9 +13,8 @@ streamed into the bundle and hashed on the way, without passing through a local 
 
 ``import_bundle`` hashes every file against the manifest before anything enters the cache: one bad
 file aborts the import, names the file, and leaves the cache as it was. A bundle directory is also
-a mirror (an entry of ``$ZOO_MIRRORS``), pulled from with the same verification. ``link_hf_cache``
-writes the Hugging Face cache layout over zoo's blobs, so stock libraries work with
-``HF_HUB_OFFLINE=1``.
+a mirror (an entry of ``$ZOO_MIRRORS``), pulled from with the same verification; ``import_bundle
+(hf_cache=True)`` also writes the Hugging Face cache layout (zoo/weights/hf_cache.py).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import json
 import os
 import shutil
 import tarfile
-import tempfile
 import time
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -33,19 +31,18 @@ from pathlib import Path
 from typing import Callable
 
 from zoo import __version__
-from zoo.weights.cache import Cache, CacheError
-from zoo.cards.card import dump_card
-from zoo.errors import UsageError, ZooError
-from zoo.util.hashing import sha256_files
+from zoo.cards.card import dump_card, hub_filename
 from zoo.cards.registry import get_registry
+from zoo.errors import BundleError, CacheError, UsageError
+from zoo.store.objects import open_storage
+from zoo.store.repos import RepoStore
+from zoo.util.hashing import sha256_files
 from zoo.util.tempfiles import temp_beside
+from zoo.weights.cache import Cache
+from zoo.weights.hf_cache import link_hf_cache
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-
-
-class BundleError(ZooError):
-    """A bundle is malformed or one of its files does not match its manifest."""
 
 
 @dataclass
@@ -89,10 +86,6 @@ def _held_in_store(location: str) -> dict[str, _Held]:
     """The cards whose weights a hub store holds (``zoo serve --storage s3://...`` or a directory):
     the same content-addressed ``blobs/<sha256>`` as the cache, found by the card's pinned sha256
     or by the file its ``hub_repo`` has on main. Read with one LIST of the blobs and one of the repos."""
-    from zoo.store.repos import RepoStore
-    from zoo.store.objects import open_storage
-    from zoo.weights.pull import hub_filename
-
     storage = open_storage(location)
     blobs = {k.split("/", 1)[1] for k in storage.list("blobs/")}
     repos = RepoStore(storage)
@@ -249,7 +242,8 @@ def import_bundle(bundle: str | os.PathLike, *, cache: Cache | None = None, hf_c
         root = bundle
         if bundle.is_file():
             cache.root.mkdir(parents=True, exist_ok=True)
-            extracted = Path(tempfile.mkdtemp(prefix=".bundle-", dir=cache.root))
+            extracted = temp_beside(cache.root / "bundle", "import")  # a dead importer's is pruned (zoo/home.py)
+            extracted.mkdir()
             with tarfile.open(bundle) as tf:
                 tf.extractall(extracted, filter="data")  # no absolute paths, links out or devices
             root = extracted
@@ -290,51 +284,3 @@ def fetch_from_bundle(bundle: str, name: str, sha256: str | None, cache: Cache) 
             got = cache.add_file(Path(bundle) / "blobs" / m["sha256"], want)
             return got, m["size"]
     return None
-
-
-def hf_hub_cache() -> Path:
-    """huggingface_hub's cache directory: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ~/.cache/huggingface/hub."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-    return Path(home).expanduser() / "hub"
-
-
-def link_hf_cache(names: list[str], cache: Cache | None = None) -> list[Path]:
-    """Write the Hugging Face cache layout for cached models (``models--org--name/blobs``,
-    ``snapshots/<commit>/<file>``, ``refs/main``), linking to zoo's blobs where the file system
-    allows, so ``HF_HUB_OFFLINE=1`` stock clients (timm ``pretrained=True``) find the weights."""
-    from zoo.hub.served import Repo, RepoFile
-
-    cache = cache or Cache()
-    entries = {e.name: e for e in cache.entries()}
-    repos: dict[str, Repo] = {}
-    for name in names:
-        card = get_registry().find(name)
-        entry = entries.get(card.name if card else name)
-        if entry is None:
-            raise CacheError(f"{name} is not cached; run 'zoo pull {name}' first")
-        if not entry.hub_repo:
-            raise UsageError(f"{entry.name} names no hub repo, so stock clients could not ask for it")
-        repo = repos.setdefault(entry.hub_repo, Repo(entry.hub_repo))
-        repo.files[entry.filename] = RepoFile(entry.filename, entry.sha256, entry.size, cache.blob_path(entry.sha256))
-    out = []
-    root = hf_hub_cache()
-    for repo in repos.values():
-        base = root / ("models--" + repo.repo_id.replace("/", "--"))
-        for sub in ("blobs", "refs", f"snapshots/{repo.commit}"):
-            (base / sub).mkdir(parents=True, exist_ok=True)
-        for f in repo.files.values():
-            blob = base / "blobs" / f.sha256  # the client names LFS blobs by their sha256 etag
-            if not blob.exists():
-                try:
-                    os.link(cache.open_verified(f.sha256), blob)
-                except OSError:
-                    shutil.copyfile(cache.open_verified(f.sha256), blob)
-            snap = base / "snapshots" / repo.commit / f.path
-            snap.parent.mkdir(parents=True, exist_ok=True)
-            if not snap.is_symlink():
-                os.symlink(os.path.relpath(blob, snap.parent), snap)
-            out.append(snap)
-        (base / "refs" / "main").write_text(repo.commit)
-    return out

@@ -1,6 +1,7 @@
-"""zoo's local cache: content-addressed blobs, atomic verified writes, locks, stamps, an index by name.
+"""zoo's local cache: content-addressed blobs, atomic verified writes, locks, stamps, entries by name,
+and ``prune`` over every area of ``ZOO_HOME`` (zoo/home.py names them all).
 
-Layout under the root (``$ZOO_HOME``, else ``~/.cache/zoo``, see :func:`zoo.config.zoo_home`)::
+The weights layout under the root (``$ZOO_HOME``, else ``~/.cache/zoo``)::
 
     blobs/<sha256>                     verified files, read-only; the sha256 of the bytes is the name
     blobs/.incomplete-<key>.<host>.<pid>.<random>   a download or conversion in progress (never under a final name)
@@ -20,18 +21,28 @@ the file moved or changed since (ctime cannot be set back from user space, so an
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from zoo import config
-from zoo.errors import ZooError
+from filelock import FileLock, Timeout
+
+from zoo import config, home
+from zoo.cards.registry import get_registry
+from zoo.errors import CacheError, CorruptBlobError
+from zoo.store.objects import LocalStorage
+from zoo.store.repos import RepoStore
 from zoo.util.hashing import Progress, sha256_file
 from zoo.util.tempfiles import abandoned, temp_beside, unique_suffix
+from zoo.weights.blobwriter import BlobWriter
+
+log = logging.getLogger(__name__)
 
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
@@ -42,14 +53,6 @@ DEFAULT_LOCK_TIMEOUT = 600.0
 LAST_USED_RESOLUTION = 3600.0
 #: prune never deletes a blob younger than this: a concurrent pull may not have indexed it yet
 PRUNE_GRACE = 3600.0
-
-
-class CacheError(ZooError):
-    """A cache operation failed (a lock timed out, the disk is full, a file is not in the cache)."""
-
-
-class CorruptBlobError(CacheError):
-    """A cached file no longer has the sha256 it was stored under."""
 
 
 @dataclass
@@ -93,13 +96,14 @@ class Cache:
     """The cache rooted at ``root`` (default: ``$ZOO_HOME`` read now)."""
 
     def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root if root is not None else config.zoo_home()).expanduser()
-        self.blobs = self.root / "blobs"
-        self.stamps = self.root / "verified"
-        self.models = self.root / "models"
-        self.locks = self.root / "locks"
-        self.pins_dir = self.root / "pins"
-        self.legacy_pins_file = self.root / "pins.json"
+        self.root = Path(root if root is not None else home.root()).expanduser()
+        self.blobs = self.root / home.BLOBS
+        self.stamps = self.root / home.VERIFIED
+        self.views = self.root / home.VIEWS
+        self.models = self.root / home.MODELS
+        self.locks = self.root / home.LOCKS
+        self.pins_dir = self.root / home.PINS
+        self.legacy_pins_file = self.root / home.LEGACY_PINS
 
     # --- blobs -----------------------------------------------------------------------------
 
@@ -128,12 +132,10 @@ class Cache:
         """An inter-process lock (filelock, fcntl-based on Unix: the kernel releases it when its
         holder dies, so a killed process never leaves it held). Waits at most ``timeout`` seconds.
         It saves bandwidth only: see :class:`_Lock` and ``ZOO_NO_LOCKS``."""
-        from filelock import FileLock
-
         if not config.no_locks():
             self.locks.mkdir(parents=True, exist_ok=True)
         if timeout is None:
-            timeout = float(os.environ.get("ZOO_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
+            timeout = config.lock_timeout(DEFAULT_LOCK_TIMEOUT)
         return _Lock(FileLock(str(self.locks / f"{key}.lock")), key, timeout)
 
     def temp_blob(self, key: str) -> Path:
@@ -143,9 +145,7 @@ class Cache:
 
     def writer(self, key: str, resume: bool = False):
         """A temp file in ``blobs/`` that hashes what is written to it while it is written
-        (:class:`zoo.blobwriter.BlobWriter`)."""
-        from zoo.weights.blobwriter import BlobWriter
-
+        (:class:`zoo.weights.blobwriter.BlobWriter`)."""
         return BlobWriter(self, key, resume)
 
     def add_file(self, path: str | os.PathLike, expected_sha256: str | None = None, progress: Progress | None = None) -> str:
@@ -194,7 +194,7 @@ class Cache:
     def safetensors_view(self, sha256: str) -> Path:
         """``views/<sha256>.safetensors``, a symlink to the blob: loaders that pick the format by
         file extension (timm's ``load_state_dict``) read it as safetensors, never as a pickle."""
-        view = self.root / "views" / f"{sha256}.safetensors"
+        view = self.views / f"{sha256}.safetensors"
         if not view.is_symlink():
             view.parent.mkdir(parents=True, exist_ok=True)
             tmp = temp_beside(view)
@@ -210,7 +210,7 @@ class Cache:
         return actual
 
     def remove_blob(self, sha256: str) -> None:
-        for p in (self.blob_path(sha256), self.stamps / f"{sha256}.json", self.root / "views" / f"{sha256}.safetensors"):
+        for p in (self.blob_path(sha256), self.stamps / f"{sha256}.json", self.views / f"{sha256}.safetensors"):
             try:
                 p.unlink()
             except FileNotFoundError:
@@ -297,17 +297,26 @@ class Cache:
     def temp_files(self) -> Iterator[Path]:
         yield from self.blobs.glob(".incomplete-*") if self.blobs.is_dir() else ()
 
+    def kept_blobs(self) -> set[str]:
+        """Blobs prune must keep whatever their age: what an entry or a pin refers to, what a card
+        pins, and what a commit of a repo served from this directory names (zoo serve)."""
+        kept = {e.sha256 for e in self.entries()} | {p["sha256"] for p in self.pins().values()}
+        kept |= {c.sha256 for c in get_registry().cards if c.sha256}
+        return kept | RepoStore(LocalStorage(self.root)).referenced_blobs()
+
     def prune(self, older_than: float, keep: set[str] = frozenset(), now: float | None = None) -> dict:
-        """Forget index entries unused for ``older_than`` seconds, then delete blobs nothing refers
-        to any more (no index entry, no pin, not in ``keep``: card-pinned or served blobs), and temp
-        files whose writer is gone. Returns what was removed."""
+        """Apply every rule of zoo/home.py: forget entries unused for ``older_than`` seconds, delete
+        blobs nothing refers to any more (:meth:`kept_blobs`, plus ``keep``), feature files, fetched
+        runs and measurements not used for ``older_than``, and temp files whose writer is gone.
+        Returns what was removed, by area."""
         now = time.time() if now is None else now
-        removed = {"entries": [], "blobs": [], "temp": []}
+        removed: dict[str, list[str]] = {"entries": [], "blobs": [], "temp": [], "features": [], "runs": [],
+                                         "measurements": []}
         for entry in self.entries():
             if now - entry.last_used > older_than:
                 self._entry_path(entry.name).unlink(missing_ok=True)
                 removed["entries"].append(entry.name)
-        referenced = {e.sha256 for e in self.entries()} | {p["sha256"] for p in self.pins().values()} | set(keep)
+        referenced = self.kept_blobs() | set(keep)
         for blob in (self.blobs.iterdir() if self.blobs.is_dir() else ()):
             # a blob written in the last hour may belong to a pull that has not indexed it yet
             if SHA256_RE.match(blob.name) and blob.name not in referenced and now - blob.stat().st_mtime > PRUNE_GRACE:
@@ -317,7 +326,35 @@ class Cache:
             if abandoned(tmp, now):  # names zoo did not write, and live writers' files, are left alone
                 tmp.unlink(missing_ok=True)
                 removed["temp"].append(tmp.name)
+        for area in (home.FEATURES, home.MEASUREMENTS, home.RUNS):
+            removed[area] = self._prune_unused(self.root / area, older_than, now)
+        for staging in self.root.glob(f".{home.BUNDLE_STAGING}.*"):  # a bundle import that died
+            if staging.is_dir() and abandoned(staging, now):
+                shutil.rmtree(staging, ignore_errors=True)
+                removed["temp"].append(staging.name)
+        log.info("pruned %s", {k: len(v) for k, v in removed.items()})
         return removed
+
+    @staticmethod
+    def _prune_unused(folder: Path, older_than: float, now: float) -> list[str]:
+        """Entries of ``folder`` (files, or a fetched run's directory) whose mtime is older than
+        ``older_than`` (their writers refresh it on use), and temp files whose writer is gone."""
+        out = []
+        for item in sorted(folder.iterdir()) if folder.is_dir() else ():
+            if item.name.startswith("."):
+                gone = abandoned(item, now)
+            else:
+                try:
+                    gone = now - item.stat().st_mtime > older_than
+                except FileNotFoundError:
+                    continue
+            if gone:
+                if item.is_dir() and not item.is_symlink():
+                    shutil.rmtree(item, ignore_errors=True)
+                else:
+                    item.unlink(missing_ok=True)
+                out.append(item.name)
+        return out
 
 
 class _Lock:
@@ -332,8 +369,6 @@ class _Lock:
         self._held = False
 
     def __enter__(self):
-        from filelock import Timeout
-
         if config.no_locks():
             return self
         try:
@@ -344,8 +379,6 @@ class _Lock:
                              "(or raise ZOO_LOCK_TIMEOUT; on a file system whose locks hang, set "
                              "ZOO_NO_LOCKS=1)") from None
         except OSError as exc:
-            import warnings
-
             warnings.warn(f"cannot lock {self._lock.lock_file} ({exc}); going on without it (a concurrent "
                           "fetch of the same file may download it twice). ZOO_NO_LOCKS=1 skips locking.",
                           RuntimeWarning, stacklevel=2)

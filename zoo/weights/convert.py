@@ -1,10 +1,8 @@
 """Legacy checkpoints -> safetensors, deterministically.
 
 A converted file's sha256 is its card's identity, so conversion must give the same bytes on every
-run and with any safetensors release. safetensors does not promise a byte-stable header, so zoo
-writes the file itself (:func:`write_safetensors`): the format is 8 bytes of header length, a JSON
-header (``__metadata__`` first, then tensors in state-dict order, compact separators, padded with
-spaces to 8 bytes), then the raw little-endian tensor bytes. safetensors reads it back (tested).
+run and with any safetensors release: the file is written by zoo's own deterministic writer
+(zoo/weights/safetensors_writer.py).
 
 Legacy ``.pth`` files are opened with ``torch.load(..., weights_only=True)`` only: never unpickle
 arbitrary objects.
@@ -20,100 +18,21 @@ Converters (the ``converter`` of a card source):
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import os
-import struct
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
-from zoo.errors import ZooError
-from zoo.util.tempfiles import temp_beside
+from zoo.errors import ConversionError
+from zoo.weights.safetensors_writer import write_safetensors
 
 #: Bumped whenever a converter's output bytes change (it is written into the file's metadata).
 CONVERTER_VERSION = "1"
 
-_DTYPES = {  # torch dtype name -> safetensors dtype code
-    "float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64",
-    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL",
-}
-_ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
-
-
-class ConversionError(ZooError):
-    """A checkpoint does not map onto the architecture it claims to be."""
-
-
-class Chunked:
-    """A tensor too large to hold at once: its safetensors dtype name (``"F32"``), shape, and an
-    iterable of raw little-endian byte chunks in row-major order (streamed by write_safetensors)."""
-
-    def __init__(self, dtype: str, shape: list[int], chunks: Any):
-        self.dtype, self.shape, self.chunks = dtype, list(shape), chunks
-        self.nbytes = _ITEMSIZE[dtype] * math.prod(self.shape)
-
-
-def write_safetensors(tensors: Mapping[str, Any], path: str, metadata: Mapping[str, str] | None = None) -> str:
-    """Write ``tensors`` (name -> torch tensor or :class:`Chunked`, in the order given) as
-    safetensors; return the sha256.
-
-    Byte-for-byte deterministic for the same tensors and metadata. Writes a temp file beside
-    ``path`` and renames it into place, so ``path`` never holds a half-written file. A
-    :class:`Chunked` entry is streamed, so a file larger than memory can be written.
-    """
-    header: dict[str, Any] = {}
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    blobs: list[Any] = []
-    offset = 0
-    for name, tensor in tensors.items():
-        if isinstance(tensor, Chunked):
-            code, shape, size, data = tensor.dtype, tensor.shape, tensor.nbytes, tensor
-        else:
-            dtype = str(tensor.dtype).removeprefix("torch.")
-            if dtype not in _DTYPES:
-                raise ConversionError(f"tensor {name!r} has dtype {dtype}, which safetensors cannot store here")
-            data = _raw_bytes(tensor)
-            code, shape, size = _DTYPES[dtype], list(tensor.shape), len(data)
-        header[name] = {"dtype": code, "shape": shape, "data_offsets": [offset, offset + size]}
-        blobs.append(data)
-        offset += size
-    head = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode()
-    head += b" " * (-len(head) % 8)
-    digest = hashlib.sha256()
-    tmp = str(temp_beside(path, "incomplete"))
-    try:
-        with open(tmp, "wb") as fh:
-            for blob in (struct.pack("<Q", len(head)), head, *blobs):
-                written = 0
-                for piece in (blob.chunks if isinstance(blob, Chunked) else (blob,)):
-                    fh.write(piece)
-                    digest.update(piece)
-                    written += len(piece)
-                if isinstance(blob, Chunked) and written != blob.nbytes:
-                    raise ConversionError(f"a streamed tensor gave {written} bytes, its shape needs {blob.nbytes}")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return digest.hexdigest()
-
-
-def _raw_bytes(tensor: Any) -> bytes:
-    """The tensor's bytes, row-major, in this machine's (little-endian) order; any dtype, 0-d too."""
-    import torch
-
-    flat = tensor.detach().cpu().contiguous().reshape(-1)
-    return flat.view(torch.uint8).numpy().tobytes()
-
-
 def _load_pth(path: str) -> dict:
-    import torch
+    import torch  # lazy: the weights stage loads torch only to convert
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError/RuntimeError with long texts
-        raise ConversionError(f"{path} is not a loadable weights-only checkpoint: {str(exc).splitlines()[0]}") from None
+        raise ConversionError(f"{path} is not a loadable weights-only checkpoint: {str(exc).splitlines()[0]}") from exc
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not obj:
@@ -123,14 +42,14 @@ def _load_pth(path: str) -> dict:
 
 def _target_state(architecture: str) -> dict:
     """The architecture's state dict on the meta device: names, order and shapes, no memory."""
-    import timm
+    import timm  # lazy: the weights stage loads timm and torch only to convert
     import torch
 
     try:
         with torch.device("meta"):
             return timm.create_model(architecture, pretrained=False).state_dict()
     except RuntimeError as exc:  # timm: "Unknown model (...)"
-        raise ConversionError(f"cannot build architecture {architecture!r}: {exc}") from None
+        raise ConversionError(f"cannot build architecture {architecture!r}: {exc}") from exc
 
 
 def _efficientnet_lite_pth(raw: dict, architecture: str) -> dict:

@@ -1,4 +1,4 @@
-"""Pull, verify, pin and lock a card's weights: mirrors and sources in order, the sha256 decides.
+"""Pull a card's weights: mirrors and sources in order, the sha256 decides.
 
 ``pull(name)`` ends with a verified file in the cache or fails naming what failed for every source:
 never a partial model. Order: each ``$ZOO_MIRRORS`` endpoint (asked for the card's ``hub_repo``),
@@ -10,31 +10,29 @@ then recorded; every source of a card must yield the same bytes after its declar
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from zoo import config
-from zoo.weights.cache import Cache, CacheError, CorruptBlobError, Entry
-from zoo.util.hashing import sha256_files
-from zoo.cards.card import Card
-from zoo.weights.convert import ConversionError, convert_checkpoint
-from zoo.errors import UsageError, ZooError
+from zoo.cards.card import Card, hub_filename
 from zoo.cards.registry import get_registry
-from zoo.weights.sources import SourceError, download, hf_remote, is_remote, local_path, remote_for
 from zoo.cards.uri import parse_uri
+from zoo.errors import (BundleError, CacheError, ConversionError, CorruptBlobError, PullError, SourceError,
+                        UsageError)
+from zoo.util import distributed
+from zoo.util.hashing import sha256_file
+from zoo.weights.bundles import fetch_from_bundle
+from zoo.weights.cache import Cache
+from zoo.weights.convert import convert_checkpoint
+from zoo.weights.sources import download, hf_remote, is_remote, local_path, remote_for
 
-DEFAULT_FILENAME = "model.safetensors"
-LOCK_VERSION = 1
+log = logging.getLogger(__name__)
 
 #: progress(event, value): ("start", total bytes or None), ("advance", n bytes), ("source", label)
 Progress = Callable[[str, object], None]
-
-
-class PullError(ZooError):
-    """No mirror or source delivered the right bytes; lists what each one said."""
 
 
 @dataclass
@@ -55,15 +53,6 @@ def expected_for(card: Card, cache: Cache) -> Expected:
     if pin:
         return Expected(pin["sha256"], pin.get("size"), "pin")
     return Expected(None, None, "")
-
-
-def hub_filename(card: Card) -> str:
-    """The file name under ``hub_repo`` (the path of the card's hf:// source, else model.safetensors)."""
-    for src in card.sources:
-        uri = parse_uri(src.uri)
-        if uri.scheme == "hf" and uri.path and not src.converter:
-            return uri.path
-    return DEFAULT_FILENAME
 
 
 def _fetch_remote(cache: Cache, remote, key: str, want: Expected, progress: Progress) -> tuple[str, int]:
@@ -103,8 +92,6 @@ def _fetch_source(cache: Cache, card: Card, src, want: Expected, progress: Progr
             raw = local_path(uri)
             progress("start", os.path.getsize(raw))
             if src.sha256:
-                from zoo.util.hashing import sha256_file
-
                 got = sha256_file(raw, lambda n: progress("advance", n))
                 if got != src.sha256:
                     raise CorruptBlobError(f"raw file {raw}: expected sha256 {src.sha256}, got {got}")
@@ -138,8 +125,6 @@ def _attempts(card: Card, cache: Cache, want: Expected, progress: Progress):
     for mirror in config.mirrors():
         def from_mirror(mirror=mirror):
             if "://" not in mirror or mirror.startswith("file://"):  # a bundle directory as a mirror
-                from zoo.weights.bundles import BundleError, fetch_from_bundle
-
                 path = mirror[len("file://"):] if mirror.startswith("file://") else mirror
                 try:
                     got = fetch_from_bundle(path, card.name, want.sha256, cache)
@@ -189,11 +174,14 @@ def pull(name: str | Card, *, cache: Cache | None = None, progress: Progress | N
         failures = []
         for label, fetch in _attempts(card, cache, want, progress):
             progress("source", label)
+            log.info("%s: trying %s", card.name, label)
             try:
                 sha, size, revision = fetch()
             except (SourceError, CacheError, ConversionError, UsageError) as exc:
+                log.info("%s: %s failed: %s", card.name, label, exc)
                 failures.append(f"  {label}: {exc}")
                 continue
+            log.info("%s: %s gave sha256 %s (%d bytes)", card.name, label, sha, size)
             cache.record(card.name, sha, size, label, revision=revision, hub_repo=card.hub_repo,
                          filename=hub_filename(card))
             if not want.sha256:
@@ -240,115 +228,18 @@ def open_weights(name: str | Card, cache: Cache | None = None) -> Path:
     return path
 
 
-@dataclass
-class VerifyResult:
-    name: str
-    sha256: str
-    actual: str | None  # None: the file is missing
-
-    @property
-    def ok(self) -> bool:
-        return self.actual == self.sha256
-
-
-def verify(names: list[str] | None = None, *, cache: Cache | None = None, repair: bool = False,
-           progress: Callable[[int], None] | None = None) -> list[VerifyResult]:
-    """Re-hash cached weights (all, or those of ``names``) against their pinned or recorded sha256,
-    in parallel across cores; with ``repair``, fetch each bad one again."""
+def ensure(card: Card, cache: Cache | None = None) -> Path:
+    """The verified weights file of ``card``: opened from the cache without any network when it is
+    there (a stamp comparison, no re-hash), else pulled. Under torchrun rank 0 pulls and verifies
+    while the other ranks wait, then they open what it stored (one download per cluster)."""
     cache = cache or Cache()
-    entries: list[Entry] = cache.entries()
-    if names:
-        wanted = {get_registry().resolve(n).name for n in names}
-        missing = wanted - {e.name for e in entries}
-        if missing:
-            raise CacheError(f"not in the cache: {', '.join(sorted(missing))}; run 'zoo pull NAME' first")
-        entries = [e for e in entries if e.name in wanted]
-    by_sha: dict[str, list[Entry]] = {}
-    for e in entries:
-        card = get_registry().find(e.name)
-        sha = (expected_for(card, cache).sha256 if card else None) or e.sha256
-        by_sha.setdefault(sha, []).append(e)
-    present = [s for s in by_sha if cache.has_blob(s)]
-    actual = dict(zip(present, sha256_files([str(cache.blob_path(s)) for s in present], progress)))
-    results = []
-    for sha, group in by_sha.items():
-        got = actual.get(sha)
-        if got == sha:
-            cache.stamp(sha)
-        for e in group:
-            results.append(VerifyResult(e.name, sha, got))
-    if repair:
-        for r in [r for r in results if not r.ok]:
-            pull(r.name, cache=cache, force=True)
-            r.actual = cache.verify_blob(r.sha256)
-    return sorted(results, key=lambda r: r.name)
 
-
-def pin(name: str, cache: Cache | None = None) -> tuple[str, str]:
-    """Record a card's downloaded sha256 for good: into the card file when it is a writable file
-    in a checkout, else into ``pins/<name>.json`` in ``ZOO_HOME``. Returns (sha256, where)."""
-    import dataclasses
-
-    from zoo.cards.card import write_card
-
-    card = get_registry().resolve(name)
-    cache = cache or Cache()
-    entry = cache.entry(card.name)
-    if entry is None:
-        raise CacheError(f"{card.name} has not been downloaded; run 'zoo pull {card.name}' first")
-    if card.sha256 and card.sha256 != entry.sha256:
-        raise CorruptBlobError(f"{card.name} pins {card.sha256}, the cache holds {entry.sha256}; run 'zoo verify --repair'")
-    installed = os.path.basename(os.path.dirname(card.path or "")) == "shipped_cards"  # inside a wheel
-    if card.path and not installed and os.access(card.path, os.W_OK):
-        with open(card.path, encoding="utf-8") as fh:
-            header = "\n".join(line[2:].rstrip() for line in fh if line.startswith("# "))
-        write_card(dataclasses.replace(card, sha256=entry.sha256, size_bytes=entry.size), card.path, header or None)
-        return entry.sha256, card.path
-    cache.pin(card.name, entry.sha256, entry.size, entry.source)
-    return entry.sha256, str(cache.pin_path(card.name))
-
-
-def lock_records(names: list[str], cache: Cache | None = None, progress: Progress | None = None) -> list[dict]:
-    """What ``zoo lock`` writes: exact bytes (name, source, revision, sha256, size) per model."""
-    cache = cache or Cache()
-    out = []
-    for name in names:
-        card = get_registry().resolve(name)
-        pull(card, cache=cache, progress=progress)
-        entry = cache.entry(card.name)
-        out.append({"name": card.name, "source": entry.source, "revision": entry.revision or "",
-                    "sha256": entry.sha256, "size": entry.size})
-    return out
-
-
-def dump_lock(records: list[dict]) -> str:
-    import tomlkit
-
-    doc = tomlkit.document()
-    doc.add(tomlkit.comment("zoo lock file: 'zoo pull --lock FILE' installs exactly these bytes or fails"))
-    doc["version"] = LOCK_VERSION
-    doc["model"] = records
-    return tomlkit.dumps(doc)
-
-
-def read_lock(path: str) -> list[dict]:
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read lock file {path}: {exc}") from None
-    if data.get("version") != LOCK_VERSION or not isinstance(data.get("model"), list):
-        raise UsageError(f"{path} is not a zoo lock file (version {LOCK_VERSION} with [[model]] entries)")
-    return data["model"]
-
-
-def pull_lock(path: str, cache: Cache | None = None, progress: Progress | None = None) -> list[Path]:
-    """Install exactly the bytes a lock file names, or fail (like pip's hash-checking mode)."""
-    out = []
-    for rec in read_lock(path):
+    def weights() -> Path:
         try:
-            want = Expected(rec["sha256"], rec.get("size"), "lock")
-            out.append(pull(rec["name"], cache=cache, progress=progress, expected=want))
-        except KeyError as exc:
-            raise UsageError(f"{path}: an entry lacks {exc}") from None
-    return out
+            return open_weights(card, cache)
+        except CacheError:  # not cached yet: fetch it (which says what to do when offline)
+            log.info("%s is not cached: pulling it", card.name)
+            return pull(card, cache=cache)
+
+    return distributed.main_first(weights)
+

@@ -10,7 +10,7 @@
 - ``file://``, plain paths and ``pkg://DIST/path`` (a file inside an installed distribution) are
   local: read in place.
 
-Nothing here decides whether bytes are right: that is the caller's sha256 (zoo/weights.py).
+Nothing here decides whether bytes are right: that is the caller's sha256 (zoo/weights/pull.py).
 """
 
 from __future__ import annotations
@@ -22,21 +22,13 @@ from typing import Callable
 
 from zoo import config
 from zoo.weights.blobwriter import BlobWriter
-from zoo.errors import UsageError, ZooError
+from zoo.errors import OfflineError, SourceError, SourceNotFound, UsageError
 from zoo.cards.uri import Uri
 
 CHUNK = 1 << 20
 RETRIES = 5
 #: (connect, read) timeouts for the GET, in seconds
 TIMEOUT = (10, 60)
-
-
-class SourceError(ZooError):
-    """A source could not deliver its bytes (offline, not found, network failure)."""
-
-
-class OfflineError(SourceError):
-    """A network source was needed while ``ZOO_OFFLINE``/``HF_HUB_OFFLINE`` is set."""
 
 
 @dataclass
@@ -92,15 +84,15 @@ def hf_remote(repo_id: str, filename: str, revision: str | None = None, endpoint
     try:
         meta = get_hf_file_metadata(url, endpoint=endpoint, timeout=TIMEOUT[0])
     except RevisionNotFoundError:
-        raise SourceError(f"{endpoint}: repo {repo_id} has no revision {revision!r}") from None
+        raise SourceNotFound(f"{endpoint}: repo {repo_id} has no revision {revision!r}") from None
     except RepositoryNotFoundError:
-        raise SourceError(f"{endpoint}: no repo {repo_id} (or it needs a token: set HF_TOKEN)") from None
+        raise SourceNotFound(f"{endpoint}: no repo {repo_id} (or it needs a token: set HF_TOKEN)") from None
     except EntryNotFoundError:
-        raise SourceError(f"{endpoint}: repo {repo_id} has no file {filename}") from None
+        raise SourceNotFound(f"{endpoint}: repo {repo_id} has no file {filename}") from None
     except HfHubHTTPError as exc:
-        raise SourceError(f"{endpoint}: {repo_id}/{filename}: {str(exc).splitlines()[0]}") from None
-    except Exception as exc:  # connection errors (httpx's are not OSErrors), timeouts, bad answers
-        raise SourceError(f"{endpoint} is unreachable for {repo_id}/{filename}: {type(exc).__name__}: {exc}") from None
+        raise SourceError(f"{endpoint}: {repo_id}/{filename}: {str(exc).splitlines()[0]}") from exc
+    except Exception as exc:  # deliberate: connection errors (httpx's are not OSErrors), timeouts, bad answers
+        raise SourceError(f"{endpoint} is unreachable for {repo_id}/{filename}: {type(exc).__name__}: {exc}") from exc
     headers = build_hf_headers()
     if _origin(meta.location) != _origin(url):
         headers.pop("authorization", None)  # as huggingface_hub does: never send the token elsewhere
@@ -160,5 +152,5 @@ def download(remote: Remote, writer: BlobWriter, progress: Callable[[int], None]
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             attempt += 1
             if attempt > retries:
-                raise SourceError(f"GET {remote.url} failed after {retries} retries at byte {writer.offset}: {exc}") from None
+                raise SourceError(f"GET {remote.url} failed after {retries} retries at byte {writer.offset}: {exc}") from exc
             time.sleep(min(0.2 * 2 ** attempt, 5))
