@@ -1,4 +1,4 @@
-"""Card validation (zoo/cards.py): a broken card names its file and field."""
+"""Card validation (zoo/cards/card.py): a broken card names its file and field."""
 
 import dataclasses
 

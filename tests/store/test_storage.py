@@ -1,4 +1,4 @@
-"""Object storage with compare-and-swap (zoo/storage.py) on a directory and on a real
+"""Object storage with compare-and-swap (zoo/store/objects.py) on a directory and on a real
 S3-compatible store (SeaweedFS on loopback): the race test of issue 9 first."""
 
 import json

@@ -1,4 +1,4 @@
-"""Run directories (zoo/runs.py): integrity, refusal of a base that does not fit, merged export."""
+"""Run directories (zoo/transfer/runs.py): integrity, refusal of a base that does not fit, merged export."""
 
 import json
 import shutil

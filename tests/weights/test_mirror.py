@@ -1,4 +1,4 @@
-"""Offline bundles (zoo/mirror.py): export, verified import, bundles as mirrors, the HF cache layout."""
+"""Offline bundles (zoo/weights/bundles.py, zoo/weights/hf_cache.py): export, verified import, bundles as mirrors, the HF cache layout."""
 
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""Bottleneck features (zoo/features.py, ``zoo extract``) on real data: sklearn's digits."""
+"""Bottleneck features (zoo/transfer/features.py, ``zoo extract``) on real data: sklearn's digits."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Image folders and train/validation splits (zoo/datasets.py)."""
+"""Image folders and train/validation splits (zoo/transfer/datasets.py)."""
 
 import shutil
 

@@ -1,4 +1,4 @@
-"""zoo compare (zoo/compare.py, zoo/plot.py) on real data: the bundled lite0 and lite1 on sklearn's digits."""
+"""zoo compare (zoo/compare/report.py, zoo/compare/plot.py) on real data: the bundled lite0 and lite1 on sklearn's digits."""
 
 import json
 

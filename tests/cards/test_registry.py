@@ -1,4 +1,4 @@
-"""Name resolution, user cards, register(), sorting and filtering (zoo/registry.py)."""
+"""Name resolution, user cards, register(), sorting and filtering (zoo/cards/registry.py)."""
 
 import pytest
 

@@ -1,5 +1,5 @@
 """`zoo serve --storage s3://...`: stateless servers over one S3-compatible store (SeaweedFS on
-loopback), with the stock huggingface_hub client (zoo/hub/blobs.py, zoo/hub/store.py on zoo/storage.py)."""
+loopback), with the stock huggingface_hub client (zoo/hub/blobs.py, zoo/store/repos.py on zoo/store/objects.py)."""
 
 import hashlib
 import json

@@ -1,4 +1,4 @@
-"""torchrun (gloo, CPU) runs of zoo extract and zoo finetune (zoo/distributed.py): weights pulled
+"""torchrun (gloo, CPU) runs of zoo extract and zoo finetune (zoo/util/distributed.py): weights pulled
 once, every image extracted exactly once across ranks, one run directory."""
 
 import json

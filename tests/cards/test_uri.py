@@ -1,4 +1,4 @@
-"""The source-URI grammar (zoo/uri.py)."""
+"""The source-URI grammar (zoo/cards/uri.py)."""
 
 import pytest
 

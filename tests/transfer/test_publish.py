@@ -1,4 +1,4 @@
-"""Publishing runs to a hub and loading them back (zoo/publish.py), end to end against `zoo serve`
+"""Publishing runs to a hub and loading them back (zoo/transfer/publish.py), end to end against `zoo serve`
 on loopback with the stock huggingface_hub client (no mocks)."""
 
 import shutil

@@ -1,4 +1,4 @@
-"""Computed and timed figures (zoo/measure.py)."""
+"""Computed and timed figures (zoo/compare/measure.py)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""zoo finetune (zoo/finetune.py) on real data: sklearn's digits through the bundled lite0."""
+"""zoo finetune (zoo/transfer/finetune.py) on real data: sklearn's digits through the bundled lite0."""
 
 import json
 import shutil

@@ -1,4 +1,4 @@
-"""The cache (zoo/cache.py): atomic verified writes, stamps, locks, index, prune, and its CLI."""
+"""The cache (zoo/weights/cache.py): atomic verified writes, stamps, locks, index, prune, and its CLI."""
 
 import os
 import signal

@@ -1,4 +1,4 @@
-"""zoo.load, transforms, decode, freezing and heads on the bundled real weights (zoo/loader.py, zoo/heads.py)."""
+"""zoo.load, transforms, decode, freezing and heads on the bundled real weights (zoo/api.py, zoo/model/)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Linear probe, kNN, LogME and rank helpers (zoo/probe.py) against their definitions."""
+"""Linear probe, kNN, LogME and rank helpers (zoo/compare/probe.py) against their definitions."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Deterministic safetensors and the bundled-weights converter (zoo/convert.py)."""
+"""Deterministic safetensors and the bundled-weights converter (zoo/weights/safetensors_writer.py, zoo/weights/convert.py)."""
 
 import hashlib
 

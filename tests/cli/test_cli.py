@@ -1,4 +1,4 @@
-"""The ``zoo`` command (zoo/cli.py): list/info output, JSON, exit codes, and no heavy imports."""
+"""The ``zoo`` command (zoo/cli/): list/info output, JSON, exit codes, and no heavy imports."""
 
 import json
 import shutil
