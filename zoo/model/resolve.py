@@ -18,7 +18,9 @@ def card_for(name: str | Card) -> Card:
     if isinstance(name, Card):
         return name
     registry = get_registry()
-    card = registry.find(name.strip()) if isinstance(name, str) else None
+    if not isinstance(name, str):
+        registry.resolve(name)  # raises UsageError naming what was given
+    card = registry.find(name.strip())
     if card is not None:
         return card
     tag = name.strip()
