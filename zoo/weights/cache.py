@@ -6,8 +6,8 @@ The weights layout under the root (``$ZOO_HOME``, else ``~/.cache/zoo``)::
     blobs/<sha256>                     verified files, read-only; the sha256 of the bytes is the name
     blobs/.incomplete-<key>.<host>.<pid>.<random>   a download or conversion in progress (never under a final name)
     verified/<sha256>.json             stamp taken right after verification (size, mtime, ctime, inode)
-    models/<card name>.json            the human-readable index: which blob a card uses, when it was
-                                       pulled and last used (kept here, never by touching blobs)
+    models/<card name>.json            one entry per name, human-readable: which blob a card uses, when
+                                       it was pulled and last used (kept here, never by touching blobs)
     pins/<card name>.json              sha256 recorded on first download for cards that pin none
                                        (one file each: no read-modify-write, so no lock; an older
                                        cache's pins.json is still read)
@@ -51,13 +51,13 @@ ENTRY_VERSION = 1
 DEFAULT_LOCK_TIMEOUT = 600.0
 #: "last used" is refreshed at most this often, so loads rarely write (prune works in days)
 LAST_USED_RESOLUTION = 3600.0
-#: prune never deletes a blob younger than this: a concurrent pull may not have indexed it yet
+#: prune never deletes a blob younger than this: a concurrent pull may not have recorded its entry yet
 PRUNE_GRACE = 3600.0
 
 
 @dataclass
 class Entry:
-    """One card's line in the index: ``models/<name>.json``."""
+    """One cached name's entry: ``models/<name>.json``."""
 
     name: str
     sha256: str
@@ -216,7 +216,7 @@ class Cache:
             except FileNotFoundError:
                 pass
 
-    # --- the index by name -----------------------------------------------------------------
+    # --- entries by name -------------------------------------------------------------------
 
     @staticmethod
     def _named(folder: Path, name: str, what: str) -> Path:
@@ -226,7 +226,7 @@ class Cache:
         return folder / f"{name}.json"
 
     def _entry_path(self, name: str) -> Path:
-        return self._named(self.models, name, "the cache index")
+        return self._named(self.models, name, "the cache's entries")
 
     def record(self, name: str, sha256: str, size: int, source: str, **extra) -> Entry:
         now = time.time()
@@ -250,14 +250,14 @@ class Cache:
         return [e for e in out if e is not None]
 
     def touch(self, name: str) -> None:
-        """Refresh "last used" in the index (at most hourly: a load should not write every time)."""
+        """Refresh "last used" in the entry (at most hourly: a load should not write every time)."""
         entry = self.entry(name)
         if entry and time.time() - entry.last_used > LAST_USED_RESOLUTION:
             entry.last_used = time.time()
             _write_json(self._entry_path(name), asdict(entry))
 
     def forget(self, name: str) -> Entry | None:
-        """Drop a name from the index (``zoo cache rm``); its blob goes when nothing else uses it."""
+        """Drop a name's entry (``zoo cache rm``); its blob goes when nothing else uses it."""
         entry = self.entry(name)
         if entry is None:
             return None
@@ -318,7 +318,7 @@ class Cache:
                 removed["entries"].append(entry.name)
         referenced = self.kept_blobs() | set(keep)
         for blob in (self.blobs.iterdir() if self.blobs.is_dir() else ()):
-            # a blob written in the last hour may belong to a pull that has not indexed it yet
+            # a blob written in the last hour may belong to a pull that has not recorded its entry yet
             if SHA256_RE.match(blob.name) and blob.name not in referenced and now - blob.stat().st_mtime > PRUNE_GRACE:
                 self.remove_blob(blob.name)
                 removed["blobs"].append(blob.name)
