@@ -21,11 +21,6 @@ from zoo.store.repos import derived_commit_id
 from zoo.weights.cache import Cache, Entry
 
 
-def hf_hub_cache() -> Path:
-    """huggingface_hub's cache directory, as huggingface_hub itself resolves it."""
-    return Path(config.hf_hub_cache())
-
-
 def link_hf_cache(names: list[str], cache: Cache | None = None) -> list[Path]:
     """Write the Hugging Face cache layout for cached models (``models--org--name/blobs``,
     ``snapshots/<commit>/<file>``, ``refs/main``), linking to zoo's blobs where the file system
@@ -42,7 +37,7 @@ def link_hf_cache(names: list[str], cache: Cache | None = None) -> list[Path]:
             raise UsageError(f"{entry.name} names no hub repo, so stock clients could not ask for it")
         repos.setdefault(entry.hub_repo, {})[entry.filename] = entry
     out = []
-    root = hf_hub_cache()
+    root = Path(config.hf_hub_cache())  # where huggingface_hub itself looks
     for repo_id, files in repos.items():
         commit = derived_commit_id(repo_id, {path: e.sha256 for path, e in files.items()})
         base = root / ("models--" + repo_id.replace("/", "--"))
