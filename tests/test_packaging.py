@@ -1,19 +1,50 @@
-"""The wheel carries the shipped cards as package data, and a non-editable install reads them."""
+"""The wheel is the distribution ``zoo-hub`` (``zoo`` on PyPI is someone else's), carries the
+shipped cards as package data, and installs into a fresh venv whose ``zoo`` command works."""
 
+import json
 import subprocess
 import sys
 import zipfile
 
 import pytest
 
+from zoo.errors import DISTRIBUTION
+
 from conftest import CARDS_DIR, ROOT
 
 
-@pytest.mark.slow
-def test_wheel_contains_the_cards_and_works_without_the_checkout(tmp_path):
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
                    check=True, capture_output=True, text=True)
-    (wheel,) = tmp_path.glob("zoo-*.whl")
+    (path,) = out.glob("*.whl")
+    return path
+
+
+def test_the_wheel_is_named_zoo_hub_and_installs_in_a_fresh_venv(wheel, tmp_path):
+    assert DISTRIBUTION == "zoo-hub" and wheel.name.startswith("zoo_hub-")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    # only zoo-hub itself: the command's --version, and the card listing, need no dependency
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index",
+                    str(wheel)], check=True, capture_output=True, text=True)
+    import zoo
+
+    got = subprocess.run([str(venv / "bin" / "zoo"), "--version"], capture_output=True, text=True, check=True,
+                         cwd=tmp_path).stdout.strip()
+    assert got == f"zoo {zoo.__version__} (zoo-hub)"
+    meta = subprocess.run([str(python), "-c", "import importlib.metadata as m, zoo; "
+                           "print(m.version('zoo-hub'), zoo.__file__)"], capture_output=True, text=True, check=True,
+                          cwd=tmp_path).stdout.split()
+    assert meta[0] == zoo.__version__ and meta[1].startswith(str(venv))
+    listed = subprocess.run([str(venv / "bin" / "zoo"), "list", "ResNet50", "--json"], capture_output=True, text=True,
+                            check=True, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "ZOO_HOME": str(tmp_path / "home")})
+    assert "resnet50.tv_in1k" in [c["name"] for c in json.loads(listed.stdout)]
+
+
+def test_wheel_contains_the_cards_and_works_without_the_checkout(wheel, tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         expected = {f"zoo/shipped_cards/{p.name}" for p in CARDS_DIR.glob("*.toml")}

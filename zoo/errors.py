@@ -8,6 +8,7 @@ Grouped the way callers catch them::
     |   +-- AmbiguousModelError    an architecture with several cards and no default
     |   +-- UriError               a source URI that does not parse
     |   +-- InvalidRepoId          not "org/name"
+    |   +-- MissingExtra           an optional dependency is not installed (names the extra)
     +-- CardError                  a malformed card file (names the file and the field)
     +-- FieldError                 a malformed field of any zoo document (re-raised with its file)
     +-- ImageError                 an image that cannot be decoded
@@ -50,6 +51,19 @@ class ZooError(Exception):
 
 class UsageError(ZooError):
     """The caller asked for something that cannot exist (bad name, bad option): exit code 2."""
+
+
+#: the distribution's name on PyPI; the import name and the command stay ``zoo`` (``zoo`` on PyPI
+#: is an unrelated project)
+DISTRIBUTION = "zoo-hub"
+
+
+class MissingExtra(UsageError):
+    """An optional dependency is not installed: names the feature, the module and the extra that brings it."""
+
+    def __init__(self, feature: str, module: str, extra: str):
+        self.feature, self.module, self.extra = feature, module, extra
+        super().__init__(f"{feature} needs {module}: pip install '{DISTRIBUTION}[{extra}]'")
 
 
 class UnknownModelError(UsageError, LookupError):

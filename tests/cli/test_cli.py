@@ -25,8 +25,8 @@ def test_version_via_console_script_and_module():
     exe = shutil.which("zoo", path=str(__import__("pathlib").Path(sys.executable).parent))
     assert exe, "the zoo console script is installed beside the venv's python"
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == f"zoo {zoo.__version__}"
-    assert run_zoo("--version").stdout.strip() == f"zoo {zoo.__version__}"
+    assert out.strip() == f"zoo {zoo.__version__} (zoo-hub)"
+    assert run_zoo("--version").stdout.strip() == f"zoo {zoo.__version__} (zoo-hub)"
 
 
 def test_list_table_sorted_by_top1(capsys):

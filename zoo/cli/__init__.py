@@ -22,13 +22,13 @@ from typing import Sequence
 from zoo import __version__, config
 from zoo.cli import cards, compare, mirror, predict, runs, weights
 from zoo.cli.console import console
-from zoo.errors import UsageError, ZooError
+from zoo.errors import DISTRIBUTION, UsageError, ZooError
 from zoo.util import distributed, logs
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="A model-zoo hub for transfer learning.")
-    parser.add_argument("--version", action="version", version=f"zoo {__version__}")
+    parser.add_argument("--version", action="version", version=f"zoo {__version__} ({DISTRIBUTION})")
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-v", "--verbose", action="count", default=0,
                        help="show the library's log (-vv: debug) and, for an error, its causes")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from zoo.errors import UsageError
+from zoo.errors import MissingExtra, UsageError
 from zoo.util.tempfiles import temp_beside
 
 
@@ -22,7 +22,7 @@ def plot(result: dict, out: str | os.PathLike, title: str | None = None) -> Path
         matplotlib.use("Agg")  # files only: no display needed
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'zoo[plot]'") from None
+        raise MissingExtra("--plot", "matplotlib", "plot") from None
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise UsageError(f"--plot writes a PNG: name it *.png, not {out.name}")

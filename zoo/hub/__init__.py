@@ -8,3 +8,10 @@ who may write, ``app`` the routes.
 May import: ``zoo.weights``, ``zoo.store``, ``zoo.cards``, ``zoo.util`` and the top modules; never the
 model, transfer or compare stages (a server holds no torch).
 """
+
+from importlib.util import find_spec
+
+from zoo.errors import MissingExtra
+
+if find_spec("starlette") is None or find_spec("uvicorn") is None:  # the serve extra, checked once for every module
+    raise MissingExtra("zoo serve", "starlette and uvicorn", "serve")

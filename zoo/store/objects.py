@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from zoo import config
-from zoo.errors import ObjectNotFound, PreconditionFailed, StorageError, UsageError
+from zoo.errors import MissingExtra, ObjectNotFound, PreconditionFailed, StorageError, UsageError
 from zoo.util.tempfiles import temp_beside
 
 
@@ -142,7 +142,7 @@ class S3Storage:
             try:
                 import botocore.session
             except ImportError:
-                raise UsageError("s3:// storage needs botocore: pip install 'zoo[s3]'") from None
+                raise MissingExtra("s3:// storage", "botocore", "s3") from None
 
             session = botocore.session.get_session()
             # botocore reads AWS_DEFAULT_REGION; AWS_REGION is what the other SDKs (and most docs) use

