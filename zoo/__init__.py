@@ -33,6 +33,10 @@ _LAZY = {
     "verify": "weights.verify",
     "Cache": "weights.cache",
     "resolve": "api",
+    "predict": "api",
+    "fetch": "api",
+    "Prediction": "model.predict",
+    "Event": "util.progress",
     "ensure": "weights.pull",
     "pin": "weights.verify",
     # every exception of zoo/errors.py

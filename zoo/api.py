@@ -11,6 +11,10 @@ A reference is one of:
 name again: a card goes to :func:`zoo.model.load.load`, the one place a model meets its weights, and a
 run to :func:`zoo.transfer.runs.load_run`, which loads its base through that same function, then its head.
 It sits above the model and transfer stages because a reference may be a run.
+
+The other calls that take any reference live here for the same reason: :func:`predict` (a model or
+any reference, and image files) and :func:`fetch` (what ``zoo pull`` does with a model name, a
+published run or a source URI).
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ from typing import Any
 from zoo.cards.card import Card
 from zoo.errors import UsageError
 from zoo.model.load import load as load_card
+from zoo.model.predict import Prediction, predict as predict_images
 from zoo.model.resolve import card_for
-from zoo.transfer.publish import fetch_run, is_published_run_uri
+from zoo.transfer.publish import fetch_run, is_published_run_uri, pull_run
 from zoo.transfer.runs import is_run, load_run, read_run
+from zoo.util.progress import Progress
+from zoo.weights.pull import pull, pull_uri
 
 
 @dataclass(frozen=True)
@@ -62,3 +69,43 @@ def load(name, head=None, **kwargs):
                          f"(got {', '.join((['head'] if head is not None else []) + extra)}); "
                          f"to train another head, load its base ({read_run(target.path).base.name}) instead")
     return load_run(target.path, device=kwargs.get("device"))
+
+
+def predict(model: Any, paths: list[str | os.PathLike], *, top: int = 5, batch_size: int = 16,
+            progress: Progress | None = None) -> list[Prediction]:
+    """The ``top`` classes of every image of ``paths`` (files, or directories of images), in order:
+    one :class:`~zoo.model.predict.Prediction` each (an unreadable image carries its ``error``).
+
+    ``model`` is a loaded model or any reference :func:`load` takes (a name, a run, ``hf://``)."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        model = load(model)
+    return predict_images(model, paths, top=top, batch_size=batch_size, progress=progress)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What :func:`fetch` put in the cache: ``kind`` is ``card``, ``run`` or ``uri``."""
+
+    reference: str
+    kind: str
+    path: Path  # the weights blob; for a run, its directory
+    base: Path | None = None  # a run's base weights blob
+
+
+def is_source_uri(text: str) -> bool:
+    """A URI or a file path (``hf://org/repo/file``, ``https://...``, ``pkg://...``, ``./w.pth``), not a model name."""
+    return "://" in text or os.sep in text or os.path.exists(text)
+
+
+def fetch(reference: str, *, progress: Progress | None = None) -> Fetched:
+    """Download and verify whatever ``reference`` names, as ``zoo pull`` does: a published run
+    (``hf://ORG/NAME`` of a run: its files, then its base through the base's card), a source URI or
+    path (the file itself, keyed by the URI), or a model name (the card's weights)."""
+    if is_published_run_uri(reference):
+        run, base = pull_run(reference, progress=progress)
+        return Fetched(reference, "run", run, base)
+    if is_source_uri(reference):
+        return Fetched(reference, "uri", pull_uri(reference, progress=progress))
+    return Fetched(reference, "card", pull(reference, progress=progress))

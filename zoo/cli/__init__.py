@@ -26,8 +26,30 @@ from zoo.errors import DISTRIBUTION, UsageError, ZooError
 from zoo.util import distributed, logs
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default when it has one (not for flags, and not when the
+    help already says "default")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is False or default is argparse.SUPPRESS or "default" in text.lower()
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+
+class Parser(argparse.ArgumentParser):
+    """zoo's parsers, sub-commands included: :class:`HelpFormatter` for every one."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zoo", description="A model-zoo hub for transfer learning.")
+    parser = Parser(prog="zoo", description="A model-zoo hub for transfer learning.")
     parser.add_argument("--version", action="version", version=f"zoo {__version__} ({DISTRIBUTION})")
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-v", "--verbose", action="count", default=0,
@@ -46,7 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``zoo`` console script and ``python -m zoo``."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # names after a flag (zoo mirror export OUT --tar a b): argparse leaves them over when the
+    # command's last positional takes any number; such a command says where they go
+    rest = getattr(args, "rest", None)
+    if extra and (rest is None or any(x.startswith("-") for x in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        getattr(args, rest).extend(extra)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli.console import console, positive_int, print_json
+from zoo.cli.console import ProgressDisplay, console, positive_int, print_json
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
@@ -25,9 +25,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from zoo.compare.report import compare
 
     err = console(stderr=True)
-    with err.status("comparing") as status:
+    with ProgressDisplay() as progress:  # the table comes after the bars are gone
         result = compare(args.names, data=args.data, batch_sizes=args.batch_size, threads=args.threads,
-                         device=args.device, progress=lambda text: status.update(text))
+                         device=args.device, progress=progress)
     if args.plot:
         from zoo.compare.plot import plot
 
@@ -79,12 +79,12 @@ def _caption(result: dict) -> str:
 def add_parsers(sub) -> None:
     p = sub.add_parser("compare", help="compare backbones: published figures, GMACs, measured speed and memory, "
                                        "and with --data linear-probe/kNN/LogME on your images")
-    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("names", nargs="+", metavar="NAME", help="models to compare")
     p.add_argument("--data", metavar="DIR", help="an ImageFolder to probe (fixed 20%% split, seed 0)")
     p.add_argument("--batch-size", type=_batch_sizes, default=(1, 32), metavar="1,32",
                    help="batch sizes: latency at 1, throughput at the largest")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the models run")
+    p.add_argument("--json", action="store_true", help="print every row as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="accuracy against latency as a PNG (needs matplotlib)")
     p.set_defaults(run=cmd_compare)

@@ -53,23 +53,86 @@ positive_float = _checked(float, lambda v: v > 0, "a positive number")
 fraction = _checked(float, lambda v: 0 < v < 1, "a fraction between 0 and 1")
 
 
-def progress_bars():
-    """A rich Progress on stderr, and ``start(label, total)`` that adds a bar and returns its
-    ``advance(n)`` (with an images/s rate unless ``rate=False``): what library progress hooks take."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+class ProgressDisplay:
+    """Draws the events of :mod:`zoo.util.progress` with rich, on stderr: the receiver every command
+    passes as ``progress=``.
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console(stderr=True))
+    One bar per running task (bytes with size and speed, other units as done/total and a rate);
+    when a task ends its bar is replaced by one summary line, and messages (a fine-tune's strategy,
+    its epochs) are printed above the bars as they come, so lines and bars never interleave: what
+    stays on the screen reads top to bottom in the order it happened. ``bars=False`` (``-q``, or
+    output for a script) keeps the messages and drops bars and summaries. Use it as a context
+    manager: the bars live inside the block.
+    """
 
-    def start(label: str, total: int, rate: bool = True):
-        task = bar.add_task(label, total=total, rate="")
-        t0 = time.perf_counter()
+    def __init__(self, bars: bool = True):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        def advance(n: int) -> None:
-            done = bar.tasks[task].completed + n
-            speed = f"{done / max(time.perf_counter() - t0, 1e-9):.0f} images/s" if rate else ""
-            bar.update(task, advance=n, rate=speed)
+        self.console = console(stderr=True)
+        self.bars = bars
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), _Amount(), TimeRemainingColumn(),
+                                 console=self.console, disable=not bars, transient=True)
+        self.tasks: dict[int, list] = {}  # event task -> [rich task, label, start time, units done]
 
-        return advance
+    def __enter__(self) -> "ProgressDisplay":
+        self.progress.start()
+        return self
 
-    return bar, start
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def __call__(self, event) -> None:
+        kind = event.kind
+        if kind == "message":
+            self.console.print(event.label)
+        elif kind == "start":
+            label = event.label if len(event.label) < 60 else "..." + event.label[-57:]
+            self.tasks[event.task] = [self.progress.add_task(label, total=event.total, unit=event.unit), label,
+                                      time.perf_counter(), 0.0]
+        elif event.task in self.tasks:
+            state = self.tasks[event.task]
+            if kind == "advance":
+                state[3] += event.advance
+                self.progress.advance(state[0], event.advance)
+            elif kind == "status":
+                self.progress.update(state[0], description=f"{state[1]}: {event.label}")
+            elif kind == "end":
+                self.progress.remove_task(state[0])
+                del self.tasks[event.task]
+                if self.bars and not event.error:
+                    self.console.print(f"{state[1]}: {_summary(state[3], event.unit, time.perf_counter() - state[2])}",
+                                       style="dim")
+
+
+def _amount(n: float, unit: str) -> str:
+    from rich.filesize import decimal
+
+    return decimal(int(n)) if unit == "bytes" else f"{int(n)} {unit}".rstrip()
+
+
+def _summary(done: float, unit: str, seconds: float) -> str:
+    rate = f", {_amount(done / seconds, unit)}/s" if seconds > 0.05 and done and unit in ("bytes", "images") else ""
+    return f"{_amount(done, unit)} in {seconds:.1f} s{rate}"
+
+
+def _Amount():  # noqa: N802 - a rich column, defined once rich is imported
+    from rich.filesize import decimal
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Amount(ProgressColumn):
+        """done/total in the task's unit (bytes as kB/MB/GB), with a rate for bytes and images."""
+
+        def render(self, task):
+            unit = task.fields.get("unit", "")
+            if unit == "bytes":
+                text = decimal(int(task.completed)) + (f"/{decimal(int(task.total))}" if task.total else "")
+            else:
+                text = f"{int(task.completed)}" + (f"/{int(task.total)}" if task.total is not None else "")
+                text += f" {unit}" if unit else ""
+            speed = task.finished_speed or task.speed
+            if speed and unit in ("bytes", "images"):
+                text += f"  {_amount(speed, unit)}/s"
+            return Text(text)
+
+    return Amount()

@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli.console import console, print_json
+from zoo.cli.console import ProgressDisplay, console, print_json
 
 
 def cmd_mirror(args: argparse.Namespace) -> int:
-    from zoo.cli.weights import transfer_progress
     from zoo.weights import bundles as mirror
 
     out = console()
     if args.action == "export":
-        with transfer_progress() as events:
-            events("source", f"export to {args.out}" + (f" from {args.source}" if args.source else ""))
-            events("start", None)
+        with ProgressDisplay() as progress:
             result = mirror.export_bundle(args.out, args.names, pattern=args.pattern, all_cached=args.all_cached,
-                                          tar=args.tar, link=args.link, source=args.source,
-                                          progress=lambda n: events("advance", n))
+                                          tar=args.tar, link=args.link, source=args.source, progress=progress)
         out.print(f"exported {len(result.models)} models to {result.path}")
         out.print(f"manifest sha256 {result.manifest_sha256} (check it on the receiving side)")
     elif args.action == "import":
-        with transfer_progress() as events:
-            events("source", f"verify {args.path}")
-            events("start", sum(m["size"] for m in mirror.read_manifest(args.path)["models"]))
-            models = mirror.import_bundle(args.path, hf_cache=args.hf_cache, progress=lambda n: events("advance", n))
+        with ProgressDisplay() as progress:
+            models = mirror.import_bundle(args.path, hf_cache=args.hf_cache, progress=progress)
         out.print(f"imported {len(models)} models, every file verified: {', '.join(m['name'] for m in models)}")
     elif args.action == "ls":
         manifest = mirror.read_manifest(args.path)
@@ -52,8 +46,9 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("mirror", help="verified offline bundles: export, import, ls")
     msub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     e = msub.add_parser("export", help="write cached models, their cards and a manifest to a directory or .tar")
-    e.add_argument("out", metavar="OUT")
-    e.add_argument("names", nargs="*", metavar="NAME")
+    e.add_argument("out", metavar="OUT", help="the bundle to write: a new directory, or a .tar file with --tar")
+    e.add_argument("names", nargs="*", metavar="NAME", help="models to export (before or after the options)")
+    e.set_defaults(rest="names")
     e.add_argument("--from", dest="source", metavar="STORE",
                    help="export from a hub store instead of the local cache: s3://BUCKET/PREFIX (what "
                         "'zoo serve --storage' uses; AWS_* environment) or a directory (another ZOO_HOME "
@@ -65,16 +60,16 @@ def add_parsers(sub) -> None:
                    help="hard-link blobs instead of copying where possible: the bundle then shares the cache's "
                         "files, and a change to the bundle is a change to the cache")
     i = msub.add_parser("import", help="verify every file of a bundle, then add it to the cache (all or nothing)")
-    i.add_argument("path")
+    i.add_argument("path", metavar="BUNDLE", help="a bundle directory or .tar (zoo mirror export)")
     i.add_argument("--hf-cache", action="store_true",
                    help="also write the Hugging Face cache layout, for HF_HUB_OFFLINE=1 stock clients")
     ls = msub.add_parser("ls", help="which models a bundle holds, with sizes")
-    ls.add_argument("path")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("path", metavar="BUNDLE", help="a bundle directory or .tar")
+    ls.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(run=cmd_mirror)
 
     p = sub.add_parser("hf-cache", help="expose cached models in the Hugging Face cache layout")
     hsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     link = hsub.add_parser("link", help="link cached models into $HF_HUB_CACHE (for HF_HUB_OFFLINE=1)")
-    link.add_argument("names", nargs="+", metavar="NAME")
+    link.add_argument("names", nargs="+", metavar="NAME", help="cached models to link")
     p.set_defaults(run=cmd_hf_cache)

@@ -3,67 +3,38 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from zoo.cli.console import console, non_negative_int, positive_int, print_json, progress_bars
-from zoo.errors import UsageError
-from zoo.model.images import IMAGE_EXTENSIONS, open_rgb
+from zoo.cli.console import ProgressDisplay, console, non_negative_int, positive_int, print_json
 from zoo.util import distributed
-
-def expand(paths: list[str]) -> list[str]:
-    """Files as given; directories contribute their image files, sorted."""
-    out = []
-    for p in paths:
-        if os.path.isdir(p):
-            out += sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTENSIONS))
-        else:
-            out.append(p)
-    return out
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import torch
-
-    from zoo.api import load
-    from zoo.model.decode import decode
-    from zoo.model.transforms import transforms
+    from zoo.api import load, predict
 
     model = load(args.name)
     run = getattr(model, "run", None)
     label = f"{run.name} (run on {model.card.name})" if run else model.card.name
-    tf = transforms(model)
-    files = expand(args.images)
-    if not files:
-        raise UsageError("no images given (files or directories of .jpg/.png/...)")
+    with ProgressDisplay(bars=not args.json) as progress:
+        results = predict(model, args.images, top=args.top, batch_size=args.batch_size, progress=progress)
     out, err = console(), console(stderr=True)
-    results, failed = [], 0
-    for start in range(0, len(files), args.batch_size):
-        batch, names = [], []
-        for path in files[start:start + args.batch_size]:
-            try:
-                batch.append(tf(open_rgb(path)))
-                names.append(path)
-            except ValueError as exc:
-                err.print(f"error: {path}: {exc}", style="red")
-                failed += 1
-        if not batch:
-            continue
-        with torch.inference_mode():
-            logits = model(torch.stack(batch))
-        for path, top in zip(names, decode(logits, top=args.top, model=model)):
-            results.append({"image": path, "predictions": [{"label": l, "probability": p} for l, p in top]})
+    for r in results:
+        if not r.ok:
+            err.print(f"error: {r.image}: {r.error}", style="red")
+    good = [r for r in results if r.ok]
     if args.json:
-        print_json({"model": run.name if run else model.card.name, "base": model.card.name, "results": results})
+        print_json({"model": run.name if run else model.card.name, "base": model.card.name,
+                    "results": [r.as_dict() for r in good],
+                    "failed": [{"image": r.image, "error": r.error} for r in results if not r.ok]})
     else:
         from rich.table import Table
 
-        for r in results:
-            out.print(f"{r['image']} ({label})")  # a line of its own: a table title wraps at the table's width
+        for r in good:
+            out.print(f"{r.image} ({label})")  # a line of its own: a table title wraps at the table's width
             table = Table("#", "class", "probability")
-            for i, p in enumerate(r["predictions"], 1):
-                table.add_row(str(i), p["label"], f"{p['probability']:.4f}")
+            for i, (name, p) in enumerate(r.top, 1):
+                table.add_row(str(i), name, f"{p:.4f}")
             out.print(table)
-    return 1 if failed else 0
+    return 1 if len(good) < len(results) else 0
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -75,10 +46,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     check_output(args.out)
     data = all_images(args.data)
     model = load(args.name, head=0)
-    bar, start = progress_bars()
-    with bar:
-        features = extract(model, data, batch_size=args.batch_size, workers=args.workers,
-                           progress=start("extract", len(data.files)), layer=args.layer)
+    with ProgressDisplay() as progress:
+        features = extract(model, data, batch_size=args.batch_size, workers=args.workers, progress=progress,
+                           layer=args.layer)
     for path, why in data.skipped:
         console(stderr=True).print(f"skipped {path}: {why}", style="yellow")
     meta = {"model": model.card.name, "weights_sha256": model.weights_sha256, "layer": args.layer,
@@ -93,10 +63,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("extract", help="bottleneck features of an ImageFolder through a frozen backbone (.h5 or .safetensors)")
-    p.add_argument("name", help="model name")
+    p.add_argument("name", metavar="MODEL", help="a model name (efficientnet_lite0, ResNet50, ...)")
     p.add_argument("--data", required=True, metavar="DIR", help="an ImageFolder: one sub-folder per class")
     p.add_argument("--out", required=True, metavar="FILE", help="FEATURES.h5 or FEATURES.safetensors")
-    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="images per forward pass")
     p.add_argument("--layer", default="pooled", metavar="pooled|NAME",
                    help="pooled (what the classifier sees, default) or a module name (blocks.5), average-pooled")
     p.add_argument("--workers", type=non_negative_int, default=None,
@@ -104,9 +74,11 @@ def add_parsers(sub) -> None:
     p.set_defaults(run=cmd_extract)
 
     p = sub.add_parser("predict", help="classify images with a model (top-k classes and probabilities)")
-    p.add_argument("name", help="model name (efficientnet_lite0, ResNet50, ...), a run directory, or hf://ORG/NAME of a published run")
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
-    p.add_argument("--top", type=positive_int, default=5)
-    p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("name", metavar="MODEL", help="a model name (efficientnet_lite0, ResNet50, ...), a run directory, "
+                   "or hf://ORG/NAME of a published run")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
+                   help="image files, or directories whose image files are all classified (sorted)")
+    p.add_argument("--top", type=positive_int, default=5, metavar="K", help="classes shown per image")
+    p.add_argument("--batch-size", type=positive_int, default=16, metavar="N", help="images per forward pass")
+    p.add_argument("--json", action="store_true", help="print JSON (results, and the images that failed) instead of tables")
     p.set_defaults(run=cmd_predict)

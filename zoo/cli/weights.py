@@ -3,49 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import time
-from contextlib import contextmanager
 
-from zoo.cli.console import console, print_json
+from zoo.cli.console import ProgressDisplay, console, positive_int, print_json
 from zoo.errors import UsageError
 
 
-@contextmanager
-def transfer_progress(enabled: bool = True):
-    """A rich progress bar fed by zoo.weights' progress events (bytes, with speed and ETA)."""
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   TimeRemainingColumn(), console=console(stderr=True), disable=not enabled, transient=False)
-    state = {"task": None, "label": ""}
-
-    def on_event(event: str, value) -> None:
-        if event == "source":
-            state["label"] = str(value)
-        elif event == "start":
-            if state["task"] is not None:
-                bar.remove_task(state["task"])
-            label = state["label"]
-            state["task"] = bar.add_task(label if len(label) < 60 else "..." + label[-57:], total=value)
-        elif event == "advance" and state["task"] is not None:
-            bar.advance(state["task"], value)
-
-    with bar:
-        yield on_event
-
-
 def cmd_pull(args: argparse.Namespace) -> int:
+    from zoo.api import fetch
     from zoo.cards.registry import get_registry
-    from zoo.transfer.publish import is_published_run_uri, pull_run
     from zoo.weights.lockfile import pull_lock
-    from zoo.weights.pull import pull, pull_uri
 
     out = console()
-    with transfer_progress(not args.quiet) as progress:
+    with ProgressDisplay(bars=not args.quiet) as progress:
         if args.lock:
             paths = pull_lock(args.lock, progress=progress)
             out.print(f"installed {len(paths)} models exactly as {args.lock} pins them")
@@ -54,20 +26,16 @@ def cmd_pull(args: argparse.Namespace) -> int:
         if not names:
             raise UsageError("name a model to pull (or --all, or --lock FILE)")
         for name in names:
-            if is_published_run_uri(name):  # a published fine-tuned run: its files, then its base
-                run, base = pull_run(name, progress=progress)
-                out.print(f"{name}: run {run}, base weights {base}")
-                continue
-            is_source = "://" in name or os.sep in name or os.path.exists(name)  # a URI or a path, not a name
-            path = pull_uri(name, progress=progress) if is_source else pull(name, progress=progress)
-            out.print(f"{name}: {path}")
+            got = fetch(name, progress=progress)  # a model name, a published run, or a source URI
+            out.print(f"{name}: run {got.path}, base weights {got.base}" if got.kind == "run" else f"{name}: {got.path}")
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from zoo.weights.verify import verify
 
-    results = verify(args.names or None, repair=args.repair)
+    with ProgressDisplay() as progress:
+        results = verify(args.names or None, repair=args.repair, progress=progress)
     out = console()
     bad = [r for r in results if not r.ok]
     for r in results:
@@ -90,7 +58,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
 def cmd_lock(args: argparse.Namespace) -> int:
     from zoo.weights.lockfile import dump_lock, lock_records
 
-    with transfer_progress(False) as progress:
+    with ProgressDisplay() as progress:  # bars on stderr: stdout is the lock file
         sys.stdout.write(dump_lock(lock_records(args.names, progress=progress)))
     return 0
 
@@ -165,28 +133,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("pull", help="download, verify and cache weights ($ZOO_MIRRORS first, then the card's sources)")
-    p.add_argument("names", nargs="*", metavar="NAME|SOURCE", help="a model name, or any source URI (hf://, https://, pkg://, a path)")
+    p.add_argument("names", nargs="*", metavar="NAME|SOURCE", help="a model name, a published run (hf://ORG/NAME), "
+                   "or any source URI (hf://, https://, pkg://, a path)")
     p.add_argument("--all", action="store_true", help="every known card")
     p.add_argument("--lock", metavar="FILE", help="install exactly the bytes a 'zoo lock' file names")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_pull)
 
     p = sub.add_parser("verify", help="re-hash cached weights against their pinned sha256 (exit 1 if any is bad)")
-    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("names", nargs="*", metavar="NAME", help="models to check (default: every cached one)")
     p.add_argument("--repair", action="store_true", help="fetch every bad file again")
+    p.set_defaults(rest="names")
     p.set_defaults(run=cmd_verify)
 
     p = sub.add_parser("pin", help="record a downloaded sha256 in the card file (in a checkout) or in ZOO_HOME")
-    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("names", nargs="+", metavar="NAME", help="downloaded models whose sha256 to record")
     p.set_defaults(run=cmd_pin)
 
     p = sub.add_parser("lock", help="print a lock file (name, source, revision, sha256, size) for 'zoo pull --lock'")
-    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("names", nargs="+", metavar="NAME", help="models to pin (each is pulled first)")
     p.set_defaults(run=cmd_lock)
 
     p = sub.add_parser("convert", help="convert a legacy .pth checkpoint into deterministic safetensors")
-    p.add_argument("checkpoint")
-    p.add_argument("out")
+    p.add_argument("checkpoint", help="the legacy checkpoint (.pth: read with torch.load(weights_only=True))")
+    p.add_argument("out", help="the .safetensors file to write")
     p.add_argument("--converter", required=True, help="efficientnet_lite_pth or timm_checkpoint")
     p.add_argument("--architecture", required=True, help="the timm architecture the tensors belong to")
     p.add_argument("--source", help="the URI recorded in the metadata (default: the checkpoint path)")
@@ -195,24 +165,25 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("cache", help="the local weights cache: path, ls, rm NAME, prune --older-than 30d")
     csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     csub.add_parser("path", help="print the cache root ($ZOO_HOME, else ~/.cache/zoo)")
-    ls = csub.add_parser("ls", help="cached models: name, size, sha256 prefix, last used")
-    ls.add_argument("--json", action="store_true")
+    ls = csub.add_parser("ls", help="cached models: name, size, sha256 prefix, last used; and the size of each area")
+    ls.add_argument("--json", action="store_true", help="print the cached models as JSON")
     rm = csub.add_parser("rm", help="forget a cached model (its file goes when nothing else uses it)")
-    rm.add_argument("names", nargs="+", metavar="NAME")
+    rm.add_argument("names", nargs="+", metavar="NAME", help="cached models to forget")
     prune = csub.add_parser("prune", help="drop what was not used recently, and stale temp files")
-    prune.add_argument("--older-than", type=parse_age, default=parse_age("30d"), metavar="AGE")
+    prune.add_argument("--older-than", type=parse_age, default="30d", metavar="AGE",
+                       help="what was not used for this long: 30d, 12h, 90m, 45s")
     p.set_defaults(run=cmd_cache)
 
     p = sub.add_parser("serve", help="serve the cache as a Hugging Face-compatible hub (HF_ENDPOINT=http://HOST:PORT)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8080, help="TCP port to listen on")
     p.add_argument("--cache", metavar="DIR", help="cache root to serve (default: ZOO_HOME)")
     p.add_argument("--token-file", metavar="F", help="tokens allowed to write (one per line); without it nobody can")
     p.add_argument("--upstream", metavar="URL", help="pull-through: fetch misses once from this hub, verified")
     p.add_argument("--read-only", action="store_true", help="refuse every write")
     p.add_argument("--private", action="store_true", help="reads need a token too")
-    p.add_argument("--max-upload-mb", type=int, default=1024, metavar="N", help="largest accepted upload (413 above)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="server processes on the one cache")
+    p.add_argument("--max-upload-mb", type=positive_int, default=1024, metavar="N", help="largest accepted upload in MB (413 above)")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N", help="server processes on the one cache")
     p.add_argument("--storage", metavar="s3://BUCKET/PREFIX",
                    help="keep uploaded repos and blobs in an S3-compatible store (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
                         "AWS_SECRET_ACCESS_KEY), shared by every server on it; large downloads redirect to the store")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -27,6 +27,7 @@ from zoo.model.load import load
 from zoo.model.resolve import card_for
 from zoo.transfer.datasets import split as split_folder
 from zoo.transfer.features import extract
+from zoo.util.progress import Progress, Task
 from zoo.weights.pull import pull
 
 #: the fields a compare row always has (None where not applicable or not measured)
@@ -37,11 +38,11 @@ FIELDS = ("name", "architecture", "top1", "top5", "metrics_source", "params", "w
           "logme_seconds", "extract_seconds", "features_cached", "pareto_front", "rank")
 
 
-def _weights_available(card: Card) -> str | None:
+def _weights_available(card: Card, progress: Progress | None) -> str | None:
     """None if the weights are cached or can be fetched now (bundled ones even offline); else why
     the model cannot be measured, with what to do."""
     try:
-        pull(card)
+        pull(card, progress=progress)
         return None
     except ZooError as exc:
         return f"not measured: {exc}"
@@ -49,9 +50,10 @@ def _weights_available(card: Card) -> str | None:
 
 def compare(names: list[str], data: str | os.PathLike | None = None, batch_sizes: tuple[int, ...] = (1, 32),
             threads: int | None = None, device: str = "cpu",
-            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+            progress: Progress | None = None) -> dict[str, Any]:
     """Rows for ``names`` (see FIELDS), ranked; and, with ``data``, the rank agreement between
-    LogME and probe accuracy (Kendall's tau)."""
+    LogME and probe accuracy (Kendall's tau). ``progress`` (zoo.util.progress) sees one task in
+    models (its status says which step), and the pulls and extractions it runs."""
 
     if not names:
         raise UsageError("name at least one model to compare")
@@ -59,46 +61,52 @@ def compare(names: list[str], data: str | os.PathLike | None = None, batch_sizes
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device here")
-    say = progress or (lambda text: None)
     cards = [card_for(n) for n in names]
     split = None
     if data is not None:
 
         split = split_folder(data, 0.2, seed=0)  # fixed: every model sees the same images on each side
     rows = []
-    for card in cards:
-        row: dict[str, Any] = dict.fromkeys(FIELDS)
-        row.update(name=card.name, architecture=card.architecture, top1=card.top1, top5=card.top5,
-                   metrics_source=card.metrics_source, params=card.params, weights_mb=card.size_mb,
-                   depth=card.depth, input_size=list(card.input_size), measured=False)
-        say(f"{card.name}: GMACs")
-        row["gmacs"] = round(gmacs(card.architecture, tuple(card.input_size)), 4)
-        why = _weights_available(card)
-        if why:
-            row["not_measured"] = why
-        else:
-            say(f"{card.name}: timing in a fresh process")
-            try:
-                row.update(measure(card.name, list(batch_sizes), device, threads), measured=True)
-            except ZooError as exc:  # one model failing to run (memory, an op missing on the device) costs its row
-                row["not_measured"] = f"not measured: {exc}"
-                rows.append(row)
-                continue
-            save_measurement(card.name, row)
-            if split is not None:
-                say(f"{card.name}: features and probes")
-                row.update(_probes(card, split, device))
-        rows.append(row)
+    with Task(progress, "compare", f"compare {len(cards)} models", len(cards), "models") as task:
+        for card in cards:
+            rows.append(_row(card, batch_sizes, device, threads, split, task, progress))
+            task.advance(1)
     return {"rows": _rank(rows, with_data=split is not None), "logme_probe_kendall_tau": _tau(rows),
             "data": str(data) if data is not None else None,
             "split": {"train": len(split.train), "test": len(split.val), "how": split.how} if split else None}
 
 
-def _probes(card: Card, split, device: str) -> dict[str, Any]:
+def _row(card: Card, batch_sizes, device: str, threads, split, task: Task, progress: Progress | None) -> dict:
+    """One model's row: the card's figures, GMACs, timings from a fresh process, and probes on ``split``."""
+    say = task.status
+    row: dict[str, Any] = dict.fromkeys(FIELDS)
+    row.update(name=card.name, architecture=card.architecture, top1=card.top1, top5=card.top5,
+               metrics_source=card.metrics_source, params=card.params, weights_mb=card.size_mb,
+               depth=card.depth, input_size=list(card.input_size), measured=False)
+    say(f"{card.name}: GMACs")
+    row["gmacs"] = round(gmacs(card.architecture, tuple(card.input_size)), 4)
+    why = _weights_available(card, progress)
+    if why:
+        row["not_measured"] = why
+    else:
+        say(f"{card.name}: timing in a fresh process")
+        try:
+            row.update(measure(card.name, list(batch_sizes), device, threads), measured=True)
+        except ZooError as exc:  # one model failing to run (memory, an op missing on the device) costs its row
+            row["not_measured"] = f"not measured: {exc}"
+            return row
+        save_measurement(card.name, row)
+        if split is not None:
+            say(f"{card.name}: features and probes")
+            row.update(_probes(card, split, device, progress))
+    return row
+
+
+def _probes(card: Card, split, device: str, progress: Progress | None) -> dict[str, Any]:
 
     model = load(card, head=0, device=device)
     t0 = time.perf_counter()
-    fs = extract(model, split.data)
+    fs = extract(model, split.data, progress=progress)
     extract_seconds = time.perf_counter() - t0
     x, y = fs.features(), fs.labels()
     train, test = fs.rows(split.train), fs.rows(split.val)

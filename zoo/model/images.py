@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from zoo.errors import ImageError
+import os
+
+from zoo.errors import ImageError, UsageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
@@ -23,3 +25,17 @@ def open_rgb(path: str):
         raise ImageError(f"refused: {exc}") from None
     except (OSError, SyntaxError, EOFError) as exc:
         raise ImageError(f"unreadable image: {exc}") from None
+
+
+def image_files(paths: list[str | os.PathLike]) -> list[str]:
+    """Files as given (whatever their extension: a bad one is reported when read); directories
+    contribute their image files, sorted. No paths, or only directories without images, is an error."""
+    out = []
+    for p in map(os.fspath, paths):
+        if os.path.isdir(p):
+            out += sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTENSIONS))
+        else:
+            out.append(p)
+    if not out:
+        raise UsageError("no images given (files, or directories of .jpg/.png/...)")
+    return out

@@ -27,6 +27,7 @@ from zoo.model.images import open_rgb
 from zoo.model.transforms import transforms
 from zoo.transfer.datasets import ImageFolder, content_hashes
 from zoo.util import distributed
+from zoo.util.progress import Progress, Task
 from zoo.util.tempfiles import temp_beside
 from zoo.weights.safetensors_writer import Chunked, write_safetensors
 
@@ -193,14 +194,15 @@ def default_workers() -> int:
 
 
 def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | None = None,
-            cache_dir: str | os.PathLike | None = None, progress: Callable[[int], None] | None = None,
+            cache_dir: str | os.PathLike | None = None, progress: Progress | None = None,
             on_forward: Callable[[int], None] | None = None, layer: str = "pooled") -> FeatureSet:
     """Features (``layer``: see :func:`layer_features`) of every readable image of ``data``
     through ``model`` (a zoo.load model).
 
     Unreadable images are skipped and listed in ``data.skipped``. Uses and fills the feature
     cache in ``cache_dir`` (default ``ZOO_HOME/features``). ``on_forward(n)`` is called for every
-    backbone batch actually run (tests and benchmarks count them)."""
+    backbone batch actually run (tests and benchmarks count them). ``progress``
+    (zoo.util.progress) sees one task in images (under torchrun: this rank's shard)."""
     tf = transforms(model)
     weights = getattr(model, "weights_sha256", None)
     if not weights:  # random init or a model not made by zoo.load: its features cannot be reused
@@ -213,10 +215,12 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     cache_dir = Path(cache_dir or home.features())
     cached = cache_dir / f"{key}.safetensors"
     # under torchrun every rank must take the same branch: a hit only if every rank sees the file
+    label = f"extract {getattr(getattr(model, 'card', None), 'name', 'features')} ({layer})"
     if all(distributed.gather_objects(cached.is_file())):
         if hook:
             hook.remove()
-        return _from_cache(cached, data, progress)
+        with Task(progress, "extract", f"{label} from the feature cache", len(data.files), "images") as task:
+            return _from_cache(cached, data, task)
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     raw = temp_beside(cache_dir / key, "rows")
@@ -227,8 +231,9 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     model.eval().to(memory_format=torch.channels_last)
     kept: list[int] = []
     dim = 0
+    task = Task(progress, "extract", label, len(mine), "images")
     try:
-        with open(raw, "wb") as rows:
+        with task, open(raw, "wb") as rows:
             for batch, idx, bad in loader:
                 idx = [mine[j] for j in idx]
                 for j, why in bad:
@@ -241,8 +246,7 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
                     dim = out.shape[-1]
                     rows.write(out.contiguous().numpy().tobytes())
                     kept += idx
-                if progress:
-                    progress(len(idx) + len(bad))
+                task.advance(len(idx) + len(bad))
         if distributed.active():
             kept, dim = _gather_shards(raw, kept, dim, data)
         if not kept:
@@ -284,7 +288,7 @@ def _gather_shards(raw: Path, kept: list[int], dim: int, data: ImageFolder) -> t
 TOUCH_EVERY = 3600.0
 
 
-def _from_cache(path: Path, data: ImageFolder, progress) -> FeatureSet:
+def _from_cache(path: Path, data: ImageFolder, task: Task) -> FeatureSet:
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
@@ -293,8 +297,7 @@ def _from_cache(path: Path, data: ImageFolder, progress) -> FeatureSet:
     keep = set(kept)
     data.skipped += [(data.files[i], "unreadable (found so when the features were cached)")
                      for i in range(len(data.files)) if i not in keep]
-    if progress:
-        progress(len(data.files))
+    task.advance(len(data.files))
     try:
         if time.time() - path.stat().st_mtime > TOUCH_EVERY:
             os.utime(path)

@@ -15,7 +15,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import timm
 import torch
@@ -34,6 +34,7 @@ from zoo.transfer.runs import Base, RunCard, changed_tensors, check_out, read_ru
 from zoo.transfer.strategy import LARGE_PER_CLASS, Plan, plan as make_plan, similarity
 from zoo.transfer.train import train_head, train_model
 from zoo.util import distributed
+from zoo.util.progress import Progress, Task, message
 from zoo.weights.pull import open_weights
 
 #: images whose ImageNet predictions measure similarity when no features are cached
@@ -41,16 +42,20 @@ SIMILARITY_SAMPLE = 64
 
 
 @dataclass
-class Hooks:
-    """How a run reports (the CLI renders these with rich; the library never prints).
+class _Report:
+    """Where a run reports: the caller's progress receiver, and the count of images the backbone ran on."""
 
-    ``message(text)``; ``progress(label, total)`` returns an ``advance(n)`` function;
-    ``epoch(Epoch)`` after every epoch; ``forward(n)`` for every backbone batch run."""
+    progress: Progress | None
+    extracted: int = 0
 
-    message: Callable[[str], None] = lambda text: None
-    progress: Callable[[str, int], Callable[[int], None]] = lambda label, total: (lambda n: None)
-    epoch: Callable[[Any], None] = lambda epoch: None
-    forward: Callable[[int], None] = lambda n: None
+    def message(self, text: str, data: Any = None) -> None:
+        message(self.progress, "train", text, data)
+
+    def task(self, label: str, total: int, unit: str) -> Task:
+        return Task(self.progress, "train", label, total, unit)
+
+    def forward(self, n: int) -> None:
+        self.extracted += n
 
 
 @dataclass
@@ -69,19 +74,14 @@ def finetune(name: str | Card, data: str | os.PathLike, out: str | os.PathLike, 
              val: str | os.PathLike | None = None, strategy: str = "auto", epochs: int = 10,
              freeze: int | None = None, lr: float | None = None, backbone_lr: float | None = None,
              batch_size: int = 32, augment: bool | None = None, seed: int = 0, workers: int | None = None,
-             overwrite: bool = False, hooks: Hooks | None = None) -> Result:
+             overwrite: bool = False, progress: Progress | None = None) -> Result:
     """Fine-tune ``name`` on the ImageFolder ``data`` and write the run directory ``out``.
 
-    See ``zoo finetune --help`` for the options; ``hooks`` receives progress and epochs."""
-    hooks = hooks or Hooks()
-    extracted = [0]
-    user_forward = hooks.forward
-
-    def forward(n: int) -> None:
-        extracted[0] += n
-        user_forward(n)
-
-    hooks = Hooks(message=hooks.message, progress=hooks.progress, epoch=hooks.epoch, forward=forward)
+    See ``zoo finetune --help`` for the options. ``progress`` (zoo.util.progress) sees the
+    extraction's task (images), the training's (epochs on features, images otherwise), and
+    messages: the data, the strategy chosen and why, and one per epoch whose ``data`` is its
+    :class:`~zoo.transfer.train.Epoch`."""
+    hooks = _Report(progress)
     t0 = time.perf_counter()
     check_out(out, overwrite)
     split = split_folder(data, val_split=val_split, val_dir=val, seed=seed)
@@ -117,7 +117,7 @@ def finetune(name: str | Card, data: str | os.PathLike, out: str | os.PathLike, 
         hooks.message(f"skipped {path}: {why}")
     card = _run_card(model, split, plan, history, out, data, similar, epochs, batch_size, seed)
 
-    per_rank = distributed.gather_objects(extracted[0])
+    per_rank = distributed.gather_objects(hooks.extracted)
     if distributed.is_main():  # one run directory, written once
         run = write_run(out, card, changed_tensors(model, base_file), [e.as_dict() for e in history],
                         overwrite=overwrite)
@@ -157,8 +157,8 @@ def _features(model, split: Split, batch_size, workers, hooks) -> _Features:
     training and validation images."""
 
     # under torchrun each rank's bar counts its own shard
-    advance = hooks.progress("extract", len(distributed.shard(len(split.data.files))))
-    fs = extract(model, split.data, batch_size=batch_size, workers=workers, progress=advance, on_forward=hooks.forward)
+    fs = extract(model, split.data, batch_size=batch_size, workers=workers, progress=hooks.progress,
+                 on_forward=hooks.forward)
     x, y = fs.features(), fs.labels()
     train, val = fs.rows(split.train), fs.rows(split.val)
     _check_readable(split, y[train].tolist(), len(val))
@@ -191,14 +191,13 @@ def _train_on_features(model, features, plan: Plan, epochs, batch_size, seed, ho
 
     x, y, train, val = features.x, features.y, features.train, features.val
     head = model.get_classifier()
-    advance = hooks.progress("epochs", epochs)
+    with hooks.task("train the head on features", epochs, "epochs") as task:
+        def on_epoch(e):
+            hooks.message(e.line(), e)
+            task.advance(1)
 
-    def on_epoch(e):
-        hooks.epoch(e)
-        advance(1)
-
-    history = train_head(head, x[train], y[train], x[val], y[val], epochs=epochs, lr=plan.lr,
-                         batch_size=batch_size, seed=seed, on_epoch=on_epoch)
+        history = train_head(head, x[train], y[train], x[val], y[val], epochs=epochs, lr=plan.lr,
+                             batch_size=batch_size, seed=seed, on_epoch=on_epoch)
     model.eval()
     return history
 
@@ -229,15 +228,17 @@ def _train_on_images(model, split: Split, plan: Plan, epochs, batch_size, seed, 
                                 split.train, seed)
     val_part = [split.val[i] for i in distributed.shard(len(split.val))]
     val_loader = image_loader(data, val_part, transforms(model), batch_size, workers)
-    advance = hooks.progress("train", epochs * (len(distributed.shard(len(split.train))) + len(val_part)))
+    task = hooks.task(f"train ({plan.strategy})", epochs * (len(distributed.shard(len(split.train))) + len(val_part)),
+                      "images")
 
     def on_batch(n):
         hooks.forward(n)
-        advance(n)
+        task.advance(n)
 
     try:
-        return train_model(model, train_loader, val_loader, epochs=epochs, groups=groups, on_epoch=hooks.epoch,
-                           on_batch=on_batch)
+        with task:
+            return train_model(model, train_loader, val_loader, epochs=epochs, groups=groups,
+                               on_epoch=lambda e: hooks.message(e.line(), e), on_batch=on_batch)
     finally:
         model.to(memory_format=torch.contiguous_format)  # as zoo.load gives it (and load_run rebuilds it)
 

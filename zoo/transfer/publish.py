@@ -17,6 +17,7 @@ from zoo import config, home
 from zoo.cards.registry import get_registry
 from zoo.cards.uri import parse_uri
 from zoo.errors import PublishError, RunError, UsageError, UriError
+from zoo.util.progress import Progress
 from zoo.transfer.runs import CARD_FILE, RUN_FILES, is_run, read_run, verify_run
 from zoo.weights.pull import pull
 
@@ -134,7 +135,7 @@ def fetch_run(text: str, *, token: str | None = None) -> Path:
     return path
 
 
-def pull_run(text: str, *, progress=None, token: str | None = None) -> tuple[Path, Path]:
+def pull_run(text: str, *, progress: Progress | None = None, token: str | None = None) -> tuple[Path, Path]:
     """Fetch a published run and its base weights (through the base's card), both verified:
     (run directory, base weights blob)."""
     path = fetch_run(text, token=token)

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from zoo.cards import validate as v
 from zoo.errors import FieldError, RunError, UsageError
 from zoo.util.hashing import sha256_file
+from zoo.util.progress import Progress, Task
 from zoo.util.tempfiles import temp_beside
 from zoo.weights.safetensors_writer import write_safetensors
 
@@ -363,23 +364,31 @@ def load_run(path: str | os.PathLike, device=None):
     return model
 
 
-def export_merged(run: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Path:
+def export_merged(run: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False,
+                  progress: Progress | None = None) -> Path:
     """A full model folder stock timm loads without zoo: ``config.json`` (architecture,
-    num_classes, label_names, pretrained_cfg) and ``model.safetensors`` (timm's own save_for_hf)."""
+    num_classes, label_names, pretrained_cfg) and ``model.safetensors`` (timm's own save_for_hf).
+    ``progress`` (zoo.util.progress) sees one task of three steps (load, write, check)."""
     from timm.models import save_for_hf
 
     out = _replaceable(Path(out), overwrite, "a merged export", _is_export)
-    model = load_run(run)
     tmp = temp_beside(out, "partial")
     try:
-        save_for_hf(model, str(tmp), model_config={"label_names": list(model.run.classes)}, safe_serialization=True)
-        config = json.loads((tmp / "config.json").read_text())
-        (tmp / README_FILE).write_text(model_card_text(model.run, merged=True), encoding="utf-8")
-        if config.get("num_classes") != len(model.run.classes):
-            raise RunError(f"timm wrote num_classes {config.get('num_classes')} for {len(model.run.classes)} classes")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        with Task(progress, "export", f"export {Path(run).name} to {out}", 3, "steps") as task:
+            task.status("loading the run and its base")
+            model = load_run(run)
+            task.advance(1)
+            task.status("writing config.json and model.safetensors")
+            save_for_hf(model, str(tmp), model_config={"label_names": list(model.run.classes)}, safe_serialization=True)
+            task.advance(1)
+            config = json.loads((tmp / "config.json").read_text())
+            (tmp / README_FILE).write_text(model_card_text(model.run, merged=True), encoding="utf-8")
+            if config.get("num_classes") != len(model.run.classes):
+                raise RunError(f"timm wrote num_classes {config.get('num_classes')} for {len(model.run.classes)} classes")
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+            task.advance(1)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

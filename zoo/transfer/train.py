@@ -30,6 +30,11 @@ class Epoch:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def line(self) -> str:
+        """The epoch as one aligned line (Keras' fit log), what a progress message carries as its text."""
+        return (f"epoch {self.epoch:>3}: train loss {self.train_loss:.4f} acc {self.train_accuracy:.4f}  "
+                f"val loss {self.val_loss:.4f} acc {self.val_accuracy:.4f}  ({self.seconds:.2f} s)")
+
 
 def _optimizer(groups: list[dict], weight_decay: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=weight_decay)

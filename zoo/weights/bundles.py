@@ -37,6 +37,7 @@ from zoo.errors import BundleError, CacheError, UsageError
 from zoo.store.objects import open_storage
 from zoo.store.repos import RepoStore
 from zoo.util.hashing import sha256_files
+from zoo.util.progress import Progress, Task
 from zoo.util.tempfiles import temp_beside
 from zoo.weights.cache import Cache
 from zoo.weights.hf_cache import link_hf_cache
@@ -57,14 +58,14 @@ class _Held:
     """A model a source holds: its manifest record, and how to write its verified bytes to a path."""
 
     record: dict
-    write: Callable[[Path, bool, Callable[[int], None] | None], None]
+    write: Callable[[Path, bool, Task], None]
 
 
 def _held_in_cache(cache: Cache) -> dict[str, _Held]:
     """What a zoo cache (``ZOO_HOME``, or a ``zoo serve --cache`` root) has pulled, by card name."""
 
     def writer(sha256: str):
-        def write(dst: Path, link: bool, progress) -> None:
+        def write(dst: Path, link: bool, task: Task) -> None:
             src = cache.open_verified(sha256)  # never export bytes that changed since verification
             if link:
                 try:
@@ -73,8 +74,7 @@ def _held_in_cache(cache: Cache) -> dict[str, _Held]:
                     shutil.copyfile(src, dst)
             else:
                 shutil.copyfile(src, dst)
-            if progress:
-                progress(dst.stat().st_size)
+            task.advance(dst.stat().st_size)
         return write
 
     return {e.name: _Held({"name": e.name, "sha256": e.sha256, "size": e.size, "source": e.source,
@@ -106,7 +106,7 @@ def _held_in_store(location: str) -> dict[str, _Held]:
 
 
 def _store_writer(storage, location: str, record: dict):
-    def write(dst: Path, link: bool, progress) -> None:
+    def write(dst: Path, link: bool, task: Task) -> None:
         """Stream ``blobs/<sha256>`` from the store into the staged bundle, hashing as it lands
         (a mismatch aborts the export, and the staging directory goes with it)."""
         digest = hashlib.sha256()
@@ -114,8 +114,7 @@ def _store_writer(storage, location: str, record: dict):
             for chunk in storage.stream(f"blobs/{record['sha256']}"):
                 fh.write(chunk)
                 digest.update(chunk)
-                if progress:
-                    progress(len(chunk))
+                task.advance(len(chunk))
         if digest.hexdigest() != record["sha256"]:
             raise BundleError(f"{location}/blobs/{record['sha256']} ({record['name']}) is corrupt in the store: "
                               f"it hashes to {digest.hexdigest()}; nothing was exported")
@@ -149,7 +148,7 @@ def _select(held: dict[str, _Held], where: str, names: list[str] | None, pattern
 
 def export_bundle(out: str | os.PathLike, names: list[str] | None = None, *, pattern: str | None = None,
                   all_cached: bool = False, tar: bool = False, link: bool = False, cache: Cache | None = None,
-                  source: str | None = None, progress: Callable[[int], None] | None = None) -> Exported:
+                  source: str | None = None, progress: Progress | None = None) -> Exported:
     """Write a bundle of models to ``out`` (a directory, or a ``.tar`` file with ``tar``).
 
     The models come from the local cache, or from ``source``: ``s3://BUCKET/PREFIX`` (a
@@ -158,6 +157,7 @@ def export_bundle(out: str | os.PathLike, names: list[str] | None = None, *, pat
     ``link`` hard-links blobs from a cache where the file system allows (then the bundle shares
     the cache's files: a change to one is a change to the other); otherwise blobs are copied.
     The bundle is built beside ``out`` and renamed into place: a failure leaves nothing behind.
+    ``progress`` (zoo.util.progress) sees one task, in bytes, for the blobs written.
     """
     if source is None:
         held, where = _held_in_cache(cache or Cache()), "the cache"
@@ -177,14 +177,17 @@ def export_bundle(out: str | os.PathLike, names: list[str] | None = None, *, pat
         (staging / "blobs").mkdir(parents=True)
         (staging / "cards").mkdir()
         registry = get_registry()
-        for h in chosen:
-            dst = staging / "blobs" / h.record["sha256"]
-            if not dst.exists():
-                h.write(dst, link, progress)
-            h.record["size"] = dst.stat().st_size
-            card = registry.find(h.record["name"])
-            if card is not None:
-                (staging / "cards" / f"{card.name}.toml").write_text(dump_card(card), encoding="utf-8")
+        sizes = [h.record.get("size") for h in chosen]
+        total = sum(sizes) if all(isinstance(n, int) for n in sizes) else None  # a store's sizes are not listed
+        with Task(progress, "mirror", f"export {len(chosen)} models to {out.name}", total, "bytes") as task:
+            for h in chosen:
+                dst = staging / "blobs" / h.record["sha256"]
+                if not dst.exists():
+                    h.write(dst, link, task)
+                h.record["size"] = dst.stat().st_size
+                card = registry.find(h.record["name"])
+                if card is not None:
+                    (staging / "cards" / f"{card.name}.toml").write_text(dump_card(card), encoding="utf-8")
         models = sorted((h.record for h in chosen), key=lambda m: m["name"])
         manifest = {"version": MANIFEST_VERSION, "zoo_version": __version__, "created": time.time(), "models": models}
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
@@ -232,8 +235,9 @@ def read_manifest(bundle: str | os.PathLike) -> dict:
 
 
 def import_bundle(bundle: str | os.PathLike, *, cache: Cache | None = None, hf_cache: bool = False,
-                  progress: Callable[[int], None] | None = None) -> list[dict]:
-    """Verify every file of a bundle, then add them to the cache (all or nothing)."""
+                  progress: Progress | None = None) -> list[dict]:
+    """Verify every file of a bundle, then add them to the cache (all or nothing). ``progress``
+    (zoo.util.progress) sees a task in bytes for the hashing."""
     cache = cache or Cache()
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
@@ -252,7 +256,9 @@ def import_bundle(bundle: str | os.PathLike, *, cache: Cache | None = None, hf_c
         for m, p in zip(models, paths):
             if not p.is_file():
                 raise BundleError(f"{bundle}: blobs/{m['sha256']} ({m['name']}) is missing")
-        actual = sha256_files([str(p) for p in paths], progress)
+        with Task(progress, "mirror", f"verify {len(paths)} files of {bundle.name}",
+                  sum(p.stat().st_size for p in paths), "bytes") as task:
+            actual = sha256_files([str(p) for p in paths], task)
         for m, p, got in zip(models, paths, actual):
             if got != m["sha256"]:
                 raise BundleError(f"{bundle}: {p.relative_to(root)} ({m['name']}) is corrupt: expected sha256 "

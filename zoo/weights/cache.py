@@ -38,7 +38,8 @@ from zoo.cards.registry import get_registry
 from zoo.errors import CacheError, CorruptBlobError
 from zoo.store.objects import LocalStorage
 from zoo.store.repos import RepoStore
-from zoo.util.hashing import Progress, sha256_file
+from zoo.util.hashing import sha256_file
+from zoo.util.progress import Task
 from zoo.util.tempfiles import abandoned, temp_beside, unique_suffix
 from zoo.weights.blobwriter import BlobWriter
 
@@ -148,13 +149,13 @@ class Cache:
         (:class:`zoo.weights.blobwriter.BlobWriter`)."""
         return BlobWriter(self, key, resume)
 
-    def add_file(self, path: str | os.PathLike, expected_sha256: str | None = None, progress: Progress | None = None) -> str:
-        """Copy a local file into the cache, hashing as it copies; return its sha256."""
+    def add_file(self, path: str | os.PathLike, expected_sha256: str | None = None, task: Task | None = None) -> str:
+        """Copy a local file into the cache, hashing as it copies (``task`` counts the bytes); return its sha256."""
         with self.writer("file") as w, open(path, "rb") as fh:
             while chunk := fh.read(8 << 20):
                 w.write(chunk)
-                if progress:
-                    progress(len(chunk))
+                if task is not None:
+                    task.advance(len(chunk))
             return w.commit(expected_sha256)
 
     def commit_file(self, tmp: str | os.PathLike, sha256: str) -> Path:

@@ -13,7 +13,8 @@ from pathlib import Path
 from zoo.cards.registry import get_registry
 from zoo.errors import UsageError
 from zoo.weights.cache import Cache
-from zoo.weights.pull import Expected, Progress, pull
+from zoo.util.progress import Progress
+from zoo.weights.pull import Expected, pull
 
 LOCK_VERSION = 1
 

@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from zoo import config
 from zoo.cards.card import Card, hub_filename
@@ -24,6 +24,7 @@ from zoo.errors import (BundleError, CacheError, ConversionError, CorruptBlobErr
                         UsageError)
 from zoo.util import distributed
 from zoo.util.hashing import sha256_file
+from zoo.util.progress import Progress, Task
 from zoo.weights.bundles import fetch_from_bundle
 from zoo.weights.cache import Cache
 from zoo.weights.convert import convert_checkpoint
@@ -31,8 +32,8 @@ from zoo.weights.sources import download, hf_remote, is_remote, local_path, remo
 
 log = logging.getLogger(__name__)
 
-#: progress(event, value): ("start", total bytes or None), ("advance", n bytes), ("source", label)
-Progress = Callable[[str, object], None]
+#: begin(total bytes or None) -> the Task of one attempt (each source tried is a task of its own)
+Begin = Callable[[Optional[int]], Task]
 
 
 @dataclass
@@ -40,10 +41,6 @@ class Expected:
     sha256: str | None
     size: int | None
     why: str  # "card", "pin", "lock" or "" (none yet)
-
-
-def _noop(event: str, value: object) -> None:
-    pass
 
 
 def expected_for(card: Card, cache: Cache) -> Expected:
@@ -55,21 +52,19 @@ def expected_for(card: Card, cache: Cache) -> Expected:
     return Expected(None, None, "")
 
 
-def _fetch_remote(cache: Cache, remote, key: str, want: Expected, progress: Progress) -> tuple[str, int]:
+def _fetch_remote(cache: Cache, remote, key: str, want: Expected, begin: Begin) -> tuple[str, int]:
     sha = want.sha256 or remote.sha256
     if want.sha256 and remote.sha256 and remote.sha256 != want.sha256:
         raise CorruptBlobError(f"sha256 mismatch: expected {want.sha256}, the hub reports {remote.sha256}")
     size = remote.size or want.size
     cache.ensure_space(size, f"downloading {key}")
-    progress("start", size)
     # a partial file is resumed only when the final sha256 is known up front (it is then named by
     # it): the hash at the end checks the stitched bytes; an unknown file always starts from byte 0
     resumable = sha is not None
-    with cache.writer(f"sha-{sha}" if resumable else key, resume=resumable) as writer:
-        if writer.offset:
-            progress("advance", writer.offset)
+    with begin(size) as task, cache.writer(f"sha-{sha}" if resumable else key, resume=resumable) as writer:
+        task.advance(writer.offset)
         try:
-            download(remote, writer, lambda n: progress("advance", n))
+            download(remote, writer, task)
         except SourceError:
             writer.discard(keep_partial=True)  # resumable by the next pull
             raise
@@ -77,7 +72,7 @@ def _fetch_remote(cache: Cache, remote, key: str, want: Expected, progress: Prog
     return got, cache.blob_path(got).stat().st_size
 
 
-def _fetch_source(cache: Cache, card: Card, src, want: Expected, progress: Progress) -> tuple[str, int, str | None]:
+def _fetch_source(cache: Cache, card: Card, src, want: Expected, begin: Begin) -> tuple[str, int, str | None]:
     """One card source -> (sha256, size, revision) of a verified blob."""
     uri = parse_uri(src.uri)
     revision = None
@@ -85,14 +80,14 @@ def _fetch_source(cache: Cache, card: Card, src, want: Expected, progress: Progr
         raw_tmp = None
         if is_remote(uri):
             remote = remote_for(uri)
-            raw_sha, _ = _fetch_remote(cache, remote, f"raw-{card.name}", Expected(src.sha256, None, "card"), progress)
+            raw_sha, _ = _fetch_remote(cache, remote, f"raw-{card.name}", Expected(src.sha256, None, "card"), begin)
             raw = str(cache.blob_path(raw_sha))
             raw_tmp = raw_sha
         else:
             raw = local_path(uri)
-            progress("start", os.path.getsize(raw))
             if src.sha256:
-                got = sha256_file(raw, lambda n: progress("advance", n))
+                with begin(os.path.getsize(raw)) as task:
+                    got = sha256_file(raw, task)
                 if got != src.sha256:
                     raise CorruptBlobError(f"raw file {raw}: expected sha256 {src.sha256}, got {got}")
         cache.blobs.mkdir(parents=True, exist_ok=True)
@@ -112,18 +107,18 @@ def _fetch_source(cache: Cache, card: Card, src, want: Expected, progress: Progr
         return sha, size, revision
     if is_remote(uri):
         remote = remote_for(uri)
-        sha, size = _fetch_remote(cache, remote, card.name, want, progress)
+        sha, size = _fetch_remote(cache, remote, card.name, want, begin)
         return sha, size, remote.revision
     path = local_path(uri)
-    progress("start", os.path.getsize(path))
-    sha = cache.add_file(path, want.sha256, lambda n: progress("advance", n))
+    with begin(os.path.getsize(path)) as task:
+        sha = cache.add_file(path, want.sha256, task)
     return sha, cache.blob_path(sha).stat().st_size, None
 
 
-def _attempts(card: Card, cache: Cache, want: Expected, progress: Progress):
-    """(label, fetch) pairs in order: mirrors first, then the card's sources."""
+def _attempts(card: Card, cache: Cache, want: Expected):
+    """(label, fetch(begin)) pairs in order: mirrors first, then the card's sources."""
     for mirror in config.mirrors():
-        def from_mirror(mirror=mirror):
+        def from_mirror(begin: Begin, mirror=mirror):
             if "://" not in mirror or mirror.startswith("file://"):  # a bundle directory as a mirror
                 path = mirror[len("file://"):] if mirror.startswith("file://") else mirror
                 try:
@@ -134,11 +129,11 @@ def _attempts(card: Card, cache: Cache, want: Expected, progress: Progress):
                     raise SourceError(f"the bundle holds no {card.name}")
                 return got[0], got[1], None
             remote = hf_remote(card.hub_repo, hub_filename(card), endpoint=mirror)
-            sha, size = _fetch_remote(cache, remote, card.name, want, progress)
+            sha, size = _fetch_remote(cache, remote, card.name, want, begin)
             return sha, size, remote.revision
         yield f"mirror {mirror}", from_mirror
     for src in card.sources:
-        yield src.uri, (lambda src=src: _fetch_source(cache, card, src, want, progress))
+        yield src.uri, (lambda begin, src=src: _fetch_source(cache, card, src, want, begin))
 
 
 def pull(name: str | Card, *, cache: Cache | None = None, progress: Progress | None = None,
@@ -146,11 +141,11 @@ def pull(name: str | Card, *, cache: Cache | None = None, progress: Progress | N
     """Make sure the card's weights are in the cache, verified; return the blob's path.
 
     ``expected`` overrides the card's sha256 (``zoo pull --lock``). ``force`` fetches again even
-    when a verified copy is cached (``zoo verify --repair``).
+    when a verified copy is cached (``zoo verify --repair``). ``progress`` (zoo.util.progress)
+    sees one task, in bytes, per source tried; none when the verified blob is already cached.
     """
     card = name if isinstance(name, Card) else get_registry().resolve(name)
     cache = cache or Cache()
-    progress = progress or _noop
     want = expected or expected_for(card, cache)
     if want.sha256 and not force and cache.has_blob(want.sha256):
         path = cache.open_verified(want.sha256)
@@ -172,11 +167,11 @@ def pull(name: str | Card, *, cache: Cache | None = None, progress: Progress | N
         if force and want.sha256:
             cache.remove_blob(want.sha256)
         failures = []
-        for label, fetch in _attempts(card, cache, want, progress):
-            progress("source", label)
+        for label, fetch in _attempts(card, cache, want):
             log.info("%s: trying %s", card.name, label)
             try:
-                sha, size, revision = fetch()
+                sha, size, revision = fetch(lambda total, label=label: Task(progress, "pull", f"{card.name} from {label}",
+                                                                            total, "bytes"))
             except (SourceError, CacheError, ConversionError, UsageError) as exc:
                 log.info("%s: %s failed: %s", card.name, label, exc)
                 failures.append(f"  {label}: {exc}")
@@ -198,18 +193,17 @@ def pull_uri(text: str, *, cache: Cache | None = None, progress: Progress | None
     """Fetch any source URI (no card) into the cache; verified against the hub's sha256 when it
     reports one. For ad-hoc files: ``zoo pull hf://org/repo/file.safetensors``."""
     cache = cache or Cache()
-    progress = progress or _noop
     uri = parse_uri(text)
-    progress("source", text)
     key = "uri-" + hashlib.sha256(text.encode()).hexdigest()[:16]  # the same URI, the same index name
     if is_remote(uri):
         remote = remote_for(uri)
-        sha, size = _fetch_remote(cache, remote, key, Expected(None, None, ""), progress)
+        sha, size = _fetch_remote(cache, remote, key, Expected(None, None, ""),
+                                  lambda total: Task(progress, "pull", text, total, "bytes"))
     else:
         path = local_path(uri)
-        progress("start", os.path.getsize(path))
-        sha = cache.add_file(path, None, lambda n: progress("advance", n))
         size = os.path.getsize(path)
+        with Task(progress, "pull", text, size, "bytes") as task:
+            sha = cache.add_file(path, None, task)
     cache.record(key, sha, size, text)  # indexed, so prune keeps it while it is used
     return cache.blob_path(sha)
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 from zoo import config
+from zoo.util.progress import Task
 from zoo.weights.blobwriter import BlobWriter
 from zoo.errors import DISTRIBUTION, OfflineError, SourceError, SourceNotFound, UsageError
 from zoo.cards.uri import Uri
@@ -118,7 +118,7 @@ def remote_for(uri: Uri) -> Remote:
     return Remote(url=uri.url, headers={})
 
 
-def download(remote: Remote, writer: BlobWriter, progress: Callable[[int], None] | None = None,
+def download(remote: Remote, writer: BlobWriter, task: Task | None = None,
              retries: int = RETRIES) -> None:
     """Stream ``remote`` into ``writer``, resuming with HTTP Range after a dropped connection.
 
@@ -146,8 +146,8 @@ def download(remote: Remote, writer: BlobWriter, progress: Callable[[int], None]
                     writer.restart()  # no (or another) range: start again from byte 0
                 for chunk in resp.iter_content(CHUNK):
                     writer.write(chunk)
-                    if progress:
-                        progress(len(chunk))
+                    if task is not None:
+                        task.advance(len(chunk))
                 return
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             attempt += 1

@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Callable
+
 
 from zoo.cards.card import Card, write_card
 from zoo.cards.registry import get_registry
 from zoo.errors import CacheError, CorruptBlobError
 from zoo.util.hashing import sha256_files
+from zoo.util.progress import Progress, Task
 from zoo.weights.cache import Cache, Entry
 from zoo.weights.pull import expected_for, pull
 
@@ -32,9 +33,10 @@ class VerifyResult:
 
 
 def verify(names: list[str] | None = None, *, cache: Cache | None = None, repair: bool = False,
-           progress: Callable[[int], None] | None = None) -> list[VerifyResult]:
+           progress: Progress | None = None) -> list[VerifyResult]:
     """Re-hash cached weights (all, or those of ``names``) against their pinned or recorded sha256,
-    in parallel across cores; with ``repair``, fetch each bad one again."""
+    in parallel across cores; with ``repair``, fetch each bad one again. ``progress``
+    (zoo.util.progress) sees one task in bytes for the hashing, then a pull's tasks per repair."""
     cache = cache or Cache()
     entries: list[Entry] = cache.entries()
     if names:
@@ -50,7 +52,9 @@ def verify(names: list[str] | None = None, *, cache: Cache | None = None, repair
         sha = (expected_for(card, cache).sha256 if card else None) or e.sha256
         by_sha.setdefault(sha, []).append(e)
     present = [s for s in by_sha if cache.has_blob(s)]
-    actual = dict(zip(present, sha256_files([str(cache.blob_path(s)) for s in present], progress)))
+    paths = [str(cache.blob_path(s)) for s in present]
+    with Task(progress, "verify", f"verify {len(paths)} files", sum(os.path.getsize(p) for p in paths), "bytes") as task:
+        actual = dict(zip(present, sha256_files(paths, task)))
     results = []
     for sha, group in by_sha.items():
         got = actual.get(sha)
@@ -60,7 +64,7 @@ def verify(names: list[str] | None = None, *, cache: Cache | None = None, repair
             results.append(VerifyResult(e.name, sha, got))
     if repair:
         for r in [r for r in results if not r.ok]:
-            pull(cards[r.name] or r.name, cache=cache, force=True)
+            pull(cards[r.name] or r.name, cache=cache, force=True, progress=progress)
             r.actual = cache.verify_blob(r.sha256)
     return sorted(results, key=lambda r: r.name)
 
