@@ -144,3 +144,49 @@ def test_ambiguous_architecture_exits_2(user_cards):
     write_toml(user_cards / "b.toml", tiny_card("zootest_tiny.b"))
     result = run_zoo("info", "zootest_tiny", env={"ZOO_CARDS_PATH": str(user_cards)})
     assert result.returncode == 2 and "pick one of" in result.stderr and "Traceback" not in result.stderr
+
+
+def _actions(parser, path=("zoo",)):
+    """(command path, action) for every argument of every command, sub-commands included."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _actions(sub, (*path, name))
+        elif not isinstance(action, argparse._HelpAction):
+            yield path, action, parser
+
+
+def test_every_argument_has_help_and_shows_its_default():
+    import argparse
+
+    from zoo.cli import build_parser
+
+    seen = 0
+    for path, action, parser in _actions(build_parser()):
+        name = " ".join(path) + " " + ("/".join(action.option_strings) or action.dest)
+        assert action.help, f"{name} has no help text"
+        if action.default not in (None, False, argparse.SUPPRESS):
+            shown = parser._get_formatter()._get_help_string(action)  # what --help prints for it
+            assert "default" in shown.lower(), f"{name}: default {action.default!r} not shown"
+        seen += 1
+    assert seen > 80
+
+
+def test_serve_help_shows_its_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 127.0.0.1)" in out and "(default: 8080)" in out and "(default: 1024)" in out
+
+
+def test_mirror_export_takes_names_before_and_after_the_options(tmp_path):
+    assert run_zoo("pull", "-q", "efficientnet_lite0").returncode == 0
+    out = tmp_path / "bundle.tar"
+    r = run_zoo("mirror", "export", str(out), "--tar", "efficientnet_lite0")
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(run_zoo("mirror", "ls", str(out), "--json").stdout)
+    assert [m["name"] for m in listed["models"]] == ["tf_efficientnet_lite0.bundled_in1k"]
+    r = run_zoo("mirror", "export", str(tmp_path / "b2"), "--tar", "efficientnet_lite0", "--bogus")
+    assert r.returncode == 2 and "unrecognized arguments: --bogus" in r.stderr

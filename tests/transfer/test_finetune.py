@@ -52,6 +52,15 @@ def test_head_strategy_on_digits_reaches_090_and_writes_a_small_run(digits_run):
     log = result.stderr
     assert "strategy head" in log and "144 per class" in log and "ImageNet head: mean top-1 probability" in log
     assert "epoch  30:" in log and "val accuracy" in result.stdout
+    # what stays on the screen reads in the order it happened: each finished bar became one summary
+    # line where it ended, so nothing of a bar comes after the epoch lines it preceded
+    lines = log.splitlines()
+    extract = next(i for i, l in enumerate(lines) if l.startswith("extract tf_efficientnet_lite0") and " images in " in l)
+    strategy = next(i for i, l in enumerate(lines) if l.startswith("strategy head"))
+    epochs = [i for i, l in enumerate(lines) if l.startswith("epoch ")]
+    trained = next(i for i, l in enumerate(lines) if l.startswith("train the head on features: 30 epochs in"))
+    assert extract < strategy < epochs[0] and epochs == list(range(epochs[0], epochs[0] + 30)) and trained == epochs[-1] + 1
+    assert trained == len(lines) - 1
 
 
 def test_second_run_reuses_features_and_its_model_is_what_load_rebuilds(digits_run, digits_folder, digits_home,

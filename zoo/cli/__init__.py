@@ -72,8 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # names after a flag (zoo mirror export OUT --tar a b): argparse leaves them over when the
     # command's last positional takes any number; such a command says where they go
     rest = getattr(args, "rest", None)
-    if extra and (rest is None or any(x.startswith("-") for x in extra)):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    unknown = [x for x in extra if rest is None or x.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
         getattr(args, rest).extend(extra)
     if not getattr(args, "run", None):
