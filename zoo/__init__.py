@@ -46,6 +46,7 @@ _LAZY = {
     "AmbiguousModelError": "errors",
     "UriError": "errors",
     "InvalidRepoId": "errors",
+    "MissingExtra": "errors",
     "CardError": "errors",
     "FieldError": "errors",
     "ImageError": "errors",

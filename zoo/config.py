@@ -69,7 +69,7 @@ def mirrors() -> list[str]:
 def no_locks() -> bool:
     """``ZOO_NO_LOCKS=1``: skip the cache's file locks, for shared file systems whose locks hang or
     fail (some NFS mounts). Safe: every writer has its own temp file and renames verified bytes
-    into place (zoo/tempfiles.py), so two processes fetching one file both download it, and one
+    into place (zoo/util/tempfiles.py, docs/internals.md "Temp files and renames"), so two processes fetching one file both download it, and one
     rename wins with the same bytes."""
     return _truthy("ZOO_NO_LOCKS")
 

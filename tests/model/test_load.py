@@ -196,3 +196,19 @@ def test_unfreeze_after_train_puts_opened_bn_back_in_train_mode():
     assert not model.bn2.training  # frozen with the backbone
     zoo.unfreeze(model, last=1)
     assert model.bn2.training and not model.bn1.training
+
+
+def test_third_party_noise_goes_to_the_debug_log_not_the_terminal(caplog):
+    import logging
+    import subprocess
+    import sys
+
+    # a fresh process, as a user's script: timm's "Unexpected keys" warning (zoo drops the head on
+    # purpose for features=True) never reaches stderr
+    code = "import zoo; m = zoo.load('efficientnet_lite0', features=True); print(len(m.feature_info))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "5" and r.stderr == "", r.stderr
+    with caplog.at_level(logging.DEBUG, logger="zoo"):
+        zoo.load("efficientnet_lite0", features=True)
+    said = [r.getMessage() for r in caplog.records if r.name == "zoo.third_party"]
+    assert any("Unexpected keys" in m for m in said)

@@ -53,6 +53,11 @@ def test_publish_then_load_from_an_empty_home_gives_identical_predictions(digits
     assert again == info
     pulled = run_zoo("pull", "hf://zootest/digits", env={"ZOO_HOME": str(tmp_path / "other"), "HF_ENDPOINT": hub_rw.url})
     assert pulled.returncode == 0 and "base weights" in pulled.stdout, pulled.stderr
+    # one protocol: huggingface_hub's own bars are silenced, zoo's summaries say what was fetched
+    lines = pulled.stderr.splitlines()
+    assert any(l.startswith("fetch the run hf://zootest/digits: 4 files in") for l in lines), pulled.stderr
+    assert any(l.startswith("tf_efficientnet_lite0.bundled_in1k from ") for l in lines), pulled.stderr
+    assert "it/s" not in pulled.stderr and "Fetching" not in pulled.stderr, pulled.stderr
 
 
 def test_a_modified_run_or_a_wrong_token_is_refused(digits_run, hub_rw, tmp_path):

@@ -34,7 +34,7 @@ class HelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         default = action.default
         if (default is None or default is False or default is argparse.SUPPRESS or "default" in text.lower()
-                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._CountAction))):
             return text
         shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else default
         return f"{text} (default: {str(shown).replace('%', '%%')})"

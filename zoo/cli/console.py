@@ -75,18 +75,21 @@ class ProgressDisplay:
         self.tasks: dict[int, list] = {}  # event task -> [rich task, label, start time, units done]
 
     def __enter__(self) -> "ProgressDisplay":
-        self.progress.start()
+        self.live = self.bars and self.console.is_terminal  # into a file or a pipe: the summary lines only
+        if self.live:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if self.live:  # rich's stop() on a console that is not a terminal would print an empty line
+            self.progress.stop()
 
     def __call__(self, event) -> None:
         kind = event.kind
         if kind == "message":
             self.console.print(event.label)
         elif kind == "start":
-            label = event.label if len(event.label) < 60 else "..." + event.label[-57:]
+            label = event.label if len(event.label) <= 64 else event.label[:30] + "..." + event.label[-31:]
             self.tasks[event.task] = [self.progress.add_task(label, total=event.total, unit=event.unit), label,
                                       time.perf_counter(), 0.0]
         elif event.task in self.tasks:

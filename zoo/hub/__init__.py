@@ -2,7 +2,7 @@
 
 ``served`` is what a server serves (uploaded repos from ``zoo.store``, cached cards' repos, files pulled
 through from an upstream), ``blobs`` where their bytes live (the cache, or S3 by presigned URL),
-``read`` and ``write`` the two sides of the protocol (see ``../shared/docs/hub-protocol.md``), ``auth``
+``read`` and ``write`` the two sides of the protocol (docs/internals.md, "The hub protocol as zoo serves it"), ``auth``
 who may write, ``app`` the routes.
 
 May import: ``zoo.weights``, ``zoo.store``, ``zoo.cards``, ``zoo.util`` and the top modules; never the

@@ -1,6 +1,6 @@
 """The write side of the Hub protocol: create repo, validate-yaml, preupload, LFS basic transfer, commit.
 
-The Xet trap (``../shared/docs/hub-protocol.md`` section 3): a client with ``hf_xet`` installed
+The Xet trap (docs/internals.md, "The hub protocol as zoo serves it"): a client with ``hf_xet`` installed
 sends every file the server marks ``lfs`` to Xet storage, which zoo does not speak. So files up to
 ``REGULAR_MAX`` are answered ``regular`` (their content then arrives base64 inside the ndjson
 commit, read line by line, never the whole body at once) and larger ones ``lfs``; stock clients

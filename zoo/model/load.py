@@ -22,10 +22,13 @@ from zoo.errors import UsageError
 from zoo.model import heads
 from zoo.model.resolve import card_for
 from zoo.model.transforms import data_config
+from zoo.util import logs
 from zoo.weights.cache import Cache
 from zoo.weights.pull import ensure
 
 POOLS = {"avg": "avg", "max": "max", "avgmax": "avgmax", None: ""}
+#: where timm logs while it builds a model and loads its weights (a filter works on the logger a record is made on)
+TIMM_LOGGERS = ("timm.models._builder", "timm.models._helpers", "timm.models._features", "timm.models._hub")
 
 
 def pretrained_cfg(card: Card) -> dict[str, Any]:
@@ -97,7 +100,8 @@ def load(name: str | Card, head: int | Sequence[str] | nn.Module | None = None, 
         # timm reads a ".safetensors" file with safetensors (never unpickles it); passing the tensors
         # in the cfg instead would make timm deep-copy them (30 ms for lite0, bench/bench_load.py)
         cfg.update(source="", file=str(cache.safetensors_view(path.name)))
-    model = timm.create_model(card.architecture, pretrained=pretrained, pretrained_cfg=cfg, **kwargs)
+    with logs.third_party_quiet(*TIMM_LOGGERS):  # zoo changes the head on purpose: timm's key warnings are noise
+        model = timm.create_model(card.architecture, pretrained=pretrained, pretrained_cfg=cfg, **kwargs)
     if input_size is not None:
         _probe_forward(model, card, input_size)
     if module_head is not None:

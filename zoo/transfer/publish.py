@@ -17,7 +17,7 @@ from zoo import config, home
 from zoo.cards.registry import get_registry
 from zoo.cards.uri import parse_uri
 from zoo.errors import PublishError, RunError, UsageError, UriError
-from zoo.util.progress import Progress
+from zoo.util.progress import Progress, Task
 from zoo.transfer.runs import CARD_FILE, RUN_FILES, is_run, read_run, verify_run
 from zoo.weights.pull import pull
 
@@ -81,8 +81,8 @@ def publish(run: str | os.PathLike, repo_id: str, *, endpoint: str | None = None
         raise PublishError("offline (ZOO_OFFLINE/HF_HUB_OFFLINE): publishing needs the network")
     endpoint = (endpoint or config.hf_endpoint()).rstrip("/")
     api = HfApi(endpoint=endpoint, token=token)
-    # a zoo hub speaks the LFS basic transfer, not Xet, for files over 10 MB (hub-protocol.md
-    # section 3); huggingface_hub reads this switch at upload time
+    # a zoo hub speaks the LFS basic transfer, not Xet, for files over 10 MB (docs/internals.md,
+    # "The Xet trap"); huggingface_hub reads this switch at upload time
     xet_was = constants.HF_HUB_DISABLE_XET
     constants.HF_HUB_DISABLE_XET = xet_was or _is_zoo_hub(endpoint)
     try:
@@ -107,9 +107,32 @@ def is_published_run_uri(text: str) -> bool:
     return uri.path is None and uri.repo_id.split("/")[0] != "timm"
 
 
-def fetch_run(text: str, *, token: str | None = None) -> Path:
+def _reporting_tqdm(progress: Progress | None, label: str):
+    """A tqdm class for huggingface_hub that draws nothing itself and reports to ``progress``
+    (zoo.util.progress) instead: its "Fetching N files" bar becomes a task in files."""
+    from tqdm.auto import tqdm  # huggingface_hub's own dependency
+
+    class Reported(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+            self.task = Task(progress, "pull", label, kwargs.get("total"), "files")
+
+        def update(self, n=1):
+            self.task.advance(n or 0)
+            return super().update(n)
+
+        def close(self):
+            self.task.end()
+            super().close()
+
+    return Reported
+
+
+def fetch_run(text: str, *, token: str | None = None, progress: Progress | None = None) -> Path:
     """The local directory of the published run ``hf://ORG/NAME[@rev]``, downloaded once (then read
-    from ``ZOO_HOME/runs``, also offline) and verified against its card."""
+    from ``ZOO_HOME/runs``, also offline) and verified against its card. ``progress``
+    (zoo.util.progress) sees a task in files while it downloads."""
     from huggingface_hub import snapshot_download  # lazy: huggingface_hub only when a run is fetched
 
     uri = parse_uri(text)
@@ -117,7 +140,8 @@ def fetch_run(text: str, *, token: str | None = None) -> Path:
     cache_dir = str(home.runs())
     try:
         path = Path(snapshot_download(uri.repo_id, revision=uri.revision, endpoint=endpoint, cache_dir=cache_dir,
-                                      allow_patterns=list(RUN_FILES), local_files_only=config.offline(), token=token))
+                                      allow_patterns=list(RUN_FILES), local_files_only=config.offline(), token=token,
+                                      tqdm_class=_reporting_tqdm(progress, f"fetch the run {text}")))
     except Exception as exc:  # deliberate: as in publish, any failure of the client means the hub said no
         from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -138,7 +162,7 @@ def fetch_run(text: str, *, token: str | None = None) -> Path:
 def pull_run(text: str, *, progress: Progress | None = None, token: str | None = None) -> tuple[Path, Path]:
     """Fetch a published run and its base weights (through the base's card), both verified:
     (run directory, base weights blob)."""
-    path = fetch_run(text, token=token)
+    path = fetch_run(text, token=token, progress=progress)
     card = read_run(path)  # fetch_run verified the files against it already
     base = pull(get_registry().resolve(card.base.name), progress=progress)
     if base.name != card.base.weights_sha256:

@@ -8,6 +8,7 @@ a program that uses zoo as a library keeps its own handlers. ``zoo`` itself (``z
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 
 from zoo import config
 
@@ -42,3 +43,34 @@ def configure(level: str | int | None = None, default: str = "warning") -> int:
     logger.setLevel(number)
     logger.propagate = False  # one line per record, whatever the root logger has
     return number
+
+
+
+@contextmanager
+def third_party_quiet(*loggers: str):
+    """Inside the block, what the third-party ``loggers`` say below error level (timm's "Unexpected
+    keys ... found while loading pretrained weights", expected when zoo drops a head) and every
+    Python warning go to zoo's debug log (``zoo -vv``) instead of the user's terminal."""
+    import logging
+    import warnings
+
+    debug = logging.getLogger(f"{LOGGER}.third_party")
+
+    def divert(record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        debug.debug("%s: %s", record.name, record.getMessage())
+        return False
+
+    targets = [logging.getLogger(name) for name in loggers]
+    for logger in targets:
+        logger.addFilter(divert)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for w in caught:
+            debug.debug("%s: %s (%s:%s)", w.category.__name__, w.message, w.filename, w.lineno)
+    finally:
+        for logger in targets:
+            logger.removeFilter(divert)
