@@ -72,7 +72,7 @@ class ProgressDisplay:
         self.bars = bars
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), _Amount(), TimeRemainingColumn(),
                                  console=self.console, disable=not bars, transient=True)
-        self.tasks: dict[int, list] = {}  # event task -> [rich task, label, start time, units done]
+        self.tasks: dict[int, list] = {}  # event task -> [rich task, bar label, start time, units done, label]
 
     def __enter__(self) -> "ProgressDisplay":
         self.live = self.bars and self.console.is_terminal  # into a file or a pipe: the summary lines only
@@ -89,9 +89,10 @@ class ProgressDisplay:
         if kind == "message":
             self.console.print(event.label)
         elif kind == "start":
-            label = event.label if len(event.label) <= 64 else event.label[:30] + "..." + event.label[-31:]
-            self.tasks[event.task] = [self.progress.add_task(label, total=event.total, unit=event.unit), label,
-                                      time.perf_counter(), 0.0]
+            label = event.label  # a bar's label is shortened in the middle; its summary line keeps it whole
+            short = label if len(label) <= 64 else label[:40] + "..." + label[-21:]
+            self.tasks[event.task] = [self.progress.add_task(short, total=event.total, unit=event.unit), short,
+                                      time.perf_counter(), 0.0, label]
         elif event.task in self.tasks:
             state = self.tasks[event.task]
             if kind == "advance":
@@ -103,7 +104,7 @@ class ProgressDisplay:
                 self.progress.remove_task(state[0])
                 del self.tasks[event.task]
                 if self.bars and not event.error:
-                    self.console.print(f"{state[1]}: {_summary(state[3], event.unit, time.perf_counter() - state[2])}",
+                    self.console.print(f"{state[4]}: {_summary(state[3], event.unit, time.perf_counter() - state[2])}",
                                        style="dim")
 
 

@@ -109,14 +109,18 @@ def is_published_run_uri(text: str) -> bool:
 
 def _reporting_tqdm(progress: Progress | None, label: str):
     """A tqdm class for huggingface_hub that draws nothing itself and reports to ``progress``
-    (zoo.util.progress) instead: its "Fetching N files" bar becomes a task in files."""
+    (zoo.util.progress) instead: its "Fetching N files" bar becomes a task in files, and each
+    file's byte bar a task in bytes named by the file."""
     from tqdm.auto import tqdm  # huggingface_hub's own dependency
 
     class Reported(tqdm):
         def __init__(self, *args, **kwargs):
+            in_bytes = kwargs.get("unit") == "B"
+            desc = kwargs.get("desc")
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
-            self.task = Task(progress, "pull", label, kwargs.get("total"), "files")
+            self.task = Task(progress, "pull", f"{label}: {desc}" if in_bytes and desc else label,
+                             kwargs.get("total"), "bytes" if in_bytes else "files")
 
         def update(self, n=1):
             self.task.advance(n or 0)
