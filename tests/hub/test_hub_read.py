@@ -69,7 +69,7 @@ def test_range_requests_and_no_path_escape(hub, tiny_weights):
 
     hub.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
     url = f"{hub.url}/zootest/tiny/resolve/main/model.safetensors"
-    r = requests.get(url, headers={"Range": "bytes=10-19"})
+    r = requests.get(url, headers={"Range": "bytes=10-19"}, timeout=30)
     assert r.status_code == 206 and r.content == tiny_weights.read_bytes()[10:20]
     assert r.headers["Content-Range"] == f"bytes 10-19/{tiny_weights.stat().st_size}"
     # a path escaping the repo is a 400 however it is spelled (the server sees the decoded path)

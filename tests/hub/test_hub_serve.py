@@ -94,11 +94,11 @@ def test_upstream_pull_through_fetches_once_and_verifies(upstream_mirror, tmp_pa
     upstream, mirror, sha = upstream_mirror
     url = f"{mirror.url}/zootest/tiny/resolve/main/model.safetensors"
     for _ in range(3):
-        r = requests.get(url)
+        r = requests.get(url, timeout=30)
         assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == sha
     assert upstream.stats()["GET zootest/tiny/model.safetensors"] == 1
     assert Cache(tmp_path / "mirror").has_blob(sha)
-    assert requests.get(f"{mirror.url}/zootest/tiny/resolve/main/none.bin").status_code == 404
+    assert requests.get(f"{mirror.url}/zootest/tiny/resolve/main/none.bin", timeout=30).status_code == 404
 
 
 def test_private_hub_needs_a_token_to_read(tmp_path, tiny_weights):
@@ -108,8 +108,8 @@ def test_private_hub_needs_a_token_to_read(tmp_path, tiny_weights):
     try:
         server.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
         url = f"{server.url}/api/models/zootest/tiny"
-        assert requests.get(url).status_code == 401
-        assert requests.get(url, headers={"authorization": "Bearer reader-token"}).status_code == 200
+        assert requests.get(url, timeout=30).status_code == 401
+        assert requests.get(url, headers={"authorization": "Bearer reader-token"}, timeout=30).status_code == 200
     finally:
         server.stop()
 

@@ -57,10 +57,10 @@ def test_writes_need_the_right_token_and_reads_stay_open(hub_rw):
         r = _post(hub_rw, "/api/repos/create", token=token, json={"name": "x", "organization": "acme"})
         assert r.status_code == 401
     assert _post(hub_rw, "/api/repos/create", json={"name": "x", "organization": "acme"}).status_code == 200
-    assert requests.get(hub_rw.url + "/api/models/acme/x").status_code == 200
-    assert requests.get(hub_rw.url + "/api/models/acme/nope").headers["X-Error-Code"] == "RepoNotFound"
-    assert requests.get(hub_rw.url + "/api/models/acme/x/revision/" + "0" * 40).headers["X-Error-Code"] == "RevisionNotFound"
-    assert requests.get(hub_rw.url + "/api/whoami-v2").status_code == 401
+    assert requests.get(hub_rw.url + "/api/models/acme/x", timeout=30).status_code == 200
+    assert requests.get(hub_rw.url + "/api/models/acme/nope", timeout=30).headers["X-Error-Code"] == "RepoNotFound"
+    assert requests.get(hub_rw.url + "/api/models/acme/x/revision/" + "0" * 40, timeout=30).headers["X-Error-Code"] == "RevisionNotFound"
+    assert requests.get(hub_rw.url + "/api/whoami-v2", timeout=30).status_code == 401
 
 
 def test_a_lying_lfs_body_and_oversized_uploads_are_refused(hub_rw):
@@ -72,8 +72,8 @@ def test_a_lying_lfs_body_and_oversized_uploads_are_refused(hub_rw):
     batch = _post(hub_rw, "/acme/y.git/info/lfs/objects/batch", json={
         "operation": "upload", "transfers": ["basic"], "objects": [{"oid": claimed, "size": len(data)}]}).json()
     href = batch["objects"][0]["actions"]["upload"]["href"]
-    assert requests.put(href.replace("sig=", "sig=x"), data=data).status_code == 401
-    r = requests.put(href, data=data)
+    assert requests.put(href.replace("sig=", "sig=x"), data=data, timeout=30).status_code == 401
+    r = requests.put(href, data=data, timeout=30)
     assert r.status_code == 400 and "mismatch" in r.json()["error"]
     blobs = hub_rw.root / "blobs"
     assert not (blobs / claimed).exists() and not list(blobs.glob(".incomplete-*"))
@@ -90,17 +90,17 @@ def test_a_lying_lfs_body_and_oversized_uploads_are_refused(hub_rw):
     for path in ("../escape.txt", "/abs.txt", "a/../../b"):
         body = json.dumps({"key": "file", "value": {"path": path, "content": "aGk=", "encoding": "base64"}})
         assert _post(hub_rw, "/api/models/acme/y/commit/main", data=body).status_code == 400
-    assert requests.get(hub_rw.url + "/api/zoo/stats").status_code == 200
+    assert requests.get(hub_rw.url + "/api/zoo/stats", timeout=30).status_code == 200
 
 
 def test_xet_token_requests_name_the_setting(hub_rw):
-    r = requests.get(hub_rw.url + "/api/models/acme/x/xet-write-token/main")
+    r = requests.get(hub_rw.url + "/api/models/acme/x/xet-write-token/main", timeout=30)
     assert r.status_code == 501 and "HF_HUB_DISABLE_XET=1" in r.json()["error"]
 
 
 def test_index_page_lists_served_repos(hub, tiny_weights):
     hub.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
-    page = requests.get(hub.url + "/").text
+    page = requests.get(hub.url + "/", timeout=30).text
     assert "zootest/tiny" in page and "<table" in page
 
 
@@ -112,7 +112,7 @@ def test_prune_keeps_blobs_of_served_revisions(hub_rw, tmp_path):
 
     env = {"ZOO_HOME": str(hub_rw.root)}
     assert run_zoo("cache", "prune", "--older-than", "0s", env=env).returncode == 0
-    r = requests.get(hub_rw.url + "/acme/z/resolve/main/a.txt")
+    r = requests.get(hub_rw.url + "/acme/z/resolve/main/a.txt", timeout=30)
     assert r.status_code == 200 and r.content == b"hello"
 
 
@@ -121,11 +121,11 @@ def test_private_repo_is_hidden_from_anonymous_readers(hub_rw):
     assert r.status_code == 200
     body = json.dumps({"key": "file", "value": {"path": "k.txt", "content": "aGk=", "encoding": "base64"}})
     assert _post(hub_rw, "/api/models/acme/secret/commit/main", data=body).status_code == 200
-    assert requests.get(hub_rw.url + "/acme/secret/resolve/main/k.txt").status_code == 404
-    assert "acme/secret" not in requests.get(hub_rw.url + "/api/models").text
-    assert "acme/secret" not in requests.get(hub_rw.url + "/").text
+    assert requests.get(hub_rw.url + "/acme/secret/resolve/main/k.txt", timeout=30).status_code == 404
+    assert "acme/secret" not in requests.get(hub_rw.url + "/api/models", timeout=30).text
+    assert "acme/secret" not in requests.get(hub_rw.url + "/", timeout=30).text
     auth = {"authorization": f"Bearer {TOKEN}"}
-    assert requests.get(hub_rw.url + "/acme/secret/resolve/main/k.txt", headers=auth).content == b"hi"
+    assert requests.get(hub_rw.url + "/acme/secret/resolve/main/k.txt", headers=auth, timeout=30).content == b"hi"
 
 
 def test_malformed_writes_are_4xx_and_nothing_escapes(hub_rw):
@@ -147,7 +147,7 @@ def test_malformed_writes_are_4xx_and_nothing_escapes(hub_rw):
     for line in ([1], {"key": "file", "value": "x"}, {"key": "file", "value": {"path": "a", "content": 5}}):
         assert _post(hub_rw, "/api/models/acme/m/commit/main", data=json.dumps(line)).status_code == 400
     assert _post(hub_rw, "/api/models/acme/m/commit/main", token="\u00e9t\u00e9", data=b"{}").status_code == 401
-    r = requests.get(hub_rw.url + "/acme/m/resolve/main/%E2%82%AC")
+    r = requests.get(hub_rw.url + "/acme/m/resolve/main/%E2%82%AC", timeout=30)
     assert r.status_code == 404 and "\u20ac" in r.json()["error"]
 
 

@@ -42,22 +42,32 @@ def test_writer_commits_only_a_matching_hash(tmp_path):
 
 
 def test_killed_writer_leaves_no_final_file_and_its_partial_is_resumed(tmp_path):
-    code = ("import sys, time; from zoo.weights.cache import Cache\n"
+    # The child writes more than its file's write buffer can hold (its size is read, not assumed:
+    # st_blksize is 4 KiB here, 1 MiB on some NFS), waits until bytes have reached the file, and is
+    # killed. What resumes is whatever the kill left on disk: the partial's own size, not a guess.
+    code = ("import io, os, sys, time; from zoo.weights.cache import Cache\n"
             "w = Cache(sys.argv[1]).writer('dl', resume=True)\n"
-            "w.write(b'x' * 5000); time.sleep(0.5); print('ready', flush=True); time.sleep(60)\n")
+            "total = 2 * max(io.DEFAULT_BUFFER_SIZE, os.stat(w.path).st_blksize) + 5000\n"
+            "data = (bytes(range(251)) * (total // 251 + 1))[:total]\n"
+            "for i in range(0, total, 1000): w.write(data[i:i + 1000])\n"
+            "while os.stat(w.path).st_size == 0: time.sleep(0.01)\n"
+            "print(total, flush=True); time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
+    total = int(proc.stdout.readline())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    data = (bytes(range(251)) * (total // 251 + 1))[:total]
     cache = Cache(tmp_path)
     [left] = cache.blobs.iterdir()
     assert left.name.startswith(".incomplete-dl.") and owner_of(left.name) == (HOST, str(proc.pid))
+    flushed = left.stat().st_size
+    assert 0 < flushed <= total and left.read_bytes() == data[:flushed]
     w = cache.writer("dl", resume=True)
-    assert w.offset == 5000
-    w.write(b"y" * 10)
+    assert w.offset == flushed and not left.exists()  # adopted: renamed to this writer's own temp file
+    w.write(data[flushed:])
     import hashlib
 
-    assert w.commit(hashlib.sha256(b"x" * 5000 + b"y" * 10).hexdigest())
+    assert w.commit(hashlib.sha256(data).hexdigest(), expected_size=total)
     assert not list(cache.temp_files())
 
 
@@ -82,19 +92,23 @@ def test_open_verified_uses_the_stamp_and_rehashes_after_a_change(tmp_path):
 
 
 def test_lock_of_a_killed_process_is_free_at_once(tmp_path):
+    # no clock: timeout=0 is a single try, so "free at once" means the first try after the holder
+    # died succeeds (the kernel dropped its fcntl lock when it exited), and the lock is then ours
     code = ("import sys, time; from zoo.weights.cache import Cache\n"
             "l = Cache(sys.argv[1]).lock('x'); l.__enter__(); print('held', flush=True); time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     with pytest.raises(CacheError, match="held the lock"):
-        with Cache(tmp_path).lock("x", timeout=0.3):
+        with Cache(tmp_path).lock("x", timeout=0):
             pass
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    t0 = time.time()
-    with Cache(tmp_path).lock("x", timeout=5):
+    with Cache(tmp_path).lock("x", timeout=0):
+        with pytest.raises(CacheError, match="held the lock"):  # taken over: held by us, refused to others
+            with Cache(tmp_path).lock("x", timeout=0):
+                pass
+    with Cache(tmp_path).lock("x", timeout=0):  # and released on exit
         pass
-    assert time.time() - t0 < 2
 
 
 def test_parallel_hashing_equals_sequential(tmp_path):

@@ -101,7 +101,7 @@ class DroppingProxy:
             threading.Thread(target=self._pipe_pair, args=(client,), daemon=True).start()
 
     def _pipe_pair(self, client):
-        upstream = socket.create_connection(("127.0.0.1", self.target))
+        upstream = socket.create_connection(("127.0.0.1", self.target), timeout=30)
         threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
         self._pipe(upstream, client, True)
 

@@ -114,8 +114,14 @@ def _amount(n: float, unit: str) -> str:
     return decimal(int(n)) if unit == "bytes" else f"{int(n)} {unit}".rstrip()
 
 
+def _rate(per_second: float, unit: str) -> str:
+    if unit == "bytes":
+        return f"{_amount(per_second, unit)}/s"
+    return f"{per_second:.1f} {unit}/s" if per_second < 10 else f"{per_second:.0f} {unit}/s"
+
+
 def _summary(done: float, unit: str, seconds: float) -> str:
-    rate = f", {_amount(done / seconds, unit)}/s" if seconds > 0.05 and done and unit in ("bytes", "images") else ""
+    rate = f", {_rate(done / seconds, unit)}" if seconds > 0.05 and done and unit in ("bytes", "images") else ""
     return f"{_amount(done, unit)} in {seconds:.1f} s{rate}"
 
 
@@ -136,7 +142,7 @@ def _Amount():  # noqa: N802 - a rich column, defined once rich is imported
                 text += f" {unit}" if unit else ""
             speed = task.finished_speed or task.speed
             if speed and unit in ("bytes", "images"):
-                text += f"  {_amount(speed, unit)}/s"
+                text += f"  {_rate(speed, unit)}"
             return Text(text)
 
     return Amount()
