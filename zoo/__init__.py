@@ -25,6 +25,7 @@ _LAZY = {
     "decode": "model.decode",
     "unfreeze": "model.heads",
     "finetune": "transfer.finetune",
+    "extract_to_file": "transfer.features",
     "publish": "transfer.publish",
     "load_run": "transfer.runs",
     "export_merged": "transfer.runs",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from zoo.cli.console import ProgressDisplay, console, non_negative_int, positive_int, print_json
-from zoo.util import distributed
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -38,26 +37,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from zoo.model.load import load
-    from zoo.model.transforms import transforms
-    from zoo.transfer.datasets import all_images
-    from zoo.transfer.features import check_output, extract, write_features
+    from zoo.transfer.features import extract_to_file
 
-    check_output(args.out)
-    data = all_images(args.data)
-    model = load(args.name, head=0)
     with ProgressDisplay() as progress:
-        features = extract(model, data, batch_size=args.batch_size, workers=args.workers, progress=progress,
-                           layer=args.layer)
-    for path, why in data.skipped:
+        done = extract_to_file(args.name, args.data, args.out, batch_size=args.batch_size, workers=args.workers,
+                               layer=args.layer, progress=progress)
+    for path, why in done.skipped:
         console(stderr=True).print(f"skipped {path}: {why}", style="yellow")
-    meta = {"model": model.card.name, "weights_sha256": model.weights_sha256, "layer": args.layer,
-            "transform": repr(transforms(model))}
-    if not distributed.is_main():  # under torchrun: every rank extracted its shard; rank 0 writes
+    if done.path is None:  # under torchrun: every rank extracted its shard; rank 0 wrote
         return 0
-    out = write_features(args.out, features, data, meta)
-    console().print(f"{out}: {len(features.kept)} images x {features.num_features} features, "
-                    f"{len(data.classes)} classes{' (from the feature cache)' if features.cached else ''}")
+    console().print(f"{done.path}: {done.images} images x {done.num_features} features, "
+                    f"{len(done.classes)} classes{' (from the feature cache)' if done.cached else ''}")
     return 0
 
 

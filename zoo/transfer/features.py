@@ -24,8 +24,9 @@ import torch
 from zoo import home
 from zoo.errors import ImageError, MissingExtra, UsageError
 from zoo.model.images import open_rgb
+from zoo.model.load import load
 from zoo.model.transforms import transforms
-from zoo.transfer.datasets import ImageFolder, content_hashes
+from zoo.transfer.datasets import ImageFolder, all_images, content_hashes
 from zoo.util import distributed
 from zoo.util.progress import Progress, Task
 from zoo.util.tempfiles import temp_beside
@@ -337,3 +338,32 @@ def write_features(path: str | os.PathLike, features: FeatureSet, data: ImageFol
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@dataclass(frozen=True)
+class FeatureFile:
+    """What :func:`extract_to_file` wrote (``path`` is None on a torchrun rank other than 0)."""
+
+    path: Path | None
+    images: int
+    num_features: int
+    classes: list[str]
+    cached: bool  # the features came from the feature cache: no backbone forward
+    skipped: list[tuple[Path, str]]  # unreadable images and why
+
+
+def extract_to_file(name, data: str | os.PathLike, out: str | os.PathLike, *, batch_size: int = 32,
+                    workers: int | None = None, layer: str = "pooled", progress: Progress | None = None) -> FeatureFile:
+    """``zoo extract``: the features of every image of the ImageFolder ``data`` through the frozen
+    backbone of ``name`` (any model name; see :func:`extract` for ``layer``), written to ``out``
+    (``.h5`` or ``.safetensors``, checked before the backbone runs) with the model, weights sha256,
+    layer and transform in its metadata. Under torchrun every rank extracts its shard; rank 0 writes."""
+    check_output(out)
+    folder = all_images(data)
+    model = load(name, head=0)
+    features = extract(model, folder, batch_size=batch_size, workers=workers, progress=progress, layer=layer)
+    meta = {"model": model.card.name, "weights_sha256": model.weights_sha256, "layer": layer,
+            "transform": repr(transforms(model))}
+    path = write_features(out, features, folder, meta) if distributed.is_main() else None
+    return FeatureFile(path, len(features.kept), features.num_features, list(folder.classes), features.cached,
+                       list(folder.skipped))
