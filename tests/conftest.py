@@ -260,6 +260,31 @@ def digits_run(digits_folder, digits_home, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def small_digits(digits_folder, tmp_path_factory) -> Path:
+    """The first 20 digits of each class (200 images): data for a run in seconds."""
+    return digits_subset(digits_folder, tmp_path_factory.mktemp("small_digits") / "digits", 20)
+
+
+@pytest.fixture(scope="session")
+def small_home(tmp_path_factory) -> Path:
+    """The ZOO_HOME of ``small_run``: its feature cache holds lite0's features of ``small_digits``."""
+    return tmp_path_factory.mktemp("small_home")
+
+
+@pytest.fixture(scope="session")
+def small_run(small_digits, small_home, tmp_path_factory):
+    """``digits_run`` on ``small_digits`` (about 8 s instead of a minute): a run for the tests of what is
+    done with runs (verify, load, predict, export, publish), which assert no accuracy. The tests
+    that do (on all 1797 digits) are marked slow."""
+    out = tmp_path_factory.mktemp("small_runs") / "digits-lite0"
+    result = run_zoo("finetune", "efficientnet_lite0", "--data", str(small_digits), "--out", str(out),
+                     "--strategy", "head", "--epochs", "30", env={"ZOO_HOME": str(small_home), "ZOO_OFFLINE": "1"},
+                     timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+@pytest.fixture(scope="session")
 def seaweed(tmp_path_factory):
     """A real S3-compatible store on loopback for the session (tools/seaweed.py)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
@@ -267,4 +292,4 @@ def seaweed(tmp_path_factory):
 
     server = SeaweedFS(tmp_path_factory.mktemp("seaweed"))
     yield server
-    server.stop()
+    server.stop(grace=0)  # its data is a temp dir: no need to wait the 5 s weed takes over SIGTERM

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 
+import pytest
 import requests
 from conftest import HubServer, free_port, run_zoo
 
@@ -21,6 +22,7 @@ def test_serve_logs_its_address_and_each_request(hub):
     assert "GET /nobody/nothing/resolve/main/x.bin 404" in log
 
 
+@pytest.mark.slow  # five CLI runs (~9 s); test_v_prints_the_cause_of_an_error stays quick
 def test_library_logs_show_with_v_or_zoo_log_level_and_not_by_default(isolated_env):
     env = {"ZOO_HOME": str(isolated_env), "ZOO_OFFLINE": "1"}
     quiet = run_zoo("pull", "efficientnet_lite0", "-q", env=env)

@@ -89,9 +89,9 @@ class SeaweedFS:
                     raise
                 time.sleep(0.3)
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 5.0) -> None:
         """Stop the store's whole process group (weed's own children too): a stray weed would hold
-        its ports and directory into the next run."""
+        its ports and directory into the next run. SIGTERM, and SIGKILL after ``grace`` seconds."""
         import os
         import signal
 
@@ -103,7 +103,7 @@ class SeaweedFS:
 
         signal_group(signal.SIGTERM)
         try:
-            self.proc.wait(5)
+            self.proc.wait(grace)
         except subprocess.TimeoutExpired:  # weed can take 15 s to wind down; its data is a temp dir
             signal_group(signal.SIGKILL)
             self.proc.wait(5)

@@ -8,6 +8,11 @@ from zoo.compare.report import FIELDS
 
 from conftest import run_zoo
 
+# one real compare of lite0 and lite1 over all 1797 digits (minutes on two cores); the quick loop keeps
+# the units it is built from (tests/compare/test_measure.py, test_probe.py). Its run may take the 1200 s
+# it is given below, past the suite's 600 s per test (pyproject.toml).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
 
 @pytest.fixture(scope="module")
 def compared(digits_folder, digits_home, tmp_path_factory):

@@ -64,6 +64,8 @@ print(json.dumps(open(hf_hub_download("acme/m", "config.json", force_download=Tr
     assert again == '{"architecture": "x"}'
 
 
+# the quick loop keeps one hub on SeaweedFS (the redirect test above) and tests/store's S3 tests; the rest are slow
+@pytest.mark.slow
 def test_two_servers_commit_to_one_repo_at_once_and_lose_nothing(two_servers):
     from huggingface_hub import HfApi
 
@@ -92,6 +94,7 @@ def test_two_servers_commit_to_one_repo_at_once_and_lose_nothing(two_servers):
     assert len(history) == 41  # the initial commit and 40 uploads, one after another
 
 
+@pytest.mark.slow
 def test_stock_timm_loads_through_the_other_server(two_servers, tmp_path):
     """An 18 MB timm model folder uploaded through one server; stock timm (no zoo) builds it
     through the other, its weights coming by redirect from the store."""
@@ -120,6 +123,7 @@ print(json.dumps({"classes": m.num_classes, "sum": float(m.classifier.weight.dou
     assert b.stats_full()["bytes_out"] < 1_000_000  # the 18 MB came from the store, not from server b
 
 
+@pytest.mark.slow
 def test_a_direct_upload_is_read_back_and_hashed_before_a_commit_may_use_it(two_servers, seaweed, monkeypatch):
     """The presigned PUT bounds nothing: a client that sends other bytes than it declared gets a
     refusal at verify, and its bytes never become a blob."""
@@ -177,6 +181,7 @@ def test_a_direct_upload_is_read_back_and_hashed_before_a_commit_may_use_it(two_
     assert a.stats_full()["bytes_in"] == 0
 
 
+@pytest.mark.slow
 def test_proxy_downloads_stream_from_the_store_and_resume_with_range(two_servers, seaweed, tmp_path_factory, tmp_path):
     """--proxy-downloads (clients that cannot reach the store): the bytes pass through the server,
     and a resumed download's Range is honoured, as the Hub's own resolve does."""
@@ -225,6 +230,7 @@ def test_byte_ranges():
     assert byte_range("bytes=\xb2-", 10) is None and byte_range("Bytes=1-2", 10) == (1, 2)
 
 
+@pytest.mark.slow
 def test_pull_through_on_a_shared_store_asks_the_upstream_once_for_all_servers(seaweed, tmp_path_factory, tiny_weights, tmp_path):
     """Two `--storage s3:// --upstream` servers: what one pulls through lands in the store, and the
     other serves it from there (by redirect) without asking the upstream again."""
@@ -271,6 +277,7 @@ def test_unverified_uploads_are_swept_once_their_url_is_long_expired(seaweed, mo
     assert staged.startswith("b" * 64) and "X-Amz-Signature=" in url  # SigV4, which AWS requires
 
 
+@pytest.mark.slow
 def test_a_file_pulled_through_before_the_store_is_shared_on_its_first_miss(seaweed, tmp_path_factory, tiny_weights, monkeypatch):
     """A server that pulled a file through before it used the store, once another server recorded
     other files of that repo there: the store's record is the repo (one commit id on every

@@ -160,6 +160,7 @@ def test_missing_weights_offline_say_what_to_do():
         zoo.load("resnet50")
 
 
+@pytest.mark.slow  # ~6 s; zoo.predict (tests/model/test_predict.py) and predict on a run stay quick
 def test_predict_cli(tmp_path, photos, isolated_env):
     photos["chelsea"].save(tmp_path / "chelsea.jpg")
     (tmp_path / "broken.jpg").write_bytes((tmp_path / "chelsea.jpg").read_bytes()[:2000])

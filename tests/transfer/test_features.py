@@ -27,6 +27,7 @@ def _probe_accuracy(x, y, seed=0):
     return clf.score(xte, yte)
 
 
+@pytest.mark.slow  # lite0 over all 1797 digits; the quick loop extracts subsets (below, and small_run)
 def test_extract_to_h5_then_logistic_regression(digits_folder, tmp_path, digits_home):
     import h5py
 

@@ -25,6 +25,7 @@ def _logits(model, files):
         return model(torch.stack([tf(open_rgb(str(p))) for p in files]))
 
 
+@pytest.mark.slow  # lite0 over all 1797 digits (about a minute); small_run is the quick loop's run
 def test_head_strategy_on_digits_reaches_090_and_writes_a_small_run(digits_run):
     run, result = digits_run
     metrics = json.loads((run / "metrics.json").read_text())
@@ -63,21 +64,21 @@ def test_head_strategy_on_digits_reaches_090_and_writes_a_small_run(digits_run):
     assert trained == len(lines) - 1
 
 
-def test_second_run_reuses_features_and_its_model_is_what_load_rebuilds(digits_run, digits_folder, digits_home,
+def test_second_run_reuses_features_and_its_model_is_what_load_rebuilds(small_run, small_digits, small_home,
                                                                         monkeypatch, tmp_path):
-    monkeypatch.setenv("ZOO_HOME", str(digits_home))
+    monkeypatch.setenv("ZOO_HOME", str(small_home))
     convs = []
     # every Conv2d call in the process, whatever code path would make it
     hook = torch.nn.modules.module.register_module_forward_hook(
         lambda m, i, o: convs.append(1) if isinstance(m, torch.nn.Conv2d) else None)
     try:
-        result = finetune("efficientnet_lite0", digits_folder, tmp_path / "run2", strategy="head", lr=3e-3,
+        result = finetune("efficientnet_lite0", small_digits, tmp_path / "run2", strategy="head", lr=3e-3,
                           epochs=5)
     finally:
         hook.remove()
     assert convs == [] and result.extracted_per_rank == [0] and result.features_cached is True  # no backbone forward at all
     assert read_run(result.run).training["lr"] == 3e-3
-    files = sorted(digits_folder.glob("*/*.png"))[::200]
+    files = sorted(small_digits.glob("*/*.png"))[::20]
     rebuilt = zoo.load(result.run)
     assert rebuilt.class_names == [str(i) for i in range(10)] and rebuilt.run.name == "run2"
     assert torch.equal(_logits(result.model, files), _logits(rebuilt, files))
@@ -100,6 +101,7 @@ def test_partial_strategy_stores_unfrozen_blocks_and_reloads(digits_folder, tmp_
     assert torch.equal(_logits(result.model, files), _logits(zoo.load(result.run), files))
 
 
+@pytest.mark.slow  # five CLI runs (~14 s); test_existing_run_is_not_overwritten_without_asking stays quick
 def test_bad_folders_fail_clearly(tmp_path, digits_folder):
     (tmp_path / "one" / "a").mkdir(parents=True)
     shutil.copy(next((digits_folder / "0").iterdir()), tmp_path / "one" / "a" / "x.png")
@@ -127,8 +129,8 @@ def test_bad_folders_fail_clearly(tmp_path, digits_folder):
     assert r.returncode == 2 and "does not hold a run" in r.stderr and (tmp_path / "one" / "a" / "x.png").exists()
 
 
-def test_existing_run_is_not_overwritten_without_asking(digits_run, digits_folder, tmp_path):
-    run, _ = digits_run
+def test_existing_run_is_not_overwritten_without_asking(small_run, digits_folder, tmp_path):
+    run, _ = small_run
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     r = run_zoo("finetune", "efficientnet_lite0", "--data", str(digits_folder), "--out", str(copy))

@@ -3,6 +3,7 @@ on loopback with the stock huggingface_hub client (no mocks)."""
 
 import shutil
 
+import pytest
 import torch
 
 import zoo
@@ -26,9 +27,9 @@ def _files(digits_folder):
     return [str(p) for p in sorted(digits_folder.glob("*/*.png"))[::300]]
 
 
-def test_publish_then_load_from_an_empty_home_gives_identical_predictions(digits_run, digits_folder, hub_rw,
+def test_publish_then_load_from_an_empty_home_gives_identical_predictions(small_run, digits_folder, hub_rw,
                                                                           tmp_path):
-    run, _ = digits_run
+    run, _ = small_run
     r = run_zoo("publish", str(run), "--repo", "zootest/digits", "--endpoint", hub_rw.url, "--token", TOKEN)
     assert r.returncode == 0, r.stderr
     from huggingface_hub import HfApi
@@ -60,9 +61,9 @@ def test_publish_then_load_from_an_empty_home_gives_identical_predictions(digits
     assert "it/s" not in pulled.stderr and "Fetching" not in pulled.stderr, pulled.stderr
 
 
-def test_a_modified_run_or_a_wrong_token_is_refused(digits_run, hub_rw, tmp_path):
+def test_a_modified_run_or_a_wrong_token_is_refused(small_run, hub_rw, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(digits_run[0], run)
+    shutil.copytree(small_run[0], run)
     r = run_zoo("publish", str(run), "--repo", "zootest/x", "--endpoint", hub_rw.url, "--token", "wrong")
     assert r.returncode == 1 and "--token" in r.stderr and "Traceback" not in r.stderr
     (run / "README.md").write_text("edited")
@@ -72,8 +73,9 @@ def test_a_modified_run_or_a_wrong_token_is_refused(digits_run, hub_rw, tmp_path
     assert r.returncode == 1 and "zootest/nothing-here" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_merged_export_loads_in_stock_timm_from_the_hub(digits_run, digits_folder, hub_rw, tmp_path):
-    run, _ = digits_run
+@pytest.mark.slow  # ~8 s; the publish round trip above stays quick
+def test_merged_export_loads_in_stock_timm_from_the_hub(small_run, digits_folder, hub_rw, tmp_path):
+    run, _ = small_run
     merged = tmp_path / "merged"
     assert run_zoo("export", str(run), "--merged", str(merged)).returncode == 0
     # 18 MB: over the 10 MB of an inline upload, so this also takes the LFS path (not Xet) to a zoo hub

@@ -19,9 +19,9 @@ def offline(monkeypatch):
 
 
 @pytest.fixture
-def run(digits_run, tmp_path):
+def run(small_run, tmp_path):
     copy = tmp_path / "run"
-    shutil.copytree(digits_run[0], copy)
+    shutil.copytree(small_run[0], copy)
     return copy
 
 
@@ -68,19 +68,19 @@ def test_altered_or_missing_files_are_caught(run):
         verify_run(run.parent)
 
 
-def test_predict_on_a_run_shows_the_new_class_names(digits_run, digits_folder, digits_home):
-    run, _ = digits_run
-    image = sorted((digits_folder / "7").iterdir())[0]
-    r = run_zoo("predict", str(run), str(image), "--json", "--top", "3", env={"ZOO_HOME": str(digits_home)})
+def test_predict_on_a_run_shows_the_new_class_names(small_run, small_digits, small_home):
+    run, _ = small_run
+    image = sorted((small_digits / "7").iterdir())[0]
+    r = run_zoo("predict", str(run), str(image), "--json", "--top", "3", env={"ZOO_HOME": str(small_home)})
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["model"] == "digits-lite0" and out["base"] == "tf_efficientnet_lite0.bundled_in1k"
     assert out["results"][0]["predictions"][0]["label"] == "7"
 
 
-def test_a_run_takes_no_new_head(digits_run):
+def test_a_run_takes_no_new_head(small_run):
     with pytest.raises(zoo.UsageError, match="fine-tuned run: its head and options are fixed"):
-        zoo.load(digits_run[0], head=3)
+        zoo.load(small_run[0], head=3)
 
 
 def test_merged_export_is_a_plain_timm_folder(run, tmp_path):
@@ -98,16 +98,17 @@ def test_merged_export_is_a_plain_timm_folder(run, tmp_path):
     assert torch.equal(state["classifier.weight"], load_run(run).state_dict()["classifier.weight"])
 
 
-def test_class_names_are_text_in_the_model_card_never_template_code(digits_run):
+def test_class_names_are_text_in_the_model_card_never_template_code(small_run):
     from dataclasses import replace
 
     from zoo.transfer.runs import model_card_text, read_run
 
-    card = replace(read_run(digits_run[0]), classes=("{{ 7*7 }}", "{% if true %}x{% endif %}"), name="{{ name }}")
+    card = replace(read_run(small_run[0]), classes=("{{ 7*7 }}", "{% if true %}x{% endif %}"), name="{{ name }}")
     text = model_card_text(card)
     assert "Classes: {{ 7*7 }}, {% if true %}x{% endif %}" in text and "# {{ name }}" in text
 
 
+@pytest.mark.slow  # four CLI runs (~14 s); test_merged_export_is_a_plain_timm_folder stays quick
 def test_export_replaces_only_its_own_folders(run, tmp_path):
     keep = tmp_path / "documents"
     keep.mkdir()

@@ -37,6 +37,7 @@ def digits300(digits_folder, tmp_path):
     return digits_subset(digits_folder, tmp_path / "digits300", 30)
 
 
+@pytest.mark.slow  # two ranks, then one process (~17 s); the partial run below is the quick loop's torchrun
 def test_torchrun_finetune_pulls_once_extracts_once_and_writes_one_run(hub, digits300, tmp_path):
     from zoo import pull
 
@@ -69,6 +70,7 @@ def test_torchrun_finetune_pulls_once_extracts_once_and_writes_one_run(hub, digi
     assert abs(one["metrics"]["val_accuracy"] - out["metrics"]["val_accuracy"]) <= 0.1
 
 
+@pytest.mark.slow  # two ranks, then one process (~21 s)
 def test_torchrun_extract_matches_one_process(digits300, tmp_path):
     import h5py
 

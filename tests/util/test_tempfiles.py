@@ -109,6 +109,7 @@ def test_two_writers_with_the_same_host_and_pid_never_share_a_temp_file(tmp_path
     assert not list(cache.temp_files())
 
 
+@pytest.mark.slow  # ~7 s; tests/weights/test_weights.py::test_four_processes_pulling_at_once_download_once stays quick
 def test_concurrent_pulls_without_locks_all_get_the_verified_file(hub, tiny_weights, user_cards, isolated_env):
     """ZOO_NO_LOCKS=1 (a file system whose locks hang): 4 processes pull one model at once into
     one cache; a broken lock may cost a download more, never a wrong or half-written file."""

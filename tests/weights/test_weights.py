@@ -264,6 +264,7 @@ def test_adding_files_from_two_threads_keeps_them_apart(tmp_path):
     assert all(cache.blob_path(s).read_bytes() == f.read_bytes() for s, f in zip(shas, files))
 
 
+@pytest.mark.slow  # four CLI runs (~10 s)
 def test_cli_errors_are_messages_not_tracebacks(tmp_path, isolated_env):
     env = {"ZOO_HOME": str(isolated_env), "ZOO_OFFLINE": "1"}
     bad = run_zoo("predict", "efficientnet_lite0", str(tmp_path), "--batch-size", "0", env=env)
