@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -380,9 +379,8 @@ class _Lock:
                              "(or raise ZOO_LOCK_TIMEOUT; on a file system whose locks hang, set "
                              "ZOO_NO_LOCKS=1)") from None
         except OSError as exc:
-            warnings.warn(f"cannot lock {self._lock.lock_file} ({exc}); going on without it (a concurrent "
-                          "fetch of the same file may download it twice). ZOO_NO_LOCKS=1 skips locking.",
-                          RuntimeWarning, stacklevel=2)
+            log.warning("cannot lock %s (%s); going on without it (a concurrent fetch of the same file may "
+                        "download it twice). ZOO_NO_LOCKS=1 skips locking.", self._lock.lock_file, exc)
             return self
         self._held = True
         return self
