@@ -251,9 +251,15 @@ def digits_home(tmp_path_factory) -> Path:
 def digits_run(digits_folder, digits_home, tmp_path_factory):
     """``zoo finetune efficientnet_lite0`` on the digits (head strategy, 30 epochs), through the
     real CLI: (run directory, the finished process)."""
-    out = tmp_path_factory.mktemp("runs") / "digits-lite0"
-    result = run_zoo("finetune", "efficientnet_lite0", "--data", str(digits_folder), "--out", str(out),
-                     "--strategy", "head", "--epochs", "30", env={"ZOO_HOME": str(digits_home), "ZOO_OFFLINE": "1"},
+    return _head_run(digits_folder, digits_home, tmp_path_factory.mktemp("runs"))
+
+
+def _head_run(data: Path, home: Path, parent: Path):
+    """``zoo finetune efficientnet_lite0 --strategy head --epochs 30`` on ``data``, offline in ``home``:
+    (run directory, the finished process)."""
+    out = parent / "digits-lite0"
+    result = run_zoo("finetune", "efficientnet_lite0", "--data", str(data), "--out", str(out),
+                     "--strategy", "head", "--epochs", "30", env={"ZOO_HOME": str(home), "ZOO_OFFLINE": "1"},
                      timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
@@ -276,12 +282,7 @@ def small_run(small_digits, small_home, tmp_path_factory):
     """``digits_run`` on ``small_digits`` (about 8 s instead of a minute): a run for the tests of what is
     done with runs (verify, load, predict, export, publish), which assert no accuracy. The tests
     that do (on all 1797 digits) are marked slow."""
-    out = tmp_path_factory.mktemp("small_runs") / "digits-lite0"
-    result = run_zoo("finetune", "efficientnet_lite0", "--data", str(small_digits), "--out", str(out),
-                     "--strategy", "head", "--epochs", "30", env={"ZOO_HOME": str(small_home), "ZOO_OFFLINE": "1"},
-                     timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out, result
+    return _head_run(small_digits, small_home, tmp_path_factory.mktemp("small_runs"))
 
 
 @pytest.fixture(scope="session")
