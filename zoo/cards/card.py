@@ -323,14 +323,23 @@ def card_from_record(record: Mapping[str, Any]) -> Card:
     return Card(**r)
 
 
+#: a card is a few KiB; a file far larger is not one (and would cost its parse on every index rebuild)
+MAX_CARD_BYTES = 256 * 1024
+
+
 def read_card(path: str | os.PathLike) -> Card:
     """Read and validate one card file; a malformed file raises :class:`CardError` naming it."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            raw = fh.read(MAX_CARD_BYTES + 1)
+        if len(raw) > MAX_CARD_BYTES:
+            raise CardError(path, None, f"over {MAX_CARD_BYTES // 1024} KiB: not a card")
+        data = tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise CardError(path, None, f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise CardError(path, None, "nested too deeply to be a card") from None
     except UnicodeDecodeError:
         raise CardError(path, None, "not UTF-8 text (TOML files must be UTF-8)") from None
     except OSError as exc:

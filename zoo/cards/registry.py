@@ -42,25 +42,55 @@ SORT_KEYS: dict[str, tuple[Callable[[Card], Any], bool]] = {
 
 @dataclass
 class Registry:
-    """An immutable view over cards in search order, with the lookup indexes built once."""
+    """An immutable view over cards in search order, with the lookup indexes built once.
+
+    **Names belong to their first owner.** An owner is where a card comes from: the shipped
+    cards, one directory of ``$ZOO_CARDS_PATH``, the cards of imported bundles, or
+    :func:`register`. A card from a later owner whose name or alias equals (ignoring case) a name,
+    alias or architecture an earlier owner has, or that marks itself the default of an
+    architecture an earlier owner has, is refused: it would change what an existing name loads
+    (a bundle listing the alias ``resnet50`` would otherwise make ``zoo.load("resnet50")`` load
+    it). Refused cards are listed in :attr:`refused` with the reason, logged once, and skipped;
+    shipped cards are never refused. A card whose exact name is already taken is shadowed, as a
+    later ``PATH`` entry is.
+    """
 
     cards: list[Card]
+    shipped_dir: str | None = None
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of card files that failed to read
     by_name: dict[str, Card] = field(default_factory=dict)
     by_alias: dict[str, Card] = field(default_factory=dict)
     by_arch: dict[str, list[Card]] = field(default_factory=dict)
     shadowed: list[Card] = field(default_factory=list)
+    refused: list[tuple[Card, str]] = field(default_factory=list)
 
     folded: dict[str, str] = field(default_factory=dict)
 
+    def owner(self, card: Card) -> str:
+        """Where ``card`` comes from: the directory of its file, or "register()" for one added in code."""
+        return os.path.dirname(os.path.abspath(card.path)) if card.path else "register()"
+
+    def _shipped(self, card: Card) -> bool:
+        return self.shipped_dir is not None and self.owner(card) == os.path.abspath(self.shipped_dir)
+
     def __post_init__(self) -> None:
         kept = []
+        claims: dict[str, Card] = {}  # casefolded name, alias or architecture -> the card that took it first
+        self._arch_owner: dict[str, str] = {}
         for card in self.cards:
             if card.name in self.by_name:
                 self.shadowed.append(card)  # PATH semantics: the first card of a name wins
                 continue
+            why = None if self._shipped(card) else self._clash(card, claims)
+            if why:
+                self.refused.append((card, why))
+                continue
             kept.append(card)
             self.by_name[card.name] = card
             self.by_arch.setdefault(card.architecture, []).append(card)
+            self._arch_owner.setdefault(card.architecture, self.owner(card))
+            for key in (card.name, *card.aliases, card.architecture):
+                claims.setdefault(key.casefold(), card)
         self.cards = kept
         for card in kept:
             for alias in card.aliases:
@@ -69,17 +99,34 @@ class Registry:
             for key in table:
                 self.folded.setdefault(key.casefold(), key)
 
+    def _clash(self, card: Card, claims: dict[str, Card]) -> str | None:
+        """Why ``card`` may not join (a claim of an earlier owner), or None."""
+        mine = self.owner(card)
+        for what, key in [("name", card.name), *(("alias", a) for a in card.aliases)]:
+            other = claims.get(key.casefold())
+            if other is not None and self.owner(other) != mine:
+                return (f"its {what} {key!r} belongs to {other.name} ({other.path or 'register()'}); "
+                        f"a card may not take a name another card already answers to")
+        owner = self._arch_owner.get(card.architecture)
+        if card.default and owner is not None and owner != mine:
+            first = self.by_arch[card.architecture][0]
+            return (f"it marks itself the default of {card.architecture!r}, which {first.name} "
+                    f"({first.path or 'register()'}) already answers to")
+        return None
+
     def default_for(self, architecture: str) -> Card | None:
-        """The default card of ``architecture``: the first marked ``default``, or its only card."""
+        """The default card of ``architecture``: among the cards of the architecture's first owner,
+        the one marked ``default``, or its only card (cards of later owners never change it)."""
         cards = self.by_arch.get(architecture)
         if not cards:
             return None
-        defaults = [c for c in cards if c.default]
+        owned = [c for c in cards if self.owner(c) == self._arch_owner[architecture]]
+        defaults = [c for c in owned if c.default]
         if len(defaults) == 1:
             return defaults[0]
-        if len(cards) == 1:
-            return cards[0]
-        raise AmbiguousModelError(architecture, [c.name for c in (defaults or cards)])
+        if len(owned) == 1:
+            return owned[0]
+        raise AmbiguousModelError(architecture, [c.name for c in (defaults or owned)])
 
     def _exact(self, name: str) -> Card | None:
         card = self.by_name.get(name) or self.by_alias.get(name)
@@ -128,13 +175,23 @@ def _card_files(directory: str) -> list[str]:
                   if e.name.endswith(".toml") and not e.name.startswith(".") and e.is_file())
 
 
-def _dir_cards(files: list[str]) -> list[Card]:
-    """Cards of one directory's files (sorted); two files with one card name are an error."""
+def _dir_cards(files: list[str], problems: list[tuple[str, str]] | None = None) -> list[Card]:
+    """Cards of one directory's files (sorted); two files with one card name are an error.
+
+    With ``problems`` (a directory other than the shipped one), a file that does not parse or
+    validate is recorded there as (path, why) and skipped instead: one bad user card is one bad
+    card, and every other card still works. Without it (the shipped cards) it raises."""
     seen: dict[str, Card] = {}
     for path in files:
-        card = read_card(path)
-        if card.name in seen:
-            raise CardError(str(path), "name", f"{card.name!r} is also defined in {seen[card.name].path}")
+        try:
+            card = read_card(path)
+            if card.name in seen:
+                raise CardError(str(path), "name", f"{card.name!r} is also defined in {seen[card.name].path}")
+        except CardError as exc:
+            if problems is None:
+                raise
+            problems.append((str(path), f"field {exc.field!r}: {exc.problem}" if exc.field else exc.problem))
+            continue
         seen[card.name] = card
     return list(seen.values())
 
@@ -168,7 +225,7 @@ def _index_path() -> str:
     return home.card_index()
 
 
-def _read_cards(files: list[list[str]], stamps: list) -> list[Card]:
+def _read_cards(files: list[list[str]], stamps: list) -> tuple[list[Card], list[tuple[str, str]]]:
     """All cards of ``files``, from the JSON index in ``ZOO_HOME`` when it matches the files' stamps.
 
     tomllib is pure Python: parsing 60 cards costs ~40 ms, more than the rest of ``zoo list``
@@ -181,21 +238,23 @@ def _read_cards(files: list[list[str]], stamps: list) -> list[Card]:
         with open(index, "rb") as fh:
             data = json.loads(fh.read())
         if isinstance(data, dict) and {k: data.get(k) for k in key} == key:
-            return [card_from_record(r) for r in data["cards"]]
+            return [card_from_record(r) for r in data["cards"]], [tuple(p) for p in data.get("problems", [])]
     except Exception:  # any unreadable, foreign or corrupt index only costs the parse below
         pass
-    cards = [card for group in files for card in _dir_cards(group)]
+    problems: list[tuple[str, str]] = []
+    # files[0] is the shipped directory: a broken shipped card is a broken install, and raises
+    cards = [card for i, group in enumerate(files) for card in _dir_cards(group, problems if i else None)]
     try:
         os.makedirs(os.path.dirname(index), exist_ok=True)
         from zoo.util.tempfiles import temp_beside  # lazy: pathlib, socket and uuid only when the index is rewritten
 
         tmp = temp_beside(index)
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({**key, "cards": [c.to_record() for c in cards]}, fh)
+            json.dump({**key, "cards": [c.to_record() for c in cards], "problems": problems}, fh)
         os.replace(tmp, index)
     except OSError:
         pass
-    return cards
+    return cards, problems
 
 
 def get_registry() -> Registry:
@@ -205,11 +264,27 @@ def get_registry() -> Registry:
     stamps = _file_stamps(files)
     key = (repr(stamps), tuple((name, id(card), name in _overrides) for name, card in _registered.items()))
     if _cached is None or _cached[0] != key:
-        cards = _read_cards(files, stamps)
+        cards, problems = _read_cards(files, stamps)
         first = [c for n, c in _registered.items() if n in _overrides]
         last = [c for n, c in _registered.items() if n not in _overrides]
-        _cached = (key, Registry([*first, *cards, *last]))
+        registry = Registry([*first, *cards, *last], shipped_dir=config.shipped_cards_dir(), problems=problems)
+        _warn_once(registry)
+        _cached = (key, registry)
     return _cached[1]
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(registry: Registry) -> None:
+    """Each unreadable or refused card, once per process: a warning naming the file and why."""
+    import logging  # lazy, as in zoo.util.logs: only when there is something to say
+
+    found = [*registry.problems, *((c.path or c.name, f"card {c.name} refused: {why}") for c, why in registry.refused)]
+    for path, why in found:
+        if (path, why) not in _warned:
+            _warned.add((path, why))
+            logging.getLogger(__name__).warning("skipped %s: %s ('zoo cards check' lists every problem)", path, why)
 
 
 def register(card: Card | Mapping[str, Any] | str | os.PathLike, *, overwrite: bool = False) -> Card:
@@ -236,6 +311,10 @@ def register(card: Card | Mapping[str, Any] | str | os.PathLike, *, overwrite: b
     _overrides.discard(card.name)
     if overwrite:
         _overrides.add(card.name)  # searched before the card files, so it wins for its name
+    refused = [why for c, why in get_registry().refused if c is card]
+    if refused:  # the same rule as for card files: names belong to their first owner
+        unregister(card.name)
+        raise UsageError(f"card {card.name!r} cannot be registered: {refused[0]}")
     return card
 
 
@@ -282,3 +361,28 @@ def list_models(
     known = sorted((c for c in pool if getter(c) is not None), key=lambda c: c.name)
     known.sort(key=getter, reverse=desc)
     return known + sorted((c for c in pool if getter(c) is None), key=lambda c: c.name)
+
+
+def check_cards(directory: str | os.PathLike | None = None) -> tuple[int, list[tuple[str, str]]]:
+    """``zoo cards check [DIR]``: (cards that are fine, [(path, why)] of every problem).
+
+    Without ``directory``: every card zoo would read now (shipped, ``$ZOO_CARDS_PATH``, imported).
+    With it: that directory's card files, as if it came after everything zoo reads now (files
+    that do not parse or validate, names already taken, names and defaults another card owns)."""
+    registry = get_registry()
+    if directory is None:
+        found = [*registry.problems, *((c.path or c.name, f"card {c.name} refused: {why}") for c, why in registry.refused)]
+        return len(registry.cards), found
+    directory = os.path.abspath(directory)
+    if not os.path.isdir(directory):
+        raise UsageError(f"{directory} is not a directory of card files")
+    problems: list[tuple[str, str]] = []
+    cards = _dir_cards(_card_files(directory), problems)
+    base = [c for c in registry.cards if registry.owner(c) != directory]
+    trial = Registry([*base, *cards], shipped_dir=config.shipped_cards_dir())
+    mine = {id(c) for c in cards}
+    problems += [(c.path, f"card {c.name} refused: {why}") for c, why in trial.refused if id(c) in mine]
+    problems += [(c.path, f"card {c.name} is shadowed: {trial.by_name[c.name].path} already has that name")
+                 for c in trial.shadowed if id(c) in mine]
+    bad = {id(c) for c, _ in trial.refused} | {id(c) for c in trial.shadowed}
+    return sum(1 for c in cards if id(c) not in bad), problems

@@ -202,6 +202,17 @@ def _info_rows(card: Card) -> list[tuple[str, str]]:
 
 
 
+def cmd_cards_check(args: argparse.Namespace) -> int:
+    from zoo.cards.registry import check_cards
+
+    good, problems = check_cards(args.directory)
+    out = make_console()
+    for path, why in problems:
+        out.print(f"{path}: {why}", style="red")
+    out.print(f"{good} cards ok, {len(problems)} problem{'s' if len(problems) != 1 else ''}")
+    return 1 if problems else 0
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("list", help="table of pretrained models, sorted and filtered")
     p.add_argument("pattern", nargs="?", help="fnmatch pattern over names, aliases and architectures ('efficientnet*')")
@@ -223,3 +234,11 @@ def add_parsers(sub) -> None:
     p.add_argument("name", help="card name, alias (ResNet50) or architecture (resnet50)")
     p.add_argument("--json", action="store_true", help="the card as a JSON record")
     p.set_defaults(run=cmd_info)
+
+    p = sub.add_parser("cards", help="check card files (for CI): ones that do not parse, validate, or take another card's name")
+    csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = csub.add_parser("check", help="every problem of the cards zoo reads now, or of DIR's card files; exit 1 if any")
+    check.add_argument("directory", nargs="?", metavar="DIR",
+                       help="a directory of card files, checked as if searched after every card zoo reads now "
+                            "(default: the cards zoo reads now)")
+    p.set_defaults(run=cmd_cards_check)
