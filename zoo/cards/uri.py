@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
 from zoo.errors import UriError
+from zoo.util.paths import unsafe_relpath
 
 _REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DIST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -41,10 +42,11 @@ class Uri:
 
 def _relative_parts(text: str, parts: list[str], what: str) -> str:
     """Join path segments, refusing empty, ``.`` and ``..`` ones (no escaping a repo or package)."""
-    for seg in parts:
-        if seg in ("", ".", ".."):
-            raise UriError(f"bad {what} in {text!r}: empty, '.' and '..' path segments are not allowed")
-    return "/".join(parts)
+    joined = "/".join(parts)
+    why = unsafe_relpath(joined)
+    if why:
+        raise UriError(f"bad {what} in {text!r}: {why} (empty, '.' and '..' path segments are not allowed)")
+    return joined
 
 
 def parse_uri(text: str) -> Uri:

@@ -23,6 +23,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 
 from zoo.errors import ObjectNotFound, StorageError
 from zoo.hub.served import Repo, ServedRepos
+from zoo.util.paths import is_safe_relpath
 
 
 class BlobResponse(FileResponse):
@@ -42,8 +43,7 @@ def hub_error(status: int, code: str | None, message: str, commit: str | None = 
 
 def bad_path(path: str) -> bool:
     """A file path that could point outside its repo: absolute, or with '..', '.', empty or NUL parts."""
-    parts = path.split("/")
-    return path.startswith("/") or "\\" in path or "\0" in path or any(p in ("", ".", "..") for p in parts)
+    return not is_safe_relpath(path)
 
 
 def repo_at_revision(served: ServedRepos, request: Request) -> Repo | JSONResponse:

@@ -29,6 +29,7 @@ from typing import Callable
 
 from zoo import config
 from zoo.errors import MissingExtra, ObjectNotFound, PreconditionFailed, StorageError, UsageError
+from zoo.util.paths import unsafe_relpath
 from zoo.util.tempfiles import temp_beside
 
 
@@ -39,9 +40,9 @@ class Object:
 
 
 def _safe_key(key: str) -> str:
-    parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise UsageError(f"bad storage key {key!r}")
+    why = unsafe_relpath(key)
+    if why:
+        raise UsageError(f"bad storage key {key!r}: {why}")
     return key
 
 

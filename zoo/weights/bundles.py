@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tarfile
 import time
@@ -31,12 +32,14 @@ from pathlib import Path
 from typing import Callable
 
 from zoo import __version__
-from zoo.cards.card import dump_card, hub_filename
-from zoo.cards.registry import get_registry
-from zoo.errors import BundleError, CacheError, UsageError
+from zoo import config
+from zoo.cards.card import REPO_ID_RE, dump_card, hub_filename, read_card, write_card
+from zoo.cards.registry import Registry, get_registry
+from zoo.errors import BundleError, CacheError, CardError, UsageError
 from zoo.store.objects import open_storage
 from zoo.store.repos import RepoStore
 from zoo.util.hashing import sha256_files
+from zoo.util.paths import unsafe_relpath
 from zoo.util.progress import Progress, Task
 from zoo.util.tempfiles import temp_beside
 from zoo.weights.cache import Cache
@@ -212,26 +215,78 @@ def export_bundle(out: str | os.PathLike, names: list[str] | None = None, *, pat
     return Exported(out, digest, models)
 
 
+#: a manifest lists models, a few hundred bytes each; a far larger one is not a manifest
+MAX_MANIFEST_BYTES = 64 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+_REVISION = re.compile(r"[0-9a-f]{40}\Z")
+
+
 def read_manifest(bundle: str | os.PathLike) -> dict:
-    """The manifest of a bundle directory or ``.tar`` (read without extracting blobs)."""
+    """The manifest of a bundle directory or ``.tar`` (read without extracting blobs), every field
+    that becomes a path checked: a name is a card name, sha256 and revision are hex of their
+    length, ``filename`` is a safe relative path (zoo.util.paths) and ``hub_repo`` is ORG/NAME."""
     bundle = Path(bundle)
     try:
         if bundle.is_file():
             with tarfile.open(bundle) as tf:
-                member = tf.extractfile(MANIFEST)
-                data = member.read() if member else b""
+                info = tf.getmember(MANIFEST)
+                if not info.isfile() or info.size > MAX_MANIFEST_BYTES:
+                    raise BundleError(f"{bundle}: {MANIFEST} is not a file under {MAX_MANIFEST_BYTES >> 20} MiB")
+                data = tf.extractfile(info).read()
         else:
-            data = (bundle / MANIFEST).read_bytes()
+            path = bundle / MANIFEST
+            if path.stat().st_size > MAX_MANIFEST_BYTES:
+                raise BundleError(f"{bundle}: {MANIFEST} is over {MAX_MANIFEST_BYTES >> 20} MiB: not a zoo manifest")
+            data = path.read_bytes()
         manifest = json.loads(data)
+    except RecursionError:
+        raise BundleError(f"{bundle}: {MANIFEST} is nested too deeply to be a zoo manifest") from None
     except (OSError, KeyError, ValueError, tarfile.TarError) as exc:
         raise BundleError(f"{bundle} is not a zoo bundle (no readable {MANIFEST}: {exc})") from None
     if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION or not isinstance(manifest.get("models"), list):
         raise BundleError(f"{bundle}: {MANIFEST} is not a version-{MANIFEST_VERSION} zoo manifest")
     for m in manifest["models"]:
-        if not isinstance(m, dict) or not isinstance(m.get("sha256"), str) or len(m["sha256"]) != 64 \
-                or not isinstance(m.get("name"), str) or "/" in m["name"]:
-            raise BundleError(f"{bundle}: malformed model entry in {MANIFEST}: {m!r}")
+        why = _bad_record(m)
+        if why:
+            raise BundleError(f"{bundle}: a model entry of {MANIFEST} is refused ({why}): {str(m)[:300]}")
     return manifest
+
+
+def _bad_record(m) -> str | None:
+    """Why a manifest entry may not be used, or None: every field that becomes a path or a name is checked."""
+    if not isinstance(m, dict):
+        return "not a table"
+    if not isinstance(m.get("name"), str) or unsafe_relpath(m["name"]) or "/" in m["name"]:
+        return f"name {m.get('name')!r} is not a card name"
+    if not isinstance(m.get("sha256"), str) or not _SHA256.match(m["sha256"]):
+        return f"sha256 {m.get('sha256')!r} is not 64 lowercase hex digits"
+    if not isinstance(m.get("size"), int) or isinstance(m["size"], bool) or m["size"] < 0:
+        return f"size {m.get('size')!r} is not a byte count"
+    if m.get("revision") not in (None, "") and not (isinstance(m["revision"], str) and _REVISION.match(m["revision"])):
+        return f"revision {m['revision']!r} is not a 40-hex commit id"
+    if m.get("filename") not in (None, "") and unsafe_relpath(m["filename"]):
+        return f"filename {m['filename']!r} is not a safe relative path: {unsafe_relpath(m['filename'])}"
+    if m.get("hub_repo") not in (None, "") and not (isinstance(m["hub_repo"], str) and REPO_ID_RE.match(m["hub_repo"])):
+        return f"hub_repo {m['hub_repo']!r} is not ORG/NAME"
+    return None
+
+
+def _check_members(bundle: Path, tf: tarfile.TarFile) -> int:
+    """Every member of a tar bundle is a plain file or directory at a safe relative path under
+    ``blobs/``, ``cards/`` or the manifest (no links, devices, absolute names or ``..``); returns
+    their total size. Else a BundleError naming the member."""
+    total = 0
+    for member in tf.getmembers():
+        kind = ("a link" if member.issym() or member.islnk() else "a device or fifo" if not (member.isfile() or member.isdir())
+                else None)
+        why = unsafe_relpath(member.name) or kind
+        top = member.name.split("/", 1)[0]
+        if not why and top not in ("blobs", "cards", MANIFEST, f"{MANIFEST}.sha256"):
+            why = "outside blobs/, cards/ and the manifest"
+        if why:
+            raise BundleError(f"{bundle}: member {member.name!r} is refused ({why}); nothing was imported")
+        total += member.size
+    return total
 
 
 def import_bundle(bundle: str | os.PathLike, *, cache: Cache | None = None, hf_cache: bool = False,
@@ -244,14 +299,22 @@ def import_bundle(bundle: str | os.PathLike, *, cache: Cache | None = None, hf_c
     extracted = None
     try:
         root = bundle
-        if bundle.is_file():
-            cache.root.mkdir(parents=True, exist_ok=True)
-            extracted = temp_beside(cache.root / "bundle", "import")  # a dead importer's is pruned (zoo/home.py)
-            extracted.mkdir()
-            with tarfile.open(bundle) as tf:
-                tf.extractall(extracted, filter="data")  # no absolute paths, links out or devices
-            root = extracted
         models = manifest["models"]
+        cache.root.mkdir(parents=True, exist_ok=True)
+        if bundle.is_file():
+            extracted = temp_beside(cache.root / "bundle", "import")  # a dead importer's is pruned (zoo/home.py)
+            try:
+                with tarfile.open(bundle) as tf:
+                    cache.ensure_space(_check_members(bundle, tf) + sum(m["size"] for m in models),
+                                       f"importing {bundle.name}")
+                    extracted.mkdir()
+                    tf.extractall(extracted, filter="data")  # checked above; the filter is a second guard
+            except tarfile.TarError as exc:
+                raise BundleError(f"{bundle}: {exc}; nothing was imported") from None
+            root = extracted
+        else:
+            cache.ensure_space(sum(m["size"] for m in models), f"importing {bundle.name}")
+        cards = _bundle_cards(bundle, root, models)
         paths = [root / "blobs" / m["sha256"] for m in models]
         for m, p in zip(models, paths):
             if not p.is_file():
@@ -263,14 +326,21 @@ def import_bundle(bundle: str | os.PathLike, *, cache: Cache | None = None, hf_c
             if got != m["sha256"]:
                 raise BundleError(f"{bundle}: {p.relative_to(root)} ({m['name']}) is corrupt: expected sha256 "
                                   f"{m['sha256']}, got {got}; nothing was imported")
-        for m, p in zip(models, paths):  # every file is good: now they enter the cache
-            if not cache.has_blob(m["sha256"]):
-                cache.add_file(p, m["sha256"])
-            card_file = root / "cards" / f"{m['name']}.toml"
-            if get_registry().find(m["name"]) is None and card_file.is_file():
+        added = []  # every file is good: now the blobs enter the cache, all of them or none
+        try:
+            for m, p in zip(models, paths):
+                if not cache.has_blob(m["sha256"]):
+                    cache.add_file(p, m["sha256"])
+                    added.append(m["sha256"])
+        except BaseException:
+            for sha in added:
+                cache.remove_blob(sha)
+            raise
+        for m in models:  # then the names: cards and entries (small writes, renamed into place)
+            if m["name"] in cards:  # validated, and owning nothing another card owns (_bundle_cards)
                 (cache.root / "cards").mkdir(exist_ok=True)
-                shutil.copyfile(card_file, cache.root / "cards" / card_file.name)
-            cache.record(m["name"], m["sha256"], m["size"], f"bundle {bundle}", revision=m.get("revision"),
+                write_card(cards[m["name"]], cache.root / "cards" / f"{m['name']}.toml")
+            cache.record(m["name"], m["sha256"], m["size"], f"bundle {bundle}", revision=m.get("revision") or None,
                          hub_repo=m.get("hub_repo"), filename=m.get("filename") or "model.safetensors")
         if hf_cache:
             link_hf_cache([m["name"] for m in models], cache=cache)
@@ -278,6 +348,32 @@ def import_bundle(bundle: str | os.PathLike, *, cache: Cache | None = None, hf_c
     finally:
         if extracted:
             shutil.rmtree(extracted, ignore_errors=True)
+
+
+def _bundle_cards(bundle: Path, root: Path, models: list[dict]) -> dict:
+    """The cards a bundle brings for models no card knows yet, each validated and checked against
+    every card zoo reads now: a card that does not parse, or that takes a name, alias or
+    architecture default another card owns, refuses the whole import (naming both cards) before
+    anything enters the cache."""
+    registry = get_registry()
+    cards = {}
+    for m in models:
+        path = root / "cards" / f"{m['name']}.toml"
+        if registry.find(m["name"]) is not None or not path.is_file():
+            continue
+        try:
+            card = read_card(path)
+        except CardError as exc:
+            raise BundleError(f"{bundle}: its card for {m['name']} is invalid ({exc}); nothing was imported") from None
+        if card.name != m["name"]:
+            raise BundleError(f"{bundle}: cards/{path.name} is the card of {card.name}, not of {m['name']}; "
+                              "nothing was imported")
+        cards[card.name] = card
+    trial = Registry([*registry.cards, *cards.values()], shipped_dir=config.shipped_cards_dir())
+    for card, why in trial.refused:
+        if card.name in cards:
+            raise BundleError(f"{bundle}: its card {card.name} is refused: {why}; nothing was imported")
+    return cards
 
 
 def fetch_from_bundle(bundle: str, name: str, sha256: str | None, cache: Cache) -> tuple[str, int] | None:

@@ -15,9 +15,11 @@ import shutil
 from pathlib import Path
 
 from zoo import config
+from zoo.cards.card import REPO_ID_RE
 from zoo.cards.registry import get_registry
 from zoo.errors import CacheError, UsageError
 from zoo.store.repos import derived_commit_id
+from zoo.util.paths import unsafe_relpath
 from zoo.weights.cache import Cache, Entry
 
 
@@ -35,6 +37,10 @@ def link_hf_cache(names: list[str], cache: Cache | None = None) -> list[Path]:
             raise CacheError(f"{name} is not cached; run 'zoo pull {name}' first")
         if not entry.hub_repo:
             raise UsageError(f"{entry.name} names no hub repo, so stock clients could not ask for it")
+        # both become paths under the HF cache: never one that leaves it (zoo.util.paths)
+        if not REPO_ID_RE.match(entry.hub_repo) or unsafe_relpath(entry.filename):
+            raise CacheError(f"{entry.name}: hub repo {entry.hub_repo!r} / file {entry.filename!r} cannot be "
+                             f"laid out in the Hugging Face cache ({unsafe_relpath(entry.filename) or 'not ORG/NAME'})")
         repos.setdefault(entry.hub_repo, {})[entry.filename] = entry
     out = []
     root = Path(config.hf_hub_cache())  # where huggingface_hub itself looks
