@@ -155,3 +155,44 @@ def test_a_manifest_nested_too_deeply_is_a_bundle_error(bundle):
     (bundle / MANIFEST).write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(BundleError, match="nested too deeply"):
         import_bundle(bundle)
+
+
+def test_a_re_pointed_view_never_makes_a_load_read_other_bytes(tmp_path, monkeypatch):
+    """timm reads ``views/<sha>.safetensors``; pointing it at other weights must not change what
+    zoo.load loads, and zoo verify reports it (exit 1) until --repair makes it again."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from conftest import run_zoo
+    from zoo.weights.cache import Cache
+
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    blob = zoo.pull("efficientnet_lite0")
+    sha = blob.name
+    genuine = load_file(str(blob))
+    other = {k: (-v if k == "classifier.weight" else v) for k, v in genuine.items()}
+    evil = tmp_path / "evil.safetensors"
+    save_file(other, str(evil))
+    cache = Cache()
+    view = cache.safetensors_view(sha)
+    view.unlink()
+    os.symlink(evil, view)
+    r = run_zoo("verify")
+    assert r.returncode == 1 and "BAD VIEW" in r.stdout and str(evil) in r.stdout, r.stdout
+    model = zoo.load("efficientnet_lite0")
+    assert torch.equal(model.classifier.weight, genuine["classifier.weight"])
+    assert os.path.realpath(view) == os.path.realpath(blob)  # made again by the load
+    # views/ itself made a link to a directory of other weights
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(evil, elsewhere / f"{sha}.safetensors")
+    import shutil
+
+    shutil.rmtree(cache.views)
+    os.symlink(elsewhere, cache.views)
+    assert run_zoo("verify").returncode == 1
+    r = run_zoo("verify", "--repair")
+    assert r.returncode == 0 and "ok" in r.stdout, r.stdout
+    assert cache.views.is_dir() and not cache.views.is_symlink()
+    assert torch.equal(zoo.load("efficientnet_lite0").classifier.weight, genuine["classifier.weight"])
+    assert load_file(str(evil))["classifier.weight"].equal(other["classifier.weight"])  # nothing written through the link

@@ -39,7 +39,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     out = console()
     bad = [r for r in results if not r.ok]
     for r in results:
-        state = "ok" if r.ok else ("missing" if r.actual is None else f"CORRUPT (got {r.actual})")
+        state = "ok" if r.ok else ("missing" if r.actual is None else f"CORRUPT (got {r.actual})"
+                                   if r.actual != r.sha256 else f"BAD VIEW: {r.view} (zoo verify --repair)")
         out.print(f"{r.name}: {r.sha256[:12]} {state}", style=None if r.ok else "red")
     if not results:
         out.print("nothing cached to verify")

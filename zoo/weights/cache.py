@@ -193,14 +193,33 @@ class Cache:
 
     def safetensors_view(self, sha256: str) -> Path:
         """``views/<sha256>.safetensors``, a symlink to the blob: loaders that pick the format by
-        file extension (timm's ``load_state_dict``) read it as safetensors, never as a pickle."""
+        file extension (timm's ``load_state_dict``) read it as safetensors, never as a pickle.
+
+        Checked on every call (a few ``lstat``): the view must resolve to exactly the blob, else it
+        is made again, so a re-pointed view (or ``views/`` itself made a link) never makes a load
+        read other bytes than the verified blob's."""
         view = self.views / f"{sha256}.safetensors"
-        if not view.is_symlink():
-            view.parent.mkdir(parents=True, exist_ok=True)
+        problem = self.view_problem(sha256)
+        if problem or not view.is_symlink():
+            if problem:
+                log.warning("%s; making it again", problem)
+            if self.views.is_symlink() or (self.views.exists() and not self.views.is_dir()):
+                self.views.unlink()
+            self.views.mkdir(parents=True, exist_ok=True)
             tmp = temp_beside(view)
             os.symlink(os.path.join("..", "blobs", sha256), tmp)
             os.replace(tmp, view)
         return view
+
+    def view_problem(self, sha256: str) -> str | None:
+        """Why ``views/<sha256>.safetensors`` is not a link to exactly its blob, or None (also when there is none)."""
+        view = self.views / f"{sha256}.safetensors"
+        if not os.path.lexists(view) and not self.views.is_symlink():
+            return None
+        target = os.path.realpath(view)
+        if not os.path.lexists(view) or target != os.path.realpath(self.blob_path(sha256)):
+            return f"the view {view} resolves to {target}, not to its blob"
+        return None
 
     def verify_blob(self, sha256: str) -> str:
         """Re-hash a blob in full (``zoo verify``); return the actual sha256, re-stamping a good one."""

@@ -58,8 +58,11 @@ def link_hf_cache(names: list[str], cache: Cache | None = None) -> list[Path]:
                     shutil.copyfile(cache.open_verified(entry.sha256), blob)
             snap = base / "snapshots" / commit / path
             snap.parent.mkdir(parents=True, exist_ok=True)
-            if not snap.is_symlink():
-                os.symlink(os.path.relpath(blob, snap.parent), snap)
+            if os.path.realpath(snap) != os.path.realpath(blob):  # missing, or re-pointed since: made again
+                tmp = snap.with_name(f".{snap.name}.{os.getpid()}.link")
+                tmp.unlink(missing_ok=True)
+                os.symlink(os.path.relpath(blob, snap.parent), tmp)
+                os.replace(tmp, snap)
             out.append(snap)
         (base / "refs" / "main").write_text(commit)
     return out
