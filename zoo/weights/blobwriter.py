@@ -105,8 +105,9 @@ class BlobWriter:
         self.path.unlink(missing_ok=True)
         self.__init__(self.cache, self.key)
 
-    def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> str:
-        """Finish writing; rename into ``blobs/<sha256>`` if the hash (and size) match, else raise."""
+    def commit(self, expected_sha256: str | None = None, expected_size: int | None = None, mode: int = 0o444) -> str:
+        """Finish writing; rename into ``blobs/<sha256>`` (read-only, ``mode``) if the hash (and
+        size) match, else raise."""
         self._finish()
         if self._error is not None:
             raise CacheError(f"writing {self.path} failed: {self._error}")
@@ -119,7 +120,7 @@ class BlobWriter:
         if expected_sha256 and actual != expected_sha256:
             self.path.unlink(missing_ok=True)
             raise CorruptBlobError(f"sha256 mismatch: expected {expected_sha256}, got {actual} ({size} bytes)")
-        self.cache.commit_file(self.path, actual)
+        self.cache.commit_file(self.path, actual, mode)
         return actual
 
     def discard(self, keep_partial: bool = False) -> None:

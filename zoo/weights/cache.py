@@ -149,18 +149,25 @@ class Cache:
         return BlobWriter(self, key, resume)
 
     def add_file(self, path: str | os.PathLike, expected_sha256: str | None = None, task: Task | None = None) -> str:
-        """Copy a local file into the cache, hashing as it copies (``task`` counts the bytes); return its sha256."""
-        with self.writer("file") as w, open(path, "rb") as fh:
-            while chunk := fh.read(8 << 20):
-                w.write(chunk)
-                if task is not None:
-                    task.advance(len(chunk))
-            return w.commit(expected_sha256)
+        """Copy a local file into the cache, hashing as it copies (``task`` counts the bytes); return its sha256.
 
-    def commit_file(self, tmp: str | os.PathLike, sha256: str) -> Path:
-        """Move a temp file in ``blobs/`` whose sha256 the caller computed while writing it into place."""
+        The blob is never more readable than its source: a 0640 file gives a 0440 blob (and the
+        copy in progress is 0600), so caching a private file does not publish it to other users."""
+        with open(path, "rb") as fh:
+            readable = os.fstat(fh.fileno()).st_mode & 0o444
+            with self.writer("file") as w:
+                os.chmod(w.path, 0o600)
+                while chunk := fh.read(8 << 20):
+                    w.write(chunk)
+                    if task is not None:
+                        task.advance(len(chunk))
+                return w.commit(expected_sha256, mode=readable)
+
+    def commit_file(self, tmp: str | os.PathLike, sha256: str, mode: int = 0o444) -> Path:
+        """Move a temp file in ``blobs/`` whose sha256 the caller computed while writing it into
+        place, read-only (``mode``: 0444 unless its source was less readable)."""
         final = self.blob_path(sha256)
-        os.chmod(tmp, 0o444)
+        os.chmod(tmp, mode)
         os.replace(tmp, final)
         self.stamp(sha256)
         return final
