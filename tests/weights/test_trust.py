@@ -16,3 +16,81 @@ def test_a_blob_is_never_more_readable_than_its_source(tmp_path, tiny_weights):
     shared.write_bytes(b"public bytes")
     os.chmod(shared, 0o644)
     assert stat.S_IMODE(zoo.fetch(str(shared)).path.stat().st_mode) == 0o444
+
+
+import http.server
+import subprocess
+import threading
+
+import pytest
+
+from zoo.errors import CacheError, PullError
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MB tmpfs (tests run as root in CI): a real full disk, not a mock."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip() or r.returncode}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def endless_server():
+    """A loopback HTTP server whose answer has no Content-Length and is 40 MB long (a close-delimited
+    body, as HTTP/1.0 servers and some proxies send): the size is known only at the end."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            chunk = b"z" * (1 << 20)
+            try:
+                for _ in range(40):
+                    self.wfile.write(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_full_disk_mid_download_leaves_no_temp_file_and_says_what_to_do(small_disk, endless_server, monkeypatch):
+    monkeypatch.setenv("ZOO_HOME", str(small_disk / "home"))
+    with pytest.raises(CacheError) as info:
+        zoo.fetch(f"{endless_server}/big.bin")
+    message = str(info.value)
+    assert "no space left writing" in message and str(small_disk / "home" / "blobs") in message
+    assert "bytes free there" in message and "zoo cache prune" in message and "partial file was removed" in message
+    assert os.listdir(small_disk / "home" / "blobs") == []  # nothing half-written stays
+    assert os.statvfs(small_disk).f_bfree * os.statvfs(small_disk).f_frsize > 20_000_000  # the space came back
+
+
+def test_a_file_that_cannot_fit_is_refused_before_a_byte_moves_and_each_source_says_why(small_disk, tmp_path,
+                                                                                       monkeypatch, user_cards):
+    from conftest import tiny_card, write_toml
+
+    big = tmp_path / "big.safetensors"
+    big.write_bytes(os.urandom(20_000_000))
+    monkeypatch.setenv("ZOO_HOME", str(small_disk / "home"))
+    with pytest.raises(CacheError, match=r"copying .*big.safetensors needs 20 MB, \d+ MB free in ZOO_HOME .*zoo cache prune"):
+        zoo.fetch(str(big))
+    blobs = small_disk / "home" / "blobs"
+    assert not blobs.exists() or os.listdir(blobs) == []
+    # a card whose only source is that file, offline: the reason is the disk, not being offline
+    write_toml(user_cards / "big.toml", tiny_card("zootest_big.a", sources=[{"uri": str(big)}]))
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    with pytest.raises(PullError) as info:
+        zoo.pull("zootest_big.a")
+    assert "needs 20 MB" in str(info.value) and "connected machine" not in str(info.value)

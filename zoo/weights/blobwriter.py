@@ -8,10 +8,12 @@ can import it and not the other way round.
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
 import queue
+import shutil
 import threading
 from pathlib import Path
 
@@ -88,16 +90,33 @@ class BlobWriter:
 
     def write(self, chunk: bytes) -> None:
         if self._error is not None:
-            raise CacheError(f"writing {self.path} failed: {self._error}")
+            self._fail()
         self._queue.put(chunk)
         self.offset += len(chunk)
+
+    def _fail(self):
+        """The write failed (a full disk, an I/O error): the temp file goes, and the error says
+        where, how far it got, and what to do."""
+        self._finish()
+        written = self.path.stat().st_size if self.path.exists() else 0
+        self.path.unlink(missing_ok=True)
+        exc = self._error
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            free = shutil.disk_usage(self.path.parent).free
+            raise CacheError(f"no space left writing {self.path} after {written} of at least {self.offset} bytes "
+                             f"({free} bytes free there); the partial file was removed. Free some space "
+                             "(zoo cache prune) or set ZOO_HOME elsewhere") from None
+        raise CacheError(f"writing {self.path} failed after {written} bytes: {exc}; the partial file was removed") from None
 
     def _finish(self) -> None:
         if not self._closed:
             self._closed = True
             self._queue.put(self._DONE)
             self._thread.join()
-            self._fh.close()
+            try:
+                self._fh.close()  # the last buffered bytes reach the disk here: it can fail too
+            except OSError as exc:
+                self._error = self._error or exc
 
     def restart(self) -> None:
         """Drop what was written (the server ignored a Range request and sends everything)."""
@@ -110,7 +129,7 @@ class BlobWriter:
         size) match, else raise."""
         self._finish()
         if self._error is not None:
-            raise CacheError(f"writing {self.path} failed: {self._error}")
+            self._fail()
         actual = self._digest.hexdigest()
         size = self.path.stat().st_size
         if expected_size is not None and size != expected_size:
@@ -124,9 +143,10 @@ class BlobWriter:
         return actual
 
     def discard(self, keep_partial: bool = False) -> None:
-        """Give up; keep the partial bytes for a later resume, or delete them."""
+        """Give up; keep the partial bytes for a later resume (unless a write failed: then they are
+        not known to be what was sent), or delete them."""
         self._finish()
-        if not keep_partial:
+        if not keep_partial or self._error is not None:
             self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> "BlobWriter":

@@ -154,7 +154,9 @@ class Cache:
         The blob is never more readable than its source: a 0640 file gives a 0440 blob (and the
         copy in progress is 0600), so caching a private file does not publish it to other users."""
         with open(path, "rb") as fh:
-            readable = os.fstat(fh.fileno()).st_mode & 0o444
+            st = os.fstat(fh.fileno())
+            readable = st.st_mode & 0o444
+            self.ensure_space(st.st_size, f"copying {path}")
             with self.writer("file") as w:
                 os.chmod(w.path, 0o600)
                 while chunk := fh.read(8 << 20):

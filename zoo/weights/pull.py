@@ -20,8 +20,8 @@ from zoo import config
 from zoo.cards.card import Card, hub_filename
 from zoo.cards.registry import get_registry
 from zoo.cards.uri import parse_uri
-from zoo.errors import (BundleError, CacheError, ConversionError, CorruptBlobError, PullError, SourceError,
-                        UsageError)
+from zoo.errors import (BundleError, CacheError, ConversionError, CorruptBlobError, OfflineError, PullError,
+                        SourceError, UsageError)
 from zoo.util import distributed
 from zoo.util.hashing import sha256_file
 from zoo.util.progress import Progress, Task
@@ -91,6 +91,7 @@ def _fetch_source(cache: Cache, card: Card, src, want: Expected, begin: Begin) -
                 if got != src.sha256:
                     raise CorruptBlobError(f"raw file {raw}: expected sha256 {src.sha256}, got {got}")
         cache.blobs.mkdir(parents=True, exist_ok=True)
+        cache.ensure_space(os.path.getsize(raw), f"converting {card.name}")  # about the raw file's size
         tmp = cache.temp_blob(f"convert-{card.name}")
         try:
             sha = convert_checkpoint(raw, src.converter, card.architecture, str(tmp), source_uri=src.uri,
@@ -166,7 +167,7 @@ def pull(name: str | Card, *, cache: Cache | None = None, progress: Progress | N
                 return cache.open_verified(sha)
         if force and want.sha256:
             cache.remove_blob(want.sha256)
-        failures = []
+        failures, offline_failures = [], 0
         for label, fetch in _attempts(card, cache, want):
             log.info("%s: trying %s", card.name, label)
             try:
@@ -175,6 +176,7 @@ def pull(name: str | Card, *, cache: Cache | None = None, progress: Progress | N
             except (SourceError, CacheError, ConversionError, UsageError) as exc:
                 log.info("%s: %s failed: %s", card.name, label, exc)
                 failures.append(f"  {label}: {exc}")
+                offline_failures += isinstance(exc, OfflineError)
                 continue
             log.info("%s: %s gave sha256 %s (%d bytes)", card.name, label, sha, size)
             cache.record(card.name, sha, size, label, revision=revision, hub_repo=card.hub_repo,
@@ -183,7 +185,7 @@ def pull(name: str | Card, *, cache: Cache | None = None, progress: Progress | N
                 cache.pin(card.name, sha, size, label)  # trust on first use, verified from now on
             return cache.blob_path(sha)
     hint = ""
-    if config.offline():
+    if config.offline() and offline_failures:  # only when being offline is what stopped a source
         hint = (f"\nZOO_OFFLINE/HF_HUB_OFFLINE is set: run 'zoo pull {card.name}' on a connected machine, "
                 "then 'zoo mirror export' there and 'zoo mirror import' here")
     raise PullError(f"could not get the weights of {card.name}:\n" + "\n".join(failures) + hint)
