@@ -94,3 +94,50 @@ def test_a_file_that_cannot_fit_is_refused_before_a_byte_moves_and_each_source_s
     with pytest.raises(PullError) as info:
         zoo.pull("zootest_big.a")
     assert "needs 20 MB" in str(info.value) and "connected machine" not in str(info.value)
+
+
+def test_a_body_that_ends_early_without_a_length_is_resumed_by_the_next_pull(tiny_weights, user_cards, tmp_path):
+    """A close-delimited answer cut at half: the size is known from the card's size_bytes, so the
+    partial is kept (named by the sha256) and the next process asks only for the rest."""
+    from conftest import run_zoo, tiny_card, write_toml
+    from zoo.util.hashing import sha256_file
+
+    data = tiny_weights.read_bytes()
+    half = len(data) // 2
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def do_GET(self):
+            seen.append(self.headers.get("Range"))
+            start = int(self.headers["Range"][6:-1]) if self.headers.get("Range") else None
+            if start is None:  # the first answer: 200, no Content-Length, cut at half
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(data[:half])
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Length", str(len(data) - start))
+            self.end_headers()
+            self.wfile.write(data[start:])
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/w.safetensors"
+        write_toml(user_cards / "w.toml", tiny_card("zootest_cut.a", sha256=sha256_file(tiny_weights),
+                                                    size_bytes=len(data), sources=[{"uri": url}]))
+        first = run_zoo("pull", "-q", "zootest_cut.a")
+        assert first.returncode == 1 and f"ended early, at byte {half} of {len(data)}" in first.stderr, first.stderr
+        assert "next pull resumes" in first.stderr
+        second = run_zoo("pull", "-q", "zootest_cut.a")
+        assert second.returncode == 0, second.stderr
+        assert seen == [None, f"bytes={half}-"]  # only the missing half was asked for
+        assert zoo.verify(["zootest_cut.a"])[0].ok
+    finally:
+        server.shutdown()

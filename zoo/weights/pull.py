@@ -68,6 +68,12 @@ def _fetch_remote(cache: Cache, remote, key: str, want: Expected, begin: Begin) 
         except SourceError:
             writer.discard(keep_partial=True)  # resumable by the next pull
             raise
+        if resumable and size and writer.offset < size:
+            # a body that ended early without saying so (no Content-Length): what arrived is kept,
+            # named by the sha256 it must have, and the next pull asks for the rest with a Range
+            writer.discard(keep_partial=True)
+            raise SourceError(f"the body ended early, at byte {writer.offset} of {size}; the {writer.offset} bytes "
+                              "are kept and the next pull resumes from there")
         got = writer.commit(sha, expected_size=size)
     return got, cache.blob_path(got).stat().st_size
 
