@@ -141,3 +141,43 @@ def test_a_body_that_ends_early_without_a_length_is_resumed_by_the_next_pull(tin
         assert zoo.verify(["zootest_cut.a"])[0].ok
     finally:
         server.shutdown()
+
+
+def test_weights_a_stock_client_cached_are_taken_offline_verified(hub, tiny_weights, user_cards, tmp_path, monkeypatch):
+    """An HF cache filled by stock hf_hub_download (from zoo serve): zoo pull finds the card's file
+    there offline, verifies it (against the pin, else against the LFS blob's own sha256 name), and
+    a tampered copy is refused."""
+    from conftest import hub_client, tiny_hub_card, write_toml
+    from zoo.errors import PullError
+
+    sha = hub.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
+    code = ("import json; from huggingface_hub import hf_hub_download\n"
+            "print(json.dumps(hf_hub_download('zootest/tiny', 'model.safetensors')))")
+    hub_client(hub, code, tmp_path)  # HF_HOME=tmp_path/hf
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    write_toml(user_cards / "tiny.toml", tiny_hub_card(sha))
+    blob = zoo.pull("test_efficientnet.zootest")
+    assert blob.name == sha and zoo.Cache().entry("test_efficientnet.zootest").source.startswith("the Hugging Face cache")
+    # a card that pins nothing: the LFS blob's name is its sha256, and that is what is checked (and pinned)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home2"))
+    write_toml(user_cards / "tiny.toml", tiny_hub_card(None))
+    assert zoo.pull("test_efficientnet.zootest").name == sha
+    # the same HF cache as a mirror directory brought from elsewhere, with one byte changed: refused
+    moved = tmp_path / "moved_hf"
+    import shutil
+
+    shutil.copytree(tmp_path / "hf" / "hub", moved, symlinks=True)
+    lfs = moved / "models--zootest--tiny" / "blobs" / sha
+    os.chmod(lfs, 0o644)
+    data = bytearray(lfs.read_bytes())
+    data[100] ^= 1
+    lfs.write_bytes(bytes(data))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf"))
+    monkeypatch.setenv("ZOO_MIRRORS", str(moved))
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home3"))
+    write_toml(user_cards / "tiny.toml", tiny_hub_card(sha))
+    with pytest.raises(PullError) as info:
+        zoo.pull("test_efficientnet.zootest")
+    assert f"mirror {moved}" in str(info.value) and "sha256 mismatch" in str(info.value)
+    assert not list((tmp_path / "home3" / "blobs").glob("[0-9a-f]*"))

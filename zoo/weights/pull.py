@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,6 +32,8 @@ from zoo.weights.convert import convert_checkpoint
 from zoo.weights.sources import download, hf_remote, is_remote, local_path, remote_for
 
 log = logging.getLogger(__name__)
+
+SHA256_NAME = re.compile(r"[0-9a-f]{64}\Z")
 
 #: begin(total bytes or None) -> the Task of one attempt (each source tried is a task of its own)
 Begin = Callable[[Optional[int]], Task]
@@ -122,12 +125,47 @@ def _fetch_source(cache: Cache, card: Card, src, want: Expected, begin: Begin) -
     return sha, cache.blob_path(sha).stat().st_size, None
 
 
+def _from_hf_cache(cache: Cache, card: Card, want: Expected, root: str, begin: Begin) -> tuple[str, int, str | None]:
+    """The card's file from a Hugging Face cache that stock clients filled (``hf_hub_download``,
+    ``timm.create_model(pretrained=True)``), taken into zoo's cache verified: against the card's
+    pin, else against the name the cache gives an LFS blob, which is its sha256."""
+    from huggingface_hub import try_to_load_from_cache  # lazy: huggingface_hub only on this path
+
+    found = try_to_load_from_cache(card.hub_repo, hub_filename(card), cache_dir=root)
+    if not isinstance(found, str):
+        raise SourceError(f"{card.hub_repo}/{hub_filename(card)} is not in the Hugging Face cache {root}")
+    blob = os.path.basename(os.path.realpath(found))
+    expected = want.sha256 or (blob if SHA256_NAME.match(blob) else None)
+    if expected is None:
+        raise SourceError(f"{found} is not an LFS file (its cache name is not a sha256), so it cannot be verified")
+    with begin(os.path.getsize(found)) as task:
+        sha = cache.add_file(found, expected, task)
+    revision = os.path.basename(os.path.dirname(found)) if "/snapshots/" in found else None
+    return sha, cache.blob_path(sha).stat().st_size, revision
+
+
+def is_hf_cache(path: str) -> bool:
+    """A directory laid out as huggingface_hub's cache (``models--org--name/`` folders), not a zoo bundle."""
+    try:
+        return os.path.isdir(path) and any(e.startswith(("models--", "datasets--")) for e in os.listdir(path))
+    except OSError:
+        return False
+
+
 def _attempts(card: Card, cache: Cache, want: Expected):
-    """(label, fetch(begin)) pairs in order: mirrors first, then the card's sources."""
+    """(label, fetch(begin)) pairs in order: the local Hugging Face cache (no network, also
+    offline), then mirrors, then the card's sources."""
+    if card.hub_repo:
+        root = config.hf_hub_cache()
+        yield f"the Hugging Face cache {root}", (lambda begin: _from_hf_cache(cache, card, want, root, begin))
     for mirror in config.mirrors():
         def from_mirror(begin: Begin, mirror=mirror):
             if "://" not in mirror or mirror.startswith("file://"):  # a bundle directory as a mirror
                 path = mirror[len("file://"):] if mirror.startswith("file://") else mirror
+                if is_hf_cache(path):  # or a Hugging Face cache directory brought from elsewhere
+                    if not card.hub_repo:
+                        raise SourceError("the card names no hub repo to look for in a Hugging Face cache")
+                    return _from_hf_cache(cache, card, want, path, begin)
                 try:
                     got = fetch_from_bundle(path, card.name, want.sha256, cache)
                 except BundleError as exc:
