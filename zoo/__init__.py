@@ -30,6 +30,7 @@ _LAZY = {
     "load_run": "transfer.runs",
     "export_merged": "transfer.runs",
     "pull": "weights.pull",
+    "attach": "weights.pull",
     "open_weights": "weights.pull",
     "verify": "weights.verify",
     "Cache": "weights.cache",

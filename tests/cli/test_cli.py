@@ -53,8 +53,9 @@ def test_list_json_has_every_field(capsys):
     code, out, _ = _run(capsys, "list", "--json", "--max-params", "6M")
     assert code == 0
     records = json.loads(out)
-    fields = {f for f in Card.__dataclass_fields__} | {"size_mb"}
+    fields = {f for f in Card.__dataclass_fields__} | {"size_mb", "trust"}
     assert records and all(set(r) == fields for r in records)
+    assert {r["trust"]["state"] for r in records} <= {"pinned by the card", "not pinned"}
     assert all(r["params"] <= 6_000_000 for r in records)
     lite0 = next(r for r in records if r["name"] == "tf_efficientnet_lite0.bundled_in1k")
     assert lite0["aliases"] == ["efficientnet_lite0"] and lite0["input_size"] == [3, 224, 224]
@@ -93,12 +94,14 @@ def test_bad_usage_exits_2():
     assert run_zoo().returncode == 2
 
 
-def test_malformed_user_card_fails_with_path_and_field(user_cards):
+def test_malformed_user_card_is_one_warning_with_path_and_field_and_cards_check_fails(user_cards):
     path = write_toml(user_cards / "bad.toml", tiny_card("zootest_tiny.a", num_classes="many"))
     result = run_zoo("list", env={"ZOO_CARDS_PATH": str(user_cards)})
-    assert result.returncode == 1
-    assert str(path) in result.stderr and "'num_classes'" in result.stderr
+    assert result.returncode == 0 and "resnet50.a1_in1k" in result.stdout  # every other card still works
+    assert result.stderr.count(str(path)) == 1 and "'num_classes'" in result.stderr
     assert "Traceback" not in result.stderr
+    check = run_zoo("cards", "check", env={"ZOO_CARDS_PATH": str(user_cards)})
+    assert check.returncode == 1 and str(path) in check.stdout and "'num_classes'" in check.stdout
 
 
 @pytest.mark.parametrize("argv", [["list", "--sort", "top1"], ["info", "ResNet50"], ["list", "--json"]])

@@ -181,3 +181,35 @@ def test_weights_a_stock_client_cached_are_taken_offline_verified(hub, tiny_weig
         zoo.pull("test_efficientnet.zootest")
     assert f"mirror {moved}" in str(info.value) and "sha256 mismatch" in str(info.value)
     assert not list((tmp_path / "home3" / "blobs").glob("[0-9a-f]*"))
+
+
+def test_a_file_someone_handed_you_becomes_a_cards_weights_only_verified_or_vouched_for(tiny_weights, user_cards,
+                                                                                       tmp_path):
+    import json as _json
+
+    from conftest import run_zoo, tiny_card, write_toml
+    from zoo.errors import CorruptBlobError, UsageError
+    from zoo.util.hashing import sha256_file
+
+    sha = sha256_file(tiny_weights)
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(tiny_weights.read_bytes()[:-1] + b" ")
+    write_toml(user_cards / "pinned.toml", tiny_card("zootest_pinned.a", sha256=sha))
+    write_toml(user_cards / "open.toml", tiny_card("zootest_open.a"))
+    with pytest.raises(CorruptBlobError, match="is not the file of zootest_pinned.a: sha256 mismatch"):
+        zoo.attach("zootest_pinned.a", other)
+    assert zoo.attach("zootest_pinned.a", tiny_weights).name == sha
+    with pytest.raises(UsageError, match="pins no sha256.*--sha256 HEX.*--trust"):
+        zoo.attach("zootest_open.a", other)
+    with pytest.raises(CorruptBlobError):
+        zoo.attach("zootest_open.a", other, sha256=sha)
+    r = run_zoo("pull", "zootest_open.a", "--file", str(other), "--trust")
+    assert r.returncode == 0, r.stderr
+    trust = _json.loads(run_zoo("info", "zootest_open.a", "--json").stdout)["trust"]
+    assert trust["state"] == "trusted by the user" and trust["source"] == str(other) and trust["cached"]
+    assert trust["sha256"] == sha256_file(other) and trust["since"]
+    shown = run_zoo("info", "zootest_open.a").stdout
+    assert "trusted by the user" in shown and str(other) in " ".join(shown.split())
+    listed = {c["name"]: c["trust"]["state"] for c in _json.loads(run_zoo("list", "zootest*", "--json").stdout)}
+    assert listed == {"zootest_open.a": "trusted by the user", "zootest_pinned.a": "pinned by the card"}
+    assert run_zoo("pull", "zootest_open.a", "--trust").returncode == 2  # --trust only with --file

@@ -69,8 +69,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         columns = {**COLUMNS, **_measured_columns(measured)}
         keys += [k for k in _measured_columns(measured) if k not in keys]
     if args.json:
-        return print_json([{**c.to_record(), **({"measured": measured.get(c.name)} if args.measured else {})}
-                           for c in cards])
+        from zoo.weights.cache import Cache  # the cache's files only: no torch
+
+        cache = Cache()
+        return print_json([{**c.to_record(), "trust": cache.trust(c),
+                            **({"measured": measured.get(c.name)} if args.measured else {})} for c in cards])
     from rich.table import Table
     from rich.text import Text
 
@@ -130,10 +133,13 @@ def _list_caption(cards: list[Card]) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from zoo.weights.cache import Cache  # the cache's files only: no torch
+
     registry = get_registry()
     card = registry.resolve(args.name)
+    trust = Cache().trust(card)
     if args.json:
-        return print_json(card.to_record())
+        return print_json({**card.to_record(), "trust": trust})
     from rich.table import Table
 
     console = make_console()
@@ -144,6 +150,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     table.add_column(overflow="fold")
     for key, value in _info_rows(card):
         table.add_row(key, value)
+    table.add_row("trust", _trust_text(trust))
     console.print(table)
     others = registry.other_tags(card)
     if others:
@@ -153,6 +160,19 @@ def cmd_info(args: argparse.Namespace) -> int:
             mark = " (default)" if other.default else ""
             console.print(f"  {other.name}{mark}  {top1}")
     return 0
+
+
+def _trust_text(trust: dict) -> str:
+    """``zoo info``'s trust line: the state, the sha256, where the pin came from and when, cached or not."""
+    parts = [trust["state"]]
+    if trust["sha256"]:
+        parts.append(f"sha256 {trust['sha256'][:16]}...")
+    if trust["source"]:
+        parts.append(f"from {trust['source']}")
+    if trust["since"]:
+        parts.append(f"since {trust['since']}")
+    parts.append("cached" if trust["cached"] else "not downloaded")
+    return ", ".join(parts)
 
 
 def _info_rows(card: Card) -> list[tuple[str, str]]:

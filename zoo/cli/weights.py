@@ -17,7 +17,17 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from zoo.weights.lockfile import pull_lock
 
     out = console()
+    if (args.sha256 or args.trust) and not args.file:
+        raise UsageError("--sha256 and --trust go with --file FILE")
     with ProgressDisplay(bars=not args.quiet) as progress:
+        if args.file:
+            from zoo.weights.pull import attach
+
+            if len(args.names) != 1:
+                raise UsageError("--file attaches one file to one model: name exactly one")
+            path = attach(args.names[0], args.file, sha256=args.sha256, trust=args.trust, progress=progress)
+            out.print(f"{args.names[0]}: {path}")
+            return 0
         if args.lock:
             paths = pull_lock(args.lock, progress=progress)
             out.print(f"installed {len(paths)} models exactly as {args.lock} pins them")
@@ -139,6 +149,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--all", action="store_true", help="every known card")
     p.add_argument("--lock", metavar="FILE", help="install exactly the bytes a 'zoo lock' file names")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--file", metavar="FILE", help="attach a local file to the one NAME: verified against the "
+                   "card's pinned sha256, else it needs --sha256 or --trust")
+    given = p.add_mutually_exclusive_group()
+    given.add_argument("--sha256", metavar="HEX", help="with --file, for a card that pins none: the sha256 the file must have")
+    given.add_argument("--trust", action="store_true",
+                       help="with --file, for a card that pins none: take the file as it is, recorded as trusted by you")
     p.set_defaults(run=cmd_pull)
 
     p = sub.add_parser("verify", help="re-hash cached weights against their pinned sha256 (exit 1 if any is bad)")

@@ -8,7 +8,7 @@ Never imports torch at module level (converters import it when they run). May im
 ``zoo.config``, ``zoo.home``, ``zoo.util``, ``zoo.cards``, ``zoo.store``.
 """
 
-from zoo.weights.pull import Expected, ensure, open_weights, pull, pull_uri
+from zoo.weights.pull import Expected, attach, ensure, open_weights, pull, pull_uri
 from zoo.weights.verify import pin, verify
 
-__all__ = ["Expected", "ensure", "open_weights", "pin", "pull", "pull_uri", "verify"]
+__all__ = ["Expected", "attach", "ensure", "open_weights", "pin", "pull", "pull_uri", "verify"]

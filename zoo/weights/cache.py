@@ -315,10 +315,32 @@ class Cache:
     def pin_path(self, name: str) -> Path:
         return self._named(self.pins_dir, name, "a pin")
 
-    def pin(self, name: str, sha256: str, size: int, source: str) -> None:
-        """Record the sha256 first seen for a card that pins none (trust on first use). One file
-        per name, written atomically: concurrent pins of other cards never lose each other."""
-        _write_json(self.pin_path(name), {"sha256": sha256, "size": size, "source": source, "pinned_at": time.time()})
+    def pin(self, name: str, sha256: str, size: int, source: str, how: str = "first use") -> None:
+        """Record the sha256 of a card that pins none: ``how`` is "first use" (the first download's
+        bytes, trusted from then on), "given" (a sha256 the user gave, checked) or "user" (a file the
+        user vouched for). One file per name, written atomically: concurrent pins of other cards
+        never lose each other."""
+        _write_json(self.pin_path(name), {"sha256": sha256, "size": size, "source": source, "how": how,
+                                          "pinned_at": time.time()})
+
+    def trust(self, card) -> dict:
+        """How far ``card``'s weights are trusted, for ``zoo info`` and ``zoo list --json``: ``state``
+        is "pinned by the card", "pinned on first use", "pinned by the user's sha256", "trusted by
+        the user" or "not pinned"; with the sha256, where the pin came from and when, and whether
+        the bytes are in the cache."""
+        pin = None if card.sha256 else self.pin_for(card.name)
+        sha = card.sha256 or (pin or {}).get("sha256")
+        if card.sha256:
+            state = "pinned by the card"
+        elif pin:
+            state = {"user": "trusted by the user", "given": "pinned by the user's sha256"}.get(
+                pin.get("how"), "pinned on first use")
+        else:
+            state = "not pinned"
+        when = (pin or {}).get("pinned_at")
+        return {"state": state, "sha256": sha or None, "source": (pin or {}).get("source"),
+                "since": time.strftime("%Y-%m-%d %H:%M", time.localtime(when)) if when else None,
+                "cached": bool(sha) and self.has_blob(sha)}
 
     # --- housekeeping ----------------------------------------------------------------------
 

@@ -254,6 +254,40 @@ def pull_uri(text: str, *, cache: Cache | None = None, progress: Progress | None
     return cache.blob_path(sha)
 
 
+def attach(name: str | Card, path: str | os.PathLike, *, sha256: str | None = None, trust: bool = False,
+           cache: Cache | None = None, progress: Progress | None = None) -> Path:
+    """``zoo pull NAME --file FILE``: a local file someone handed you becomes the card's weights.
+
+    Verified against the card's pinned sha256 (or an earlier pin) where there is one; otherwise it
+    needs ``sha256`` (checked, then pinned) or ``trust=True`` (pinned as trusted by the user, with
+    the file's path and the time: ``zoo info`` shows it)."""
+    card = name if isinstance(name, Card) else get_registry().resolve(name)
+    cache = cache or Cache()
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UsageError(f"--file {path}: no such file")
+    want = expected_for(card, cache)
+    if sha256 is not None and not SHA256_NAME.match(sha256):
+        raise UsageError(f"--sha256 {sha256!r} is not 64 lowercase hex digits")
+    if want.sha256 and sha256 and sha256 != want.sha256:
+        raise UsageError(f"{card.name} is pinned to sha256 {want.sha256} ({want.why}), not {sha256}")
+    expected = want.sha256 or sha256
+    if expected is None and not trust:
+        raise UsageError(f"{card.name} pins no sha256, so {path} cannot be checked: pass --sha256 HEX "
+                         "(it is checked, then pinned) or --trust (pinned as trusted by you)")
+    with Task(progress, "pull", f"{card.name} from {path}", os.path.getsize(path), "bytes") as task:
+        try:
+            sha = cache.add_file(path, expected, task)
+        except CorruptBlobError as exc:
+            raise CorruptBlobError(f"{path} is not the file of {card.name}: {exc}") from None
+    size = cache.blob_path(sha).stat().st_size
+    cache.record(card.name, sha, size, f"file {os.path.abspath(path)}", hub_repo=card.hub_repo,
+                 filename=hub_filename(card))
+    if not want.sha256:
+        cache.pin(card.name, sha, size, os.path.abspath(path), how="given" if sha256 else "user")
+    return cache.blob_path(sha)
+
+
 def open_weights(name: str | Card, cache: Cache | None = None) -> Path:
     """The verified weights file of a card, without any network: what ``zoo.load`` opens."""
     card = name if isinstance(name, Card) else get_registry().resolve(name)
