@@ -1,5 +1,6 @@
 """The hub's write side and auth against the stock huggingface_hub client (zoo/hub/write.py)."""
 
+import hashlib
 import json
 import os
 
@@ -181,3 +182,36 @@ def test_upload_links_are_bound_to_their_object_and_expire(tmp_path, monkeypatch
     monkeypatch.setenv("ZOO_HUB_SECRET", "short")
     with pytest.raises(ZooError, match="shorter than 32 bytes"):
         Auth(set(), tmp_path)
+
+
+def test_a_refused_commit_leaves_no_blob_behind(hub_rw):
+    """400 (a bad line after a good file), 409 (a path clash) and 413 (over the limit): the inline
+    files the commit carried before it was refused are not kept."""
+    import base64
+
+    assert _post(hub_rw, "/api/repos/create", json={"name": "r", "organization": "acme"}).status_code == 200
+    blobs = hub_rw.root / "blobs"
+
+    def stored():
+        return {p.name for p in blobs.iterdir() if not p.name.startswith(".")} if blobs.exists() else set()
+
+    def inline(path, data):
+        return json.dumps({"key": "file", "value": {"path": path, "content": base64.b64encode(data).decode(),
+                                                     "encoding": "base64"}})
+
+    ok = os.urandom(100)
+    assert _post(hub_rw, "/api/models/acme/r/commit/main", data=inline("a/b.txt", ok)).status_code == 200
+    before = stored()
+    assert hashlib.sha256(ok).hexdigest() in before
+    first, second, third = os.urandom(1000), os.urandom(1000), os.urandom(1000)
+    bad = inline("x.bin", first) + "\n" + json.dumps({"key": "renameFile", "value": {"path": "y"}})
+    assert _post(hub_rw, "/api/models/acme/r/commit/main", data=bad).status_code == 400
+    clash = inline("a", second)  # a file where the folder a/ is
+    assert _post(hub_rw, "/api/models/acme/r/commit/main", data=clash).status_code == 409
+    big = inline("z.bin", third) + "\n" + "x" * (65 * 1024 * 1024)
+    assert _post(hub_rw, "/api/models/acme/r/commit/main", data=big).status_code == 413
+    assert stored() == before and not list(blobs.glob(".incomplete-*"))
+    # the same bytes as a file an earlier commit holds are never removed by a refusal
+    again = inline("c.txt", ok) + "\n" + json.dumps({"key": "renameFile", "value": {"path": "y"}})
+    assert _post(hub_rw, "/api/models/acme/r/commit/main", data=again).status_code == 400
+    assert requests.get(hub_rw.url + "/acme/r/resolve/main/a/b.txt", timeout=30).content == ok

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 
 from starlette.concurrency import run_in_threadpool
@@ -233,14 +234,34 @@ async def _ndjson_lines(request: Request, limit: int):
         yield _table(_parse(bytes(buf)), "each commit line")
 
 
-def _store_inline(blobs, content: str) -> dict:
-    """Decode one inline (regular) file of a commit and store it as a blob (off the event loop)."""
+def _store_inline(blobs, content: str, fresh: list[str]) -> dict:
+    """Decode one inline (regular) file of a commit and store it as a local blob (off the event
+    loop); a blob that was not stored before goes into ``fresh``, which a refused commit removes."""
     data = base64.b64decode(content, validate=True)
-    with blobs.cache.writer("commit") as writer:
-        writer.write(data)
-        sha = writer.commit()
-    blobs.stored(sha)
+    sha = hashlib.sha256(data).hexdigest()
+    if not blobs.cache.has_blob(sha):
+        with blobs.cache.writer("commit") as writer:
+            writer.write(data)
+            writer.commit(sha)
+        fresh.append(sha)
     return {"sha256": sha, "size": len(data), "oid": git_blob_oid(data), "lfs": False}
+
+
+def _drop_fresh(hub, fresh: list[str]) -> None:
+    """A refused commit leaves no blob behind: the inline files it stored that no commit names
+    (another commit of the same bytes may have landed meanwhile: those stay)."""
+    if not fresh:
+        return
+    named = hub.served.store.referenced_blobs()
+    blobs = hub.served.blobs
+    for sha in fresh:
+        if sha not in named:
+            hub.served.cache.remove_blob(sha)
+            if blobs.remote:  # pushed before a refusal that came from the store (a 409, a 404)
+                try:
+                    blobs.storage.delete(blobs.key(sha))
+                except ObjectNotFound:
+                    pass
 
 
 async def commit(hub, request: Request) -> Response:
@@ -249,6 +270,18 @@ async def commit(hub, request: Request) -> Response:
         return repo_id
     if request.query_params.get("create_pr") in ("1", "true", "True"):
         return hub_error(400, None, "this hub does not do pull requests; commit to main")
+    fresh: list[str] = []
+    try:
+        answer = await _commit(hub, request, repo_id, fresh)
+    except BaseException:
+        await run_in_threadpool(_drop_fresh, hub, fresh)
+        raise
+    if answer.status_code >= 400:
+        await run_in_threadpool(_drop_fresh, hub, fresh)
+    return answer
+
+
+async def _commit(hub, request: Request, repo_id: str, fresh: list[str]) -> Response:
     blobs = hub.served.blobs
     header, adds, deletes = {}, {}, []
     try:
@@ -262,7 +295,7 @@ async def commit(hub, request: Request) -> Response:
                 return hub_error(400, None, f"invalid file path {path!r}")
             if key == "file":
                 try:
-                    adds[path] = await run_in_threadpool(_store_inline, blobs, value.get("content", ""))
+                    adds[path] = await run_in_threadpool(_store_inline, blobs, value.get("content", ""), fresh)
                 except (binascii.Error, ValueError, TypeError):  # what b64decode raises for a bad value
                     return hub_error(400, None, f"{path}: content is not base64")
             elif key == "lfsFile":
@@ -281,6 +314,9 @@ async def commit(hub, request: Request) -> Response:
     title, description, parent = (header.get(k) for k in ("summary", "description", "parentCommit"))
     if not all(v is None or isinstance(v, str) for v in (title, description, parent)):
         return hub_error(400, None, "the commit header's summary, description and parentCommit must be strings")
+    for info in adds.values():  # the commit is well-formed: now its inline files go to a shared store
+        if not info["lfs"]:
+            await run_in_threadpool(blobs.stored, info["sha256"])
     # a missing file to delete (404) or a parent that is not the head (409) is a HubError: the caller answers it
     new = await run_in_threadpool(hub.served.store.apply, repo_id, title or "upload", description or "", parent,
                                   adds, deletes)
