@@ -121,3 +121,37 @@ def test_snapshot_download_through_an_upstream_mirror(upstream_mirror, tmp_path)
             "print(json.dumps(hashlib.sha256(open(os.path.join(d, 'model.safetensors'), 'rb').read()).hexdigest()))\n")
     assert hub_client(mirror, code, tmp_path) == sha
     assert upstream.stats()["GET zootest/tiny/model.safetensors"] == 1
+
+
+def test_idle_and_slow_header_connections_are_closed_and_a_vanished_client_is_no_traceback(tmp_path):
+    """100 sockets that connect and say nothing, and one that sends headers a byte at a time, are
+    closed after --header-timeout; a client that disconnects mid-body is one info line."""
+    import socket
+    import time
+
+    from conftest import TOKEN, HubServer
+
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(TOKEN + "\n")
+    server = HubServer(tmp_path / "served", "--header-timeout", "1", "--token-file", str(tokens))
+    try:
+        idle = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(100)]
+        slow = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        slow.sendall(b"GET /api/zoo/stats HTTP/1.1\r\nHost: x\r\n")  # never the blank line that ends the headers
+        time.sleep(2.5)
+        for s in [*idle, slow]:
+            assert s.recv(1) == b""  # closed by the server
+            s.close()
+        # a well-behaved client on a fresh connection is served as before
+        assert requests.get(server.url + "/api/zoo/stats", timeout=30).status_code == 200
+        cut = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        cut.sendall(b"POST /api/repos/create HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+                    + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"name\": ")
+        time.sleep(0.3)
+        cut.close()
+        time.sleep(0.5)
+        log = server.log_text()
+        assert "no complete request within 1 s" in log and "Traceback" not in log, log[-3000:]
+        assert "POST /api/repos/create: the client disconnected before sending the whole body" in log, log[-3000:]
+    finally:
+        server.stop()

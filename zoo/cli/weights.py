@@ -138,7 +138,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     serve(args.host, args.port, args.workers, log_level=args.log_level, cache_root=args.cache,
           token_file=args.token_file, read_only=args.read_only, private=args.private,
           max_upload_mb=args.max_upload_mb, upstream=args.upstream, storage=args.storage,
-          proxy_downloads=args.proxy_downloads)
+          proxy_downloads=args.proxy_downloads, header_timeout=args.header_timeout)
     return 0
 
 
@@ -201,6 +201,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--private", action="store_true", help="reads need a token too")
     p.add_argument("--max-upload-mb", type=positive_int, default=1024, metavar="N", help="largest accepted upload in MB (413 above)")
     p.add_argument("--workers", type=positive_int, default=1, metavar="N", help="server processes on the one cache")
+    p.add_argument("--header-timeout", type=float, default=30.0, metavar="S",
+                   help="close a connection that has not sent a whole request's headers within S seconds")
     p.add_argument("--storage", metavar="s3://BUCKET/PREFIX",
                    help="keep uploaded repos and blobs in an S3-compatible store (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
                         "AWS_SECRET_ACCESS_KEY), shared by every server on it; large downloads redirect to the store")

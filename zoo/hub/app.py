@@ -19,10 +19,11 @@ import time
 from dataclasses import dataclass
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -197,6 +198,8 @@ class RequestLog:
 
         try:
             await self.app(scope, receive, sending)
+        except ClientDisconnect:  # the client went away mid-body: nothing to answer, nothing broken
+            log.info("%s %s: the client disconnected before sending the whole body", scope["method"], scope["path"])
         except Exception:  # deliberate: a bug in a handler; the client gets a 500, the log the traceback
             log.exception("%s %s failed", scope["method"], scope["path"])
             if state["status"] is None:  # nothing sent yet: answer, so the client is not left hanging
@@ -206,16 +209,65 @@ class RequestLog:
                      (time.perf_counter() - t0) * 1e3)
 
 
+#: seconds a connection may take to send a request's headers (idle new connections included); uvicorn
+#: times out only idle keep-alive connections after a response, so without this a client that connects
+#: and sends nothing, or sends headers a byte at a time, holds a socket for ever
+HEADER_TIMEOUT = 30.0
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose request headers are not complete within
+    :data:`HEADER_TIMEOUT` seconds of its opening or of the first bytes of its next request."""
+
+    header_timeout = HEADER_TIMEOUT
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._header_timer = None
+        self._arm()
+
+    def _waiting_for_headers(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._waiting_for_headers() and not self.transport.is_closing():
+            self._arm()
+        else:
+            self._disarm()
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self._waiting_for_headers() and not self.transport.is_closing():
+            log.info("closing a connection from %s: no complete request within %.0f s",
+                     "%s:%d" % self.client if self.client else "?", self.header_timeout)
+            self.transport.close()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
 def app_from_env() -> Starlette:
     """The app for ``uvicorn --factory`` workers: settings come as JSON in ``$ZOO_SERVE_SETTINGS``
     (with the parent's log level, since each worker is a fresh process)."""
     settings = json.loads(config.serve_settings())
     logs.configure(settings.pop("log_level", None))
+    GuardedH11Protocol.header_timeout = settings.pop("header_timeout", HEADER_TIMEOUT)
     return create_app(**settings)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1, log_level: str | None = None,
-          **settings) -> None:
+          header_timeout: float = HEADER_TIMEOUT, **settings) -> None:
     """Run ``zoo serve``: log the address, then answer until interrupted (``settings`` go to
     :func:`create_app`; the token file is read now so a bad path fails before any worker starts)."""
     if settings.get("token_file"):
@@ -226,9 +278,10 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1, log_level
              f", storage {settings['storage']}" if settings.get("storage") else "")
     # uvicorn's own lines (its start-up banner repeats the address) only from warnings up; the
     # request lines come from RequestLog
+    GuardedH11Protocol.header_timeout = header_timeout
     if workers > 1:
-        config.set_serve_settings(json.dumps({**settings, "log_level": log_level}))
+        config.set_serve_settings(json.dumps({**settings, "log_level": log_level, "header_timeout": header_timeout}))
         uvicorn.run("zoo.hub.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning", access_log=False)
+                    log_level="warning", access_log=False, http=GuardedH11Protocol)
     else:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, http=GuardedH11Protocol)
