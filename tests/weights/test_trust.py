@@ -96,12 +96,10 @@ def test_a_file_that_cannot_fit_is_refused_before_a_byte_moves_and_each_source_s
     assert "needs 20 MB" in str(info.value) and "connected machine" not in str(info.value)
 
 
-def test_a_body_that_ends_early_without_a_length_is_resumed_by_the_next_pull(tiny_weights, user_cards, tmp_path):
-    """A close-delimited answer cut at half: the size is known from the card's size_bytes, so the
-    partial is kept (named by the sha256) and the next process asks only for the rest."""
-    from conftest import run_zoo, tiny_card, write_toml
-    from zoo.util.hashing import sha256_file
-
+@pytest.fixture
+def cut_server(tiny_weights):
+    """A loopback server of tiny_weights whose first answer is a 200 without Content-Length cut at
+    half the file, and which honours Range after that; ``seen`` lists the Range headers it got."""
     data = tiny_weights.read_bytes()
     half = len(data) // 2
     seen = []
@@ -112,7 +110,7 @@ def test_a_body_that_ends_early_without_a_length_is_resumed_by_the_next_pull(tin
         def do_GET(self):
             seen.append(self.headers.get("Range"))
             start = int(self.headers["Range"][6:-1]) if self.headers.get("Range") else None
-            if start is None:  # the first answer: 200, no Content-Length, cut at half
+            if start is None:
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(data[:half])
@@ -128,19 +126,31 @@ def test_a_body_that_ends_early_without_a_length_is_resumed_by_the_next_pull(tin
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/w.safetensors"
-        write_toml(user_cards / "w.toml", tiny_card("zootest_cut.a", sha256=sha256_file(tiny_weights),
-                                                    size_bytes=len(data), sources=[{"uri": url}]))
-        first = run_zoo("pull", "-q", "zootest_cut.a")
-        assert first.returncode == 1 and f"ended early, at byte {half} of {len(data)}" in first.stderr, first.stderr
-        assert "next pull resumes" in first.stderr
-        second = run_zoo("pull", "-q", "zootest_cut.a")
-        assert second.returncode == 0, second.stderr
-        assert seen == [None, f"bytes={half}-"]  # only the missing half was asked for
-        assert zoo.verify(["zootest_cut.a"])[0].ok
-    finally:
-        server.shutdown()
+    yield f"http://127.0.0.1:{server.server_address[1]}/w.safetensors", data, half, seen
+    server.shutdown()
+
+
+@pytest.mark.parametrize("size_known", [True, False])
+def test_a_body_that_ends_early_without_a_length_is_resumed_by_the_next_pull(cut_server, tiny_weights, user_cards,
+                                                                              size_known):
+    """A close-delimited answer cut at half. With the size known (the card's size_bytes) the
+    partial is kept, named by the sha256; without it the hash cannot match, and the partial is kept
+    too, saying why. Either way the next process asks only for the rest."""
+    from conftest import run_zoo, tiny_card, write_toml
+    from zoo.util.hashing import sha256_file
+
+    url, data, half, seen = cut_server
+    extra = {"size_bytes": len(data)} if size_known else {}
+    write_toml(user_cards / "w.toml", tiny_card("zootest_cut.a", sha256=sha256_file(tiny_weights),
+                                                sources=[{"uri": url}], **extra))
+    first = run_zoo("pull", "-q", "zootest_cut.a")
+    said = " ".join(first.stderr.split())
+    assert first.returncode == 1 and "next pull resumes from there" in said, first.stderr
+    assert (f"ended early, at byte {half} of {len(data)}" if size_known else f"after {half} bytes") in said
+    second = run_zoo("pull", "-q", "zootest_cut.a")
+    assert second.returncode == 0, second.stderr
+    assert seen == [None, f"bytes={half}-"]  # only the missing half was asked for
+    assert zoo.verify(["zootest_cut.a"])[0].ok
 
 
 def test_weights_a_stock_client_cached_are_taken_offline_verified(hub, tiny_weights, user_cards, tmp_path, monkeypatch):

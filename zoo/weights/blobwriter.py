@@ -124,9 +124,12 @@ class BlobWriter:
         self.path.unlink(missing_ok=True)
         self.__init__(self.cache, self.key)
 
-    def commit(self, expected_sha256: str | None = None, expected_size: int | None = None, mode: int = 0o444) -> str:
+    def commit(self, expected_sha256: str | None = None, expected_size: int | None = None, mode: int = 0o444,
+               keep_short: bool = False) -> str:
         """Finish writing; rename into ``blobs/<sha256>`` (read-only, ``mode``) if the hash (and
-        size) match, else raise."""
+        size) match, else raise. ``keep_short``: when the size was not known, a mismatch may be a
+        body cut short, so the partial stays for the next pull to resume (a source whose file is
+        no longer answers 416, and that pull starts again from byte 0)."""
         self._finish()
         if self._error is not None:
             self._fail()
@@ -137,6 +140,10 @@ class BlobWriter:
             what = "an empty body" if size == 0 else f"a short body ({size} of {expected_size} bytes)"
             raise CorruptBlobError(f"got {what}, not the whole file")
         if expected_sha256 and actual != expected_sha256:
+            if keep_short and expected_size is None:
+                raise CorruptBlobError(f"sha256 mismatch: expected {expected_sha256}, got {actual} after {size} bytes "
+                                       "(the size is not known, so the body may have been cut short); the bytes "
+                                       "are kept and the next pull resumes from there")
             self.path.unlink(missing_ok=True)
             raise CorruptBlobError(f"sha256 mismatch: expected {expected_sha256}, got {actual} ({size} bytes)")
         self.cache.commit_file(self.path, actual, mode)

@@ -77,7 +77,7 @@ def _fetch_remote(cache: Cache, remote, key: str, want: Expected, begin: Begin) 
             writer.discard(keep_partial=True)
             raise SourceError(f"the body ended early, at byte {writer.offset} of {size}; the {writer.offset} bytes "
                               "are kept and the next pull resumes from there")
-        got = writer.commit(sha, expected_size=size)
+        got = writer.commit(sha, expected_size=size, keep_short=resumable)
     return got, cache.blob_path(got).stat().st_size
 
 
