@@ -223,3 +223,15 @@ def test_a_file_someone_handed_you_becomes_a_cards_weights_only_verified_or_vouc
     listed = {c["name"]: c["trust"]["state"] for c in _json.loads(run_zoo("list", "zootest*", "--json").stdout)}
     assert listed == {"zootest_open.a": "trusted by the user", "zootest_pinned.a": "pinned by the card"}
     assert run_zoo("pull", "zootest_open.a", "--trust").returncode == 2  # --trust only with --file
+
+
+def test_an_import_that_cannot_fit_is_refused_before_anything_enters_the_cache(small_disk, tmp_path, monkeypatch):
+    from zoo.weights.bundles import export_bundle, import_bundle
+
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    zoo.pull("efficientnet_lite0")
+    bundle = export_bundle(tmp_path / "bundle", ["efficientnet_lite0"]).path
+    monkeypatch.setenv("ZOO_HOME", str(small_disk / "home"))
+    with pytest.raises(CacheError, match=r"importing bundle needs 19 MB, \d+ MB free in ZOO_HOME .*zoo cache prune"):
+        import_bundle(bundle)
+    assert not (small_disk / "home" / "blobs").exists() and not (small_disk / "home" / "models").exists()
