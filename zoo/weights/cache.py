@@ -30,8 +30,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from filelock import FileLock, Timeout
-
 from zoo import config, home
 from zoo.cards.registry import get_registry
 from zoo.errors import CacheError, CorruptBlobError
@@ -136,6 +134,8 @@ class Cache:
             self.locks.mkdir(parents=True, exist_ok=True)
         if timeout is None:
             timeout = config.lock_timeout(DEFAULT_LOCK_TIMEOUT)
+        from filelock import FileLock  # lazy: zoo info and zoo list --json read the cache's files without it
+
         return _Lock(FileLock(str(self.locks / f"{key}.lock")), key, timeout)
 
     def temp_blob(self, key: str) -> Path:
@@ -421,6 +421,8 @@ class _Lock:
     def __enter__(self):
         if config.no_locks():
             return self
+        from filelock import Timeout  # lazy, as in Cache.lock
+
         try:
             self._lock.acquire(timeout=self._timeout)
         except Timeout:
