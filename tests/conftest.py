@@ -77,6 +77,20 @@ def run_zoo(*args: str, env: dict | None = None, timeout: float = 120) -> subpro
 # --- a served hub on a free loopback port, and the small models tests publish on it
 
 
+def zoo_cli(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``zoo ARGS`` in this process (the real parser and commands, a second less than :func:`run_zoo`
+    per call): its exit code and what it printed, shaped like run_zoo's answer."""
+    from zoo.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's own exits (usage errors, --help)
+        code = exc.code if isinstance(exc.code, int) else 2
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["zoo", *args], code, out, err)
+
+
 def free_port() -> int:
     import socket
 

@@ -10,7 +10,7 @@ import pytest
 from zoo.cards.card import Card
 from zoo.cli import main
 
-from conftest import run_zoo, tiny_card, write_toml
+from conftest import run_zoo, tiny_card, write_toml, zoo_cli
 
 
 def _run(capsys, *argv):
@@ -184,12 +184,12 @@ def test_serve_help_shows_its_defaults(capsys):
     assert "(default: 127.0.0.1)" in out and "(default: 8080)" in out and "(default: 1024)" in out
 
 
-def test_mirror_export_takes_names_before_and_after_the_options(tmp_path):
-    assert run_zoo("pull", "-q", "efficientnet_lite0").returncode == 0
+def test_mirror_export_takes_names_before_and_after_the_options(tmp_path, capsys):
+    assert zoo_cli(capsys, "pull", "-q", "efficientnet_lite0").returncode == 0
     out = tmp_path / "bundle.tar"
-    r = run_zoo("mirror", "export", str(out), "--tar", "efficientnet_lite0")
+    r = zoo_cli(capsys, "mirror", "export", str(out), "--tar", "efficientnet_lite0")
     assert r.returncode == 0, r.stderr
-    listed = json.loads(run_zoo("mirror", "ls", str(out), "--json").stdout)
+    listed = json.loads(zoo_cli(capsys, "mirror", "ls", str(out), "--json").stdout)
     assert [m["name"] for m in listed["models"]] == ["tf_efficientnet_lite0.bundled_in1k"]
-    r = run_zoo("mirror", "export", str(tmp_path / "b2"), "--tar", "efficientnet_lite0", "--bogus")
+    r = zoo_cli(capsys, "mirror", "export", str(tmp_path / "b2"), "--tar", "efficientnet_lite0", "--bogus")
     assert r.returncode == 2 and "unrecognized arguments: --bogus" in r.stderr

@@ -123,6 +123,7 @@ def test_snapshot_download_through_an_upstream_mirror(upstream_mirror, tmp_path)
     assert upstream.stats()["GET zootest/tiny/model.safetensors"] == 1
 
 
+@pytest.mark.slow
 def test_idle_and_slow_header_connections_are_closed_and_a_vanished_client_is_no_traceback(tmp_path):
     """100 sockets that connect and say nothing, and one that sends headers a byte at a time, are
     closed after --header-timeout; a client that disconnects mid-body is one info line."""

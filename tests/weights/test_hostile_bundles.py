@@ -157,13 +157,13 @@ def test_a_manifest_nested_too_deeply_is_a_bundle_error(bundle):
         import_bundle(bundle)
 
 
-def test_a_re_pointed_view_never_makes_a_load_read_other_bytes(tmp_path, monkeypatch):
+def test_a_re_pointed_view_never_makes_a_load_read_other_bytes(tmp_path, monkeypatch, capsys):
     """timm reads ``views/<sha>.safetensors``; pointing it at other weights must not change what
     zoo.load loads, and zoo verify reports it (exit 1) until --repair makes it again."""
     import torch
     from safetensors.torch import load_file, save_file
 
-    from conftest import run_zoo
+    from conftest import zoo_cli
     from zoo.weights.cache import Cache
 
     monkeypatch.setenv("ZOO_OFFLINE", "1")
@@ -177,7 +177,7 @@ def test_a_re_pointed_view_never_makes_a_load_read_other_bytes(tmp_path, monkeyp
     view = cache.safetensors_view(sha)
     view.unlink()
     os.symlink(evil, view)
-    r = run_zoo("verify")
+    r = zoo_cli(capsys, "verify")
     assert r.returncode == 1 and "BAD VIEW" in r.stdout and str(evil) in r.stdout, r.stdout
     model = zoo.load("efficientnet_lite0")
     assert torch.equal(model.classifier.weight, genuine["classifier.weight"])
@@ -190,8 +190,8 @@ def test_a_re_pointed_view_never_makes_a_load_read_other_bytes(tmp_path, monkeyp
 
     shutil.rmtree(cache.views)
     os.symlink(elsewhere, cache.views)
-    assert run_zoo("verify").returncode == 1
-    r = run_zoo("verify", "--repair")
+    assert zoo_cli(capsys, "verify").returncode == 1
+    r = zoo_cli(capsys, "verify", "--repair")
     assert r.returncode == 0 and "ok" in r.stdout, r.stdout
     assert cache.views.is_dir() and not cache.views.is_symlink()
     assert torch.equal(zoo.load("efficientnet_lite0").classifier.weight, genuine["classifier.weight"])

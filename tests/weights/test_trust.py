@@ -130,7 +130,7 @@ def cut_server(tiny_weights):
     server.shutdown()
 
 
-@pytest.mark.parametrize("size_known", [True, False])
+@pytest.mark.parametrize("size_known", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_a_body_that_ends_early_without_a_length_is_resumed_by_the_next_pull(cut_server, tiny_weights, user_cards,
                                                                               size_known):
     """A close-delimited answer cut at half. With the size known (the card's size_bytes) the
@@ -194,10 +194,10 @@ def test_weights_a_stock_client_cached_are_taken_offline_verified(hub, tiny_weig
 
 
 def test_a_file_someone_handed_you_becomes_a_cards_weights_only_verified_or_vouched_for(tiny_weights, user_cards,
-                                                                                       tmp_path):
+                                                                                       tmp_path, capsys):
     import json as _json
 
-    from conftest import run_zoo, tiny_card, write_toml
+    from conftest import tiny_card, write_toml, zoo_cli
     from zoo.errors import CorruptBlobError, UsageError
     from zoo.util.hashing import sha256_file
 
@@ -213,16 +213,16 @@ def test_a_file_someone_handed_you_becomes_a_cards_weights_only_verified_or_vouc
         zoo.attach("zootest_open.a", other)
     with pytest.raises(CorruptBlobError):
         zoo.attach("zootest_open.a", other, sha256=sha)
-    r = run_zoo("pull", "zootest_open.a", "--file", str(other), "--trust")
+    r = zoo_cli(capsys, "pull", "zootest_open.a", "--file", str(other), "--trust")
     assert r.returncode == 0, r.stderr
-    trust = _json.loads(run_zoo("info", "zootest_open.a", "--json").stdout)["trust"]
+    trust = _json.loads(zoo_cli(capsys, "info", "zootest_open.a", "--json").stdout)["trust"]
     assert trust["state"] == "trusted by the user" and trust["source"] == str(other) and trust["cached"]
     assert trust["sha256"] == sha256_file(other) and trust["since"]
-    shown = run_zoo("info", "zootest_open.a").stdout
+    shown = zoo_cli(capsys, "info", "zootest_open.a").stdout
     assert "trusted by the user" in shown and str(other) in " ".join(shown.split())
-    listed = {c["name"]: c["trust"]["state"] for c in _json.loads(run_zoo("list", "zootest*", "--json").stdout)}
+    listed = {c["name"]: c["trust"]["state"] for c in _json.loads(zoo_cli(capsys, "list", "zootest*", "--json").stdout)}
     assert listed == {"zootest_open.a": "trusted by the user", "zootest_pinned.a": "pinned by the card"}
-    assert run_zoo("pull", "zootest_open.a", "--trust").returncode == 2  # --trust only with --file
+    assert zoo_cli(capsys, "pull", "zootest_open.a", "--trust").returncode == 2  # --trust only with --file
 
 
 def test_an_import_that_cannot_fit_is_refused_before_anything_enters_the_cache(small_disk, tmp_path, monkeypatch):
