@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from zoo import config
@@ -72,7 +73,7 @@ class ProgressDisplay:
         self.bars = bars
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), _Amount(), TimeRemainingColumn(),
                                  console=self.console, disable=not bars, transient=True)
-        self.tasks: dict[int, list] = {}  # event task -> [rich task, bar label, start time, units done, label]
+        self.tasks: dict[int, _Shown] = {}  # by the event's task id
 
     def __enter__(self) -> "ProgressDisplay":
         self.live = self.bars and self.console.is_terminal  # into a file or a pipe: the summary lines only
@@ -91,21 +92,32 @@ class ProgressDisplay:
         elif kind == "start":
             label = event.label  # a bar's label is shortened in the middle; its summary line keeps it whole
             short = label if len(label) <= 64 else label[:40] + "..." + label[-21:]
-            self.tasks[event.task] = [self.progress.add_task(short, total=event.total, unit=event.unit), short,
-                                      time.perf_counter(), 0.0, label]
+            bar = self.progress.add_task(short, total=event.total, unit=event.unit)
+            self.tasks[event.task] = _Shown(bar, short, label, time.perf_counter())
         elif event.task in self.tasks:
-            state = self.tasks[event.task]
+            shown = self.tasks[event.task]
             if kind == "advance":
-                state[3] += event.advance
-                self.progress.advance(state[0], event.advance)
+                shown.done += event.advance
+                self.progress.advance(shown.bar, event.advance)
             elif kind == "status":
-                self.progress.update(state[0], description=f"{state[1]}: {event.label}")
+                self.progress.update(shown.bar, description=f"{shown.short}: {event.label}")
             elif kind == "end":
-                self.progress.remove_task(state[0])
+                self.progress.remove_task(shown.bar)
                 del self.tasks[event.task]
                 if self.bars and not event.error:
-                    self.console.print(f"{state[4]}: {_summary(state[3], event.unit, time.perf_counter() - state[2])}",
-                                       style="dim")
+                    seconds = time.perf_counter() - shown.started
+                    self.console.print(f"{shown.label}: {_summary(shown.done, event.unit, seconds)}", style="dim")
+
+
+@dataclass
+class _Shown:
+    """A task on the screen: its rich bar, its label (shortened for the bar, whole for the summary)."""
+
+    bar: Any
+    short: str
+    label: str
+    started: float
+    done: float = 0.0
 
 
 def _amount(n: float, unit: str) -> str:
@@ -126,7 +138,6 @@ def _summary(done: float, unit: str, seconds: float) -> str:
 
 
 def _Amount():  # noqa: N802 - a rich column, defined once rich is imported
-    from rich.filesize import decimal
     from rich.progress import ProgressColumn
     from rich.text import Text
 
@@ -135,11 +146,9 @@ def _Amount():  # noqa: N802 - a rich column, defined once rich is imported
 
         def render(self, task):
             unit = task.fields.get("unit", "")
-            if unit == "bytes":
-                text = decimal(int(task.completed)) + (f"/{decimal(int(task.total))}" if task.total else "")
-            else:
-                text = f"{int(task.completed)}" + (f"/{int(task.total)}" if task.total is not None else "")
-                text += f" {unit}" if unit else ""
+            number = "bytes" if unit == "bytes" else ""  # bytes as kB/MB/GB, other units as counts
+            text = _amount(task.completed, number) + (f"/{_amount(task.total, number)}" if task.total else "")
+            text += f" {unit}" if unit and unit != "bytes" else ""
             speed = task.finished_speed or task.speed
             if speed and unit in ("bytes", "images"):
                 text += f"  {_rate(speed, unit)}"

@@ -112,7 +112,3 @@ def message(progress: Progress | None, job: str, text: str, data: Any = None) ->
     if progress is not None:
         progress(Event("message", 0, job, text, data=data))
 
-
-def advance_of(t: Task | None) -> Callable[[float], None]:
-    """``t.advance``, or a no-op when there is no task: for loops that count without caring who listens."""
-    return t.advance if t is not None else (lambda n: None)

@@ -42,7 +42,7 @@ from zoo.util.hashing import sha256_files
 from zoo.util.paths import unsafe_relpath
 from zoo.util.progress import Progress, Task
 from zoo.util.tempfiles import temp_beside
-from zoo.weights.cache import Cache
+from zoo.weights.cache import SHA256_RE, Cache
 from zoo.weights.hf_cache import link_hf_cache
 
 MANIFEST = "manifest.json"
@@ -217,7 +217,6 @@ def export_bundle(out: str | os.PathLike, names: list[str] | None = None, *, pat
 
 #: a manifest lists models, a few hundred bytes each; a far larger one is not a manifest
 MAX_MANIFEST_BYTES = 64 << 20
-_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 _REVISION = re.compile(r"[0-9a-f]{40}\Z")
 
 
@@ -258,7 +257,7 @@ def _bad_record(m) -> str | None:
         return "not a table"
     if not isinstance(m.get("name"), str) or unsafe_relpath(m["name"]) or "/" in m["name"]:
         return f"name {m.get('name')!r} is not a card name"
-    if not isinstance(m.get("sha256"), str) or not _SHA256.match(m["sha256"]):
+    if not isinstance(m.get("sha256"), str) or not SHA256_RE.match(m["sha256"]):
         return f"sha256 {m.get('sha256')!r} is not 64 lowercase hex digits"
     if not isinstance(m.get("size"), int) or isinstance(m["size"], bool) or m["size"] < 0:
         return f"size {m.get('size')!r} is not a byte count"

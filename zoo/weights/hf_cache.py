@@ -20,6 +20,7 @@ from zoo.cards.registry import get_registry
 from zoo.errors import CacheError, UsageError
 from zoo.store.repos import derived_commit_id
 from zoo.util.paths import unsafe_relpath
+from zoo.util.tempfiles import temp_beside
 from zoo.weights.cache import Cache, Entry
 
 
@@ -59,8 +60,7 @@ def link_hf_cache(names: list[str], cache: Cache | None = None) -> list[Path]:
             snap = base / "snapshots" / commit / path
             snap.parent.mkdir(parents=True, exist_ok=True)
             if os.path.realpath(snap) != os.path.realpath(blob):  # missing, or re-pointed since: made again
-                tmp = snap.with_name(f".{snap.name}.{os.getpid()}.link")
-                tmp.unlink(missing_ok=True)
+                tmp = temp_beside(snap, "link")
                 os.symlink(os.path.relpath(blob, snap.parent), tmp)
                 os.replace(tmp, snap)
             out.append(snap)

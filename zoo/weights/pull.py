@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -27,13 +26,11 @@ from zoo.util import distributed
 from zoo.util.hashing import sha256_file
 from zoo.util.progress import Progress, Task
 from zoo.weights.bundles import fetch_from_bundle
-from zoo.weights.cache import Cache
+from zoo.weights.cache import SHA256_RE, Cache
 from zoo.weights.convert import convert_checkpoint
 from zoo.weights.sources import download, hf_remote, is_remote, local_path, remote_for
 
 log = logging.getLogger(__name__)
-
-SHA256_NAME = re.compile(r"[0-9a-f]{64}\Z")
 
 #: begin(total bytes or None) -> the Task of one attempt (each source tried is a task of its own)
 Begin = Callable[[Optional[int]], Task]
@@ -135,7 +132,7 @@ def _from_hf_cache(cache: Cache, card: Card, want: Expected, root: str, begin: B
     if not isinstance(found, str):
         raise SourceError(f"{card.hub_repo}/{hub_filename(card)} is not in the Hugging Face cache {root}")
     blob = os.path.basename(os.path.realpath(found))
-    expected = want.sha256 or (blob if SHA256_NAME.match(blob) else None)
+    expected = want.sha256 or (blob if SHA256_RE.match(blob) else None)
     if expected is None:
         raise SourceError(f"{found} is not an LFS file (its cache name is not a sha256), so it cannot be verified")
     with begin(os.path.getsize(found)) as task:
@@ -267,7 +264,7 @@ def attach(name: str | Card, path: str | os.PathLike, *, sha256: str | None = No
     if not os.path.isfile(path):
         raise UsageError(f"--file {path}: no such file")
     want = expected_for(card, cache)
-    if sha256 is not None and not SHA256_NAME.match(sha256):
+    if sha256 is not None and not SHA256_RE.match(sha256):
         raise UsageError(f"--sha256 {sha256!r} is not 64 lowercase hex digits")
     if want.sha256 and sha256 and sha256 != want.sha256:
         raise UsageError(f"{card.name} is pinned to sha256 {want.sha256} ({want.why}), not {sha256}")
