@@ -70,6 +70,10 @@ class Registry:
         """Where ``card`` comes from: the directory of its file, or "register()" for one added in code."""
         return os.path.dirname(os.path.abspath(card.path)) if card.path else "register()"
 
+    def all_problems(self) -> list[tuple[str, str]]:
+        """(path, why) of every card file that failed to read and every card refused."""
+        return [*self.problems, *((c.path or c.name, f"card {c.name} refused: {why}") for c, why in self.refused)]
+
     def _shipped(self, card: Card) -> bool:
         return self.shipped_dir is not None and self.owner(card) == os.path.abspath(self.shipped_dir)
 
@@ -280,8 +284,7 @@ def _warn_once(registry: Registry) -> None:
     """Each unreadable or refused card, once per process: a warning naming the file and why."""
     import logging  # lazy, as in zoo.util.logs: only when there is something to say
 
-    found = [*registry.problems, *((c.path or c.name, f"card {c.name} refused: {why}") for c, why in registry.refused)]
-    for path, why in found:
+    for path, why in registry.all_problems():
         if (path, why) not in _warned:
             _warned.add((path, why))
             logging.getLogger(__name__).warning("skipped %s: %s ('zoo cards check' lists every problem)", path, why)
@@ -363,23 +366,29 @@ def list_models(
     return known + sorted((c for c in pool if getter(c) is None), key=lambda c: c.name)
 
 
+def trial_registry(cards: list[Card], replacing: str | None = None) -> Registry:
+    """Every card zoo reads now (less those of the directory ``replacing``) followed by ``cards``:
+    what adding ``cards`` would refuse (``refused``) or shadow, without adding them."""
+    registry = get_registry()
+    base = [c for c in registry.cards if replacing is None or registry.owner(c) != replacing]
+    return Registry([*base, *cards], shipped_dir=config.shipped_cards_dir())
+
+
 def check_cards(directory: str | os.PathLike | None = None) -> tuple[int, list[tuple[str, str]]]:
     """``zoo cards check [DIR]``: (cards that are fine, [(path, why)] of every problem).
 
     Without ``directory``: every card zoo would read now (shipped, ``$ZOO_CARDS_PATH``, imported).
     With it: that directory's card files, as if it came after everything zoo reads now (files
     that do not parse or validate, names already taken, names and defaults another card owns)."""
-    registry = get_registry()
     if directory is None:
-        found = [*registry.problems, *((c.path or c.name, f"card {c.name} refused: {why}") for c, why in registry.refused)]
-        return len(registry.cards), found
+        registry = get_registry()
+        return len(registry.cards), registry.all_problems()
     directory = os.path.abspath(directory)
     if not os.path.isdir(directory):
         raise UsageError(f"{directory} is not a directory of card files")
     problems: list[tuple[str, str]] = []
     cards = _dir_cards(_card_files(directory), problems)
-    base = [c for c in registry.cards if registry.owner(c) != directory]
-    trial = Registry([*base, *cards], shipped_dir=config.shipped_cards_dir())
+    trial = trial_registry(cards, replacing=directory)
     mine = {id(c) for c in cards}
     problems += [(c.path, f"card {c.name} refused: {why}") for c, why in trial.refused if id(c) in mine]
     problems += [(c.path, f"card {c.name} is shadowed: {trial.by_name[c.name].path} already has that name")

@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import Callable
 
 from zoo import __version__
-from zoo import config
 from zoo.cards.card import REPO_ID_RE, dump_card, hub_filename, read_card, write_card
-from zoo.cards.registry import Registry, get_registry
+from zoo.cards.registry import get_registry, trial_registry
 from zoo.errors import BundleError, CacheError, CardError, UsageError
 from zoo.store.objects import open_storage
 from zoo.store.repos import RepoStore
@@ -368,8 +367,7 @@ def _bundle_cards(bundle: Path, root: Path, models: list[dict]) -> dict:
             raise BundleError(f"{bundle}: cards/{path.name} is the card of {card.name}, not of {m['name']}; "
                               "nothing was imported")
         cards[card.name] = card
-    trial = Registry([*registry.cards, *cards.values()], shipped_dir=config.shipped_cards_dir())
-    for card, why in trial.refused:
+    for card, why in trial_registry(list(cards.values())).refused:
         if card.name in cards:
             raise BundleError(f"{bundle}: its card {card.name} is refused: {why}; nothing was imported")
     return cards
