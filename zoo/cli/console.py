@@ -52,6 +52,8 @@ positive_int = _checked(int, lambda v: v >= 1, "a whole number >= 1")
 non_negative_int = _checked(int, lambda v: v >= 0, "a whole number >= 0")
 positive_float = _checked(float, lambda v: v > 0, "a positive number")
 fraction = _checked(float, lambda v: 0 < v < 1, "a fraction between 0 and 1")
+non_negative_float = _checked(float, lambda v: v >= 0, "a number >= 0")
+fraction_or_zero = _checked(float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1")
 
 
 class ProgressDisplay:

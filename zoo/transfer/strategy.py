@@ -8,6 +8,10 @@ transfer-learning guide draws (CS231n "Transfer Learning"; the Keras fine-tuning
 - large, similar:   also unfreeze the top quarter of the blocks, at a lower learning rate;
 - large, different: unfreeze everything (``full``), reused layers at a lower learning rate.
 
+``two-stage`` is the Keras fine-tuning guide's recipe as one run: the head trains on the frozen
+backbone's cached features first, then the last K blocks open and everything open trains at a much
+lower rate (the guide's 1e-5 is for SGD-like steps on a whole model; AdamW here takes 1e-4).
+
 Size is training images per class. Similarity is measured with the base's own ImageNet
 classifier on a sample of the training images, from the pooled features the head is trained on
 (no extra forward pass): the data look like ImageNet when that classifier is confident (mean top-1
@@ -23,7 +27,10 @@ from dataclasses import dataclass
 
 from zoo.errors import UsageError
 
-STRATEGIES = ("auto", "head", "partial", "full")
+STRATEGIES = ("auto", "head", "partial", "full", "two-stage")
+#: what picks the epoch a run keeps, and the learning-rate schedules (zoo.transfer.train runs them)
+MONITORS = ("val_loss", "val_accuracy")
+SCHEDULES = ("constant", "cosine")
 #: at least this many training images per class make a dataset "large"
 LARGE_PER_CLASS = 1000
 #: similar to ImageNet: mean top-1 probability at least this, and no ImageNet class above TOP_SHARE
@@ -34,6 +41,8 @@ TOP_SHARE = 0.5
 HEAD_LR = 1e-2
 FINETUNE_LR = 1e-3
 BACKBONE_LR_FACTOR = 0.1
+#: two-stage: the second stage's rate, for the head and the opened blocks alike
+STAGE2_LR = FINETUNE_LR * BACKBONE_LR_FACTOR
 
 
 @dataclass(frozen=True)
@@ -62,18 +71,22 @@ class Similarity:
 class Plan:
     """What a fine-tuning run trains, and why (``reason`` is printed and recorded in the run)."""
 
-    strategy: str  # head | partial | full
+    strategy: str  # head | partial | full | two-stage
     reason: str
-    open_blocks: int  # partial: how many of the last blocks train (head: 0; full: all)
+    open_blocks: int  # partial, two-stage: how many of the last blocks train (head: 0; full: all)
     freeze: int | None  # --freeze N: the first N parameter-owning modules stay frozen instead
     augment: bool
-    lr: float
-    backbone_lr: float
+    lr: float  # the new head's (two-stage: in stage 1, on features)
+    backbone_lr: float  # unfrozen reused layers' (two-stage: stage 2's, the head's too)
 
     @property
     def on_features(self) -> bool:
         """The backbone is frozen and inputs fixed: train on cached features, one extraction in all."""
         return self.strategy == "head" and not self.augment
+
+    @property
+    def stages(self) -> int:
+        return 2 if self.strategy == "two-stage" else 1
 
 
 def similarity(features, classifier_weight, classifier_bias, sample: int = 256) -> Similarity:
@@ -90,19 +103,28 @@ def similarity(features, classifier_weight, classifier_bias, sample: int = 256) 
 
 def plan(strategy: str, *, train_size: int, num_classes: int, num_blocks: int, similar: Similarity | None,
          freeze: int | None = None, augment: bool | None = None, lr: float | None = None,
-         backbone_lr: float | None = None) -> Plan:
+         backbone_lr: float | None = None, unfreeze: int | None = None, not_measured: str | None = None) -> Plan:
     """The run's plan: ``strategy`` as asked, or for ``auto`` the classic case the data fall in.
 
-    ``similar`` is :func:`similarity` (None when the base has no ImageNet classifier to ask).
-    ``augment`` defaults to off for the head (so features are extracted once) and on otherwise."""
+    ``similar`` is :func:`similarity`, or None with ``not_measured`` saying why (the base has no
+    ImageNet classifier; an explicit strategy needs no measurement). ``unfreeze``: how many of the
+    last blocks a partial or two-stage run opens (default: the top quarter). ``augment`` defaults
+    to off for the head and two-stage (features and frozen outputs are computed once) and on
+    for partial and full."""
     if strategy not in STRATEGIES:
         raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+    if freeze is not None and strategy not in ("auto", "partial"):
+        raise UsageError(f"--freeze sets the partial strategy's frozen layers; it does not go with --strategy {strategy}"
+                         + (" (open the last K blocks with --unfreeze K)" if strategy == "two-stage" else ""))
+    if unfreeze is not None and not 1 <= unfreeze <= max(num_blocks, 1):
+        raise UsageError(f"--unfreeze {unfreeze}: the model has {num_blocks} blocks (1 to {num_blocks})")
     per_class = train_size / max(num_classes, 1)
     large = per_class >= LARGE_PER_CLASS
     size_text = (f"{train_size} training images, {per_class:.0f} per class "
                  f"({'>=' if large else '<'} {LARGE_PER_CLASS} per class: {'large' if large else 'small'})")
     if similar is None:
-        like, sim_text = True, "similarity not measured (the base has no ImageNet classifier): assumed similar"
+        like, sim_text = True, f"similarity not measured ({not_measured or 'the base has no ImageNet classifier'})"
+        sim_text += ": assumed similar" if strategy == "auto" else ""
     else:
         like, sim_text = similar.similar, similar.describe()
     if freeze is not None:
@@ -118,8 +140,15 @@ def plan(strategy: str, *, train_size: int, num_classes: int, num_blocks: int, s
         chosen, why = "partial", "large dataset, similar data: the top quarter of the blocks trains too, at a lower rate"
     else:
         chosen, why = "full", "large dataset, different data: every layer trains, reused ones at a lower rate"
-    open_blocks = {"head": 0, "partial": max(1, round(num_blocks / 4)), "full": num_blocks}[chosen]
-    lr = (HEAD_LR if chosen == "head" else FINETUNE_LR) if lr is None else lr
+    quarter = max(1, round(num_blocks / 4))
+    open_blocks = {"head": 0, "partial": unfreeze or quarter, "two-stage": unfreeze or quarter, "full": num_blocks}[chosen]
+    if chosen == "two-stage":
+        why += (f": the head trains on cached features, then the last {open_blocks} of {num_blocks} blocks "
+                "open at a lower rate")
+    lr = (HEAD_LR if chosen in ("head", "two-stage") else FINETUNE_LR) if lr is None else lr
+    if backbone_lr is None:
+        backbone_lr = STAGE2_LR if chosen == "two-stage" else lr * BACKBONE_LR_FACTOR
     return Plan(strategy=chosen, reason=f"{size_text}; {sim_text}. {why[0].upper()}{why[1:]}.",
-                open_blocks=open_blocks, freeze=freeze, augment=(chosen != "head") if augment is None else augment,
-                lr=lr, backbone_lr=lr * BACKBONE_LR_FACTOR if backbone_lr is None else backbone_lr)
+                open_blocks=open_blocks, freeze=freeze,
+                augment=(chosen not in ("head", "two-stage")) if augment is None else augment,
+                lr=lr, backbone_lr=backbone_lr)
