@@ -1,5 +1,6 @@
 """Publishing runs to a hub and loading them back (zoo/transfer/publish.py), end to end against `zoo serve`
-on loopback with the stock huggingface_hub client (no mocks)."""
+on loopback with the stock huggingface_hub client (no mocks): the README rendered for the repo, no commit
+for an unchanged run, merged exports loaded by zoo and by stock timm."""
 
 import shutil
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.transfer.runs import RUN_FILES
+from zoo.transfer.runs import RUN_FILES, read_run
 
 from conftest import TOKEN, hub_client, run_zoo
 
@@ -56,7 +57,7 @@ def test_publish_then_load_from_an_empty_home_gives_identical_predictions(small_
     assert pulled.returncode == 0 and "base weights" in pulled.stdout, pulled.stderr
     # one protocol: huggingface_hub's own bars are silenced, zoo's summaries say what was fetched
     lines = pulled.stderr.splitlines()
-    assert any(l.startswith("fetch the run hf://zootest/digits: 4 files in") for l in lines), pulled.stderr
+    assert any(l.startswith("fetch hf://zootest/digits: 4 files in") for l in lines), pulled.stderr
     assert any(l.startswith("tf_efficientnet_lite0.bundled_in1k from ") for l in lines), pulled.stderr
     assert "it/s" not in pulled.stderr and "Fetching" not in pulled.stderr, pulled.stderr
 
@@ -66,9 +67,16 @@ def test_a_modified_run_or_a_wrong_token_is_refused(small_run, hub_rw, tmp_path)
     shutil.copytree(small_run[0], run)
     r = run_zoo("publish", str(run), "--repo", "zootest/x", "--endpoint", hub_rw.url, "--token", "wrong")
     assert r.returncode == 1 and "--token" in r.stderr and "Traceback" not in r.stderr
-    (run / "README.md").write_text("edited")
+    card = (run / "card.toml").read_text()
+    (run / "card.toml").write_text(card.replace('strategy = "head"', 'strategy = "full"', 1))
     r = run_zoo("publish", str(run), "--repo", "zootest/x", "--endpoint", hub_rw.url, "--token", TOKEN)
-    assert r.returncode == 1 and "README.md was changed" in r.stderr
+    assert r.returncode == 1 and "card.toml was changed after the run was written" in r.stderr
+    (run / "card.toml").write_text(card)
+    data = bytearray((run / "metrics.json").read_bytes())
+    (run / "metrics.json").write_bytes(bytes(data.replace(b'"val_accuracy": 0.', b'"val_accuracy": 1.', 1)))
+    r = run_zoo("publish", str(run), "--repo", "zootest/x", "--endpoint", hub_rw.url, "--token", TOKEN)
+    assert r.returncode == 1 and "metrics.json was changed after the run was written" in r.stderr
+    assert "zootest/x" not in hub_rw.stats_full()["repos"]  # refused before the hub was asked anything
     r = run_zoo("predict", "hf://zootest/nothing-here", str(run / "card.toml"), env={"HF_ENDPOINT": hub_rw.url})
     assert r.returncode == 1 and "zootest/nothing-here" in r.stderr and "Traceback" not in r.stderr
 
@@ -102,3 +110,62 @@ print(json.dumps({{"labels": model.pretrained_cfg.get("label_names"), "zoo": "zo
     with torch.inference_mode():
         expected = model(torch.stack([tf(open_rgb(p)) for p in _files(digits_folder)]))
     assert torch.allclose(torch.load(out, weights_only=True), expected, atol=1e-5)
+    # and zoo.load of the published export, from an empty home: the run's logits exactly, with its class names
+    code = LOAD_AND_PREDICT.format(uri="hf://zootest/digits-merged", files=_files(digits_folder),
+                                   out=str(tmp_path / "zoo.pt"))
+    info = hub_client(hub_rw, code, tmp_path, ZOO_HOME=str(tmp_path / "fresh"))
+    assert info["classes"] == [str(i) for i in range(10)]
+    from zoo.util.hashing import sha256_file
+
+    assert info["base"] == sha256_file(merged / "model.safetensors")
+    assert torch.equal(torch.load(tmp_path / "zoo.pt", weights_only=True), expected)
+    again = hub_client(hub_rw, code, tmp_path, ZOO_HOME=str(tmp_path / "fresh"), ZOO_OFFLINE="1")
+    assert again == info  # offline, from the run cache it filled
+
+
+def _commits(hub, repo_id):
+    from huggingface_hub import HfApi
+
+    return [c.commit_id for c in HfApi(endpoint=hub.url).list_repo_commits(repo_id)]
+
+
+def test_the_readme_is_rendered_for_its_repo_and_an_unchanged_run_makes_no_commit(small_run, hub_rw, tmp_path):
+    from huggingface_hub import HfApi
+
+    from zoo.transfer.publish import publish
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run[0], run)
+    assert 'zoo.load("hf://ORG/NAME")' in (run / "README.md").read_text()  # no repo yet: the placeholder
+    first = publish(run, "zootest/cards", endpoint=hub_rw.url, token=TOKEN)
+    assert first.changed == ("README.md", "card.toml", "head.safetensors", "metrics.json")
+    HfApi(endpoint=hub_rw.url).hf_hub_download("zootest/cards", "README.md", local_dir=tmp_path / "dl")
+    readme = (tmp_path / "dl" / "README.md").read_text()
+    assert 'zoo.load("hf://zootest/cards")' in readme and "ORG/NAME" not in readme
+    assert f"[`tf_efficientnet_lite0.bundled_in1k`]({hub_rw.url}/timm/tf_efficientnet_lite0.in1k)" in readme
+    assert f"set `HF_ENDPOINT={hub_rw.url}` before loading it" in readme
+    assert (run / "README.md").read_text() != readme  # the run's own README is left as it was
+    # the same run again: the hub holds every file already, so no commit (zoo serve would make an empty one)
+    history = _commits(hub_rw, "zootest/cards")
+    assert history[0] == first.commit
+    again = publish(run, "zootest/cards", endpoint=hub_rw.url, token=TOKEN)
+    assert again.changed == () and again.commit == first.commit
+    assert _commits(hub_rw, "zootest/cards") == history
+    r = run_zoo("publish", str(run), "--repo", "zootest/cards", "--endpoint", hub_rw.url, "--token", TOKEN)
+    assert r.returncode == 0 and f"unchanged since commit {first.commit[:12]}: no new commit" in " ".join(r.stdout.split())
+    assert _commits(hub_rw, "zootest/cards") == history
+    # the user's prose is published as written; the header is refreshed from card.toml
+    (run / "README.md").write_text("---\ntags:\n- handwriting\nlicense: mit\n---\n# Digits\n\nMy own words. "
+                                   'Load it: `zoo.load("hf://ORG/NAME")`.\n')
+    assert zoo.load(run).class_names == [str(i) for i in range(10)]  # an edited README keeps the run loadable
+    edited = publish(run, "zootest/cards", endpoint=hub_rw.url, token=TOKEN)
+    assert edited.changed == ("README.md",) and _commits(hub_rw, "zootest/cards") == [edited.commit, *history]
+    HfApi(endpoint=hub_rw.url).hf_hub_download("zootest/cards", "README.md", local_dir=tmp_path / "dl2")
+    text = (tmp_path / "dl2" / "README.md").read_text()
+    assert text.endswith('# Digits\n\nMy own words. Load it: `zoo.load("hf://zootest/cards")`.\n')
+    from huggingface_hub import ModelCard
+
+    header = ModelCard(text).data
+    assert header.tags[0] == "handwriting" and "transfer-learning" in header.tags
+    assert header.base_model == "timm/tf_efficientnet_lite0.in1k" and header.license == "mit"  # the user's choice
+    assert header.eval_results[0].metric_value == read_run(run).metrics["val_accuracy"]

@@ -1,4 +1,5 @@
-"""Offline bundles (zoo/weights/bundles.py, zoo/weights/hf_cache.py): export, verified import, bundles as mirrors, the HF cache layout."""
+"""Offline bundles (zoo/weights/bundles.py, zoo/weights/hf_cache.py, zoo/transfer/mirror.py): export,
+verified import, bundles as mirrors, the HF cache layout, runs with their base, --pattern as zoo list."""
 
 import os
 import subprocess
@@ -172,3 +173,84 @@ def test_export_from_an_s3_store_then_import_offline(s3_hub, seaweed, tiny_weigh
     with pytest.raises(BundleError, match="corrupt in the store.*nothing was exported"):
         export_bundle(tmp_path / "b3", pattern="test_*", source=s3_hub)
     assert not (tmp_path / "b3").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".b3")]
+
+
+def _logits(model, digits):
+    from zoo.model.images import open_rgb
+
+    tf = zoo.transforms(model)
+    with torch.inference_mode():
+        return model(torch.stack([tf(open_rgb(sorted((digits / str(d)).iterdir())[0])) for d in range(10)]))
+
+
+def test_a_run_travels_with_its_base_and_loads_offline(lite0_cached, small_run, small_digits, tmp_path, monkeypatch,
+                                                       capsys):
+    """`zoo mirror export OUT RUN` carries the run and its base; `zoo mirror import` on a machine with an
+    empty ZOO_HOME and no network writes a plain run directory that zoo.load loads."""
+    from conftest import zoo_cli
+
+    run = small_run[0]
+    expected = _logits(zoo.load(run), small_digits)
+    r = zoo_cli(capsys, "mirror", "export", str(tmp_path / "b.tar"), str(run), "--tar")
+    assert r.returncode == 0 and "exported 1 models and 1 runs (digits-lite0)" in r.stdout, r.stderr
+    manifest = read_manifest(tmp_path / "b.tar")
+    [entry] = manifest["runs"]
+    assert entry["base"] == lite0_cached.name and entry["base_sha256"] == lite0_cached.sha256
+    assert sorted(entry["files"]) == ["README.md", "card.toml", "head.safetensors", "metrics.json"]
+    home = _fresh_home(tmp_path, monkeypatch)
+    r = zoo_cli(capsys, "mirror", "import", str(tmp_path / "b.tar"), "--runs-to", str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stderr
+    imported = tmp_path / "runs" / "digits-lite0"
+    assert f"run {imported}" in " ".join(r.stdout.split())
+    assert Cache().entry(lite0_cached.name).source == f"bundle {tmp_path / 'b.tar'}"  # the base came in the bundle
+    assert torch.equal(_logits(zoo.load(imported), small_digits), expected)
+    # importing again is a no-op for a run already there; a different directory in its place is refused
+    assert zoo_cli(capsys, "mirror", "import", str(tmp_path / "b.tar"), "--runs-to", str(tmp_path / "runs")).returncode == 0
+    (imported / "README.md").write_text("mine")
+    r = zoo_cli(capsys, "mirror", "import", str(tmp_path / "b.tar"), "--runs-to", str(tmp_path / "runs"))
+    assert r.returncode == 1 and "is not the run digits-lite0" in r.stderr and "--runs-to" in r.stderr
+    assert (imported / "README.md").read_text() == "mine" and home.is_dir()
+
+
+def test_a_bundle_with_a_broken_run_imports_nothing(lite0_cached, small_run, tmp_path, monkeypatch):
+    from zoo.transfer.mirror import export_bundle as export_with_runs, import_bundle as import_with_runs
+
+    bundle = export_with_runs(tmp_path / "bundle", runs=[small_run[0]]).path
+    card = bundle / "runs" / "digits-lite0" / "card.toml"
+    card.write_text(card.read_text().replace('name = "digits-lite0"', 'name = "renamed"'))
+    _fresh_home(tmp_path, monkeypatch)
+    with pytest.raises(BundleError, match="runs/digits-lite0/card.toml \\(run digits-lite0\\) is corrupt"):
+        import_with_runs(bundle, runs_to=tmp_path / "runs")
+    assert Cache().entries() == [] and not (tmp_path / "runs" / "digits-lite0").exists()
+    # a bundle whose manifest agrees with a tampered card (the hashes redone) is still refused: the head seals the card
+    import hashlib
+    import json
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["runs"][0]["files"]["card.toml"] = {"sha256": hashlib.sha256(card.read_bytes()).hexdigest(),
+                                                 "size": card.stat().st_size}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="runs/digits-lite0 is refused .*card.toml was changed after the run was written"):
+        import_with_runs(bundle, runs_to=tmp_path / "runs")
+    assert Cache().entries() == [] and not (tmp_path / "runs" / "digits-lite0").exists()
+    with pytest.raises(UsageError, match="holds runs \\(digits-lite0\\): say where they go"):
+        import_bundle(bundle)
+
+
+@pytest.mark.parametrize("pattern", ["efficientnet_lite0", "TF_EFFICIENTNET_LITE*", "*.bundled_in1k", "zootest*", "*"])
+def test_pattern_exports_exactly_what_zoo_list_lists(pattern, tmp_path, monkeypatch, capsys, user_cards, tiny_weights):
+    """--pattern is `zoo list PATTERN`'s match (names, aliases, architectures), less what is not cached."""
+    import json
+
+    from conftest import zoo_cli
+
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    write_toml(user_cards / "t.toml", tiny_card("zootest_tiny.a", sources=[{"uri": str(tiny_weights)}]))
+    zoo.pull("efficientnet_lite0")
+    zoo.pull("zootest_tiny.a")
+    listed = {c["name"] for c in json.loads(zoo_cli(capsys, "list", pattern, "--json").stdout)}
+    cached = {e.name for e in Cache().entries()}
+    assert listed & cached  # every pattern here lists a cached model
+    r = zoo_cli(capsys, "mirror", "export", str(tmp_path / "bundle"), "--pattern", pattern)
+    assert r.returncode == 0, r.stderr
+    assert {m["name"] for m in read_manifest(tmp_path / "bundle")["models"]} == listed & cached

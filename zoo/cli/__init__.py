@@ -20,7 +20,7 @@ import argparse
 from typing import Sequence
 
 from zoo import __version__, config
-from zoo.cli import cards, compare, mirror, predict, runs, weights
+from zoo.cli import cards, compare, evaluate, mirror, predict, runs, weights
 from zoo.cli.console import console
 from zoo.errors import DISTRIBUTION, UsageError, ZooError
 from zoo.util import distributed, logs
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     cards.add_parsers(sub)
     weights.add_parsers(sub)
     predict.add_parsers(sub)
+    evaluate.add_parsers(sub)
     mirror.add_parsers(sub)
     runs.add_parsers(sub)
     compare.add_parsers(sub)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli.console import (ProgressDisplay, console, fraction, non_negative_int, positive_float, positive_int,
-                             print_json)
+from zoo.cli.console import (ProgressDisplay, console, fraction, fraction_or_zero, non_negative_float,
+                             non_negative_int, positive_float, positive_int, print_json)
+from zoo.transfer.strategy import MONITORS, SCHEDULES, STRATEGIES
 from zoo.util import distributed
 
 
@@ -16,9 +17,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     out = console()
     with ProgressDisplay() as progress:  # the epochs are messages: printed above the bars, in order
         result = finetune(args.name, args.data, args.out, val_split=args.val_split, val=args.val,
-                          strategy=args.strategy, epochs=args.epochs, freeze=args.freeze, lr=args.lr,
-                          backbone_lr=args.backbone_lr, batch_size=args.batch_size, augment=args.augment,
-                          seed=args.seed, workers=args.workers, overwrite=args.overwrite, progress=progress)
+                          strategy=args.strategy, epochs=args.epochs, freeze=args.freeze, unfreeze=args.unfreeze,
+                          lr=args.lr, backbone_lr=args.backbone_lr, batch_size=args.batch_size, augment=args.augment,
+                          monitor=args.monitor, patience=args.patience, schedule=args.schedule, warmup=args.warmup,
+                          label_smoothing=args.label_smoothing, class_weight=args.class_weight,
+                          stage2_epochs=args.stage2_epochs, seed=args.seed, workers=args.workers,
+                          overwrite=args.overwrite, progress=progress)
     m = result.card.metrics
     if args.json:
         if not distributed.is_main():
@@ -26,8 +30,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         return print_json({"run": str(result.run), "strategy": result.plan.strategy, "reason": result.plan.reason,
                            "metrics": dict(m), "seconds": round(result.seconds, 2),
                            "extracted_per_rank": result.extracted_per_rank})
-    out.print(f"{result.run}: val accuracy {float(m['val_accuracy']):.4f} on {m['val_size']} images, "
-              f"strategy {result.plan.strategy}, {result.seconds:.1f} s")
+    best = f"stage {m['best_stage']} epoch {m['best_epoch']}" if result.plan.stages == 2 else f"epoch {m['best_epoch']}"
+    out.print(f"{result.run}: val accuracy {float(m['val_accuracy']):.4f} on {m['val_size']} images "
+              f"(kept {best} of {m['epochs']}, by {m['monitor']}), strategy {result.plan.strategy}, "
+              f"{result.seconds:.1f} s")
     return 0
 
 
@@ -36,8 +42,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     with ProgressDisplay() as progress:
         path = export_merged(args.run_dir, args.merged, overwrite=args.overwrite, progress=progress)
-    console().print(f"{path}: config.json + model.safetensors; stock timm loads it "
-                    f"(timm.create_model('hf-hub:ORG/NAME', pretrained=True) once uploaded)")
+    console().print(f"{path}: config.json + model.safetensors; zoo.load({str(path)!r}) and stock timm "
+                    f"(timm.create_model('local-dir:{path}', pretrained=True)) load it, and once published "
+                    f"(zoo publish {path} --repo ORG/NAME) so do zoo.load('hf://ORG/NAME') and "
+                    f"timm.create_model('hf-hub:ORG/NAME', pretrained=True)")
     return 0
 
 
@@ -45,7 +53,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from zoo.transfer.publish import publish
 
     done = publish(args.run_dir, args.repo, endpoint=args.endpoint, private=args.private, token=args.token)
-    console().print(f"published {args.run_dir} to {done.endpoint}/{done.repo_id} (commit {done.commit[:12]}); "
+    what = (f"commit {done.commit[:12]}: {', '.join(done.changed)}" if done.changed
+            else f"unchanged since commit {done.commit[:12]}: no new commit")
+    console().print(f"published {args.run_dir} to {done.endpoint}/{done.repo_id} ({what}); "
                     f"load it with zoo.load('hf://{done.repo_id}')")
     return 0
 
@@ -59,11 +69,29 @@ def add_parsers(sub) -> None:
     val = p.add_mutually_exclusive_group()
     val.add_argument("--val-split", type=fraction, default=0.2, help="fraction of each class held out (default 0.2)")
     val.add_argument("--val", metavar="DIR", help="a validation ImageFolder with the same classes")
-    p.add_argument("--strategy", choices=("auto", "head", "partial", "full"), default="auto",
-                   help="auto picks by dataset size and measured similarity to ImageNet (printed)")
-    p.add_argument("--epochs", type=positive_int, default=10, metavar="N", help="passes over the training images")
+    p.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                   help="auto picks by dataset size and measured similarity to ImageNet (printed); two-stage: the "
+                        "head on cached features, then the last --unfreeze blocks at a lower rate")
+    p.add_argument("--epochs", type=positive_int, default=10, metavar="N",
+                   help="passes over the training images (two-stage: of stage 1)")
+    p.add_argument("--stage2-epochs", type=positive_int, default=None, metavar="N",
+                   help="two-stage: epochs of stage 2 (default: --epochs)")
     p.add_argument("--freeze", type=non_negative_int, default=None, metavar="N",
                    help="keep the first N parameter-owning modules frozen, train the rest (the partial strategy)")
+    p.add_argument("--unfreeze", type=positive_int, default=None, metavar="K",
+                   help="partial and two-stage: open the last K blocks (default: the top quarter)")
+    p.add_argument("--monitor", choices=MONITORS, default="val_loss",
+                   help="the validation figure that picks the epoch kept (its weights are restored at the end)")
+    p.add_argument("--patience", type=positive_int, default=None, metavar="N",
+                   help="stop after N epochs without improvement of --monitor (default: run every epoch)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                   help="learning-rate schedule, stepped every batch: constant, or cosine decay to 0")
+    p.add_argument("--warmup", type=non_negative_float, default=0.0, metavar="EPOCHS",
+                   help="linear learning-rate warm-up over this many epochs (fractions allowed)")
+    p.add_argument("--label-smoothing", type=fraction_or_zero, default=0.0, metavar="F",
+                   help="label smoothing of the training loss (the validation loss stays plain cross-entropy)")
+    p.add_argument("--class-weight", choices=("none", "balanced"), default="none",
+                   help="balanced: weight the training loss by n / (classes x class count), for imbalanced folders")
     p.add_argument("--lr", type=positive_float, default=None, help="the new head's learning rate (default 1e-2 "
                    "for a head on features, 1e-3 beside unfrozen layers)")
     p.add_argument("--backbone-lr", type=positive_float, default=None, help="learning rate of unfrozen reused layers (default lr/10)")
@@ -83,7 +111,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT")
     p.set_defaults(run=cmd_export)
 
-    p = sub.add_parser("publish", help="upload a run (or a merged export) to a Hugging Face-compatible hub, one commit")
+    p = sub.add_parser("publish", help="upload a run (or a merged export) to a Hugging Face-compatible hub: one commit of the files that "
+                       "changed, none if nothing did")
     p.add_argument("run_dir", metavar="RUN", help="a run directory (zoo finetune --out) or a merged export (zoo export --merged)")
     p.add_argument("--repo", required=True, metavar="ORG/NAME", help="the hub repo to create or commit to")
     p.add_argument("--endpoint", default=None, help="hub URL (default $HF_ENDPOINT or https://huggingface.co)")

@@ -29,13 +29,30 @@ def open_rgb(path: str):
 
 def image_files(paths: list[str | os.PathLike]) -> list[str]:
     """Files as given (whatever their extension: a bad one is reported when read); directories
-    contribute their image files, sorted. No paths, or only directories without images, is an error."""
-    out = []
+    contribute every image file of their tree (see :func:`image_tree`). No paths, or only
+    directories without images, is an error."""
+    return [f for f, _, _ in image_tree(paths)]
+
+
+def image_tree(paths: list[str | os.PathLike]) -> list[tuple[str, str | None, str | None]]:
+    """``(file, directory given, class folder)`` for every image of ``paths``, in order.
+
+    A directory contributes the image files of its whole tree, sorted, hidden folders left out
+    (``.ipynb_checkpoints`` holds copies); the class folder of such a file is the first folder
+    below the directory given (``DIR/cat/2019/x.jpg``: ``cat``, as an ImageFolder reads it), None
+    for an image directly in it. A file given as a file has neither."""
+    out: list[tuple[str, str | None, str | None]] = []
     for p in map(os.fspath, paths):
-        if os.path.isdir(p):
-            out += sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTENSIONS))
-        else:
-            out.append(p)
+        if not os.path.isdir(p):
+            out.append((p, None, None))
+            continue
+        found = []
+        for folder, dirs, files in os.walk(p):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found += [os.path.join(folder, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
+        for f in sorted(found, key=lambda f: os.path.relpath(f, p).split(os.sep)):
+            parts = os.path.relpath(f, p).split(os.sep)
+            out.append((f, p, parts[0] if len(parts) > 1 else None))
     if not out:
         raise UsageError("no images given (files, or directories of .jpg/.png/...)")
     return out

@@ -20,6 +20,7 @@ from torch import nn
 from zoo.cards.card import Card
 from zoo.errors import UsageError
 from zoo.model import heads
+from zoo.model.decode import tag_output
 from zoo.model.resolve import card_for
 from zoo.model.transforms import data_config
 from zoo.util import logs
@@ -114,6 +115,7 @@ def load(name: str | Card, head: int | Sequence[str] | nn.Module | None = None, 
     # the identity of the bytes actually loaded (also for cards that pin no sha256): feature caches key on it
     model.weights_sha256 = path.name if pretrained else None
     model.class_names = class_names
+    model.register_forward_hook(tag_output)  # decode(model(x)) finds the class names on the output
     model.data_config = data_config(card, input_size)
     return model
 

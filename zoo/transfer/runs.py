@@ -3,37 +3,61 @@
 ``RUN/`` holds ``head.safetensors`` (only the tensors that differ from the base weights: the new
 head plus any unfrozen layers, class names in its metadata), ``card.toml`` (the base by name *and*
 sha256, its feature size, classes, transform, strategy, hyper-parameters, metrics, versions and the
-sha256 of every other file), ``README.md`` (a Hugging Face model card) and ``metrics.json``.
+sha256 of every other file as written), ``README.md`` (a Hugging Face model card) and ``metrics.json``.
+
+What is checked, and why (:func:`verify_run`): the weights and ``card.toml`` are the run; the README
+is its prose, for people to edit. So ``card.toml`` records the sha256 of ``head.safetensors`` and
+``metrics.json`` (checked), and the head's metadata records the sha256 of ``card.toml`` (its *seal*:
+the card's bytes with its own record of the head's sha256 blanked, the one value the card cannot
+know before the head is written). An edit to the head, the metrics or the card refuses the run; an
+edit to the README does not. ``files.README.md`` records the README as zoo rendered it, which
+``zoo publish`` reads to tell a user's edit from zoo's text. Runs of version 1 (before the seal)
+stay loadable: their head's metadata (classes, base sha256) is compared with the card instead.
 
 A run never holds the base weights: loading it resolves the base through its card, verifies the
 bytes, and refuses a base whose sha256 or feature size differs from the recorded ones, naming both
-values, before any tensor is copied (never a half-loaded model).
+values, before any tensor is copied (never a half-loaded model). A merged export (``zoo export
+--merged``: ``config.json`` + ``model.safetensors``, what stock timm loads) loads back with
+:func:`load_export`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from zoo.cards import validate as v
+from zoo.cards.card import Card, Source
 from zoo.errors import FieldError, RunError, UsageError
+from zoo.util import logs
 from zoo.util.hashing import sha256_file
 from zoo.util.progress import Progress, Task
 from zoo.util.tempfiles import temp_beside
 from zoo.weights.safetensors_writer import write_safetensors
 
 RUN_FORMAT = "zoo-run"
-RUN_VERSION = 1
+#: 2: card.toml is sealed by the head's metadata and README.md is not checked; 1: every file checked
+RUN_VERSION = 2
 CARD_FILE = "card.toml"
 HEAD_FILE = "head.safetensors"
 README_FILE = "README.md"
 METRICS_FILE = "metrics.json"
 #: every file a run is made of (card.toml records the sha256 of the others)
 RUN_FILES = (CARD_FILE, HEAD_FILE, README_FILE, METRICS_FILE)
+#: the files whose recorded sha256 a load checks (card.toml itself is checked through the head's seal)
+CHECKED_FILES = (HEAD_FILE, METRICS_FILE)
+#: the head's metadata key holding the seal of card.toml (:func:`card_seal`)
+SEAL_KEY = "card_sha256"
+_BLANK = "0" * 64
+#: the files of a merged export (``zoo export --merged``), which stock timm loads from a folder or a hub
+MERGED_FILES = ("config.json", "model.safetensors", README_FILE)
 
 
 @dataclass(frozen=True)
@@ -170,10 +194,11 @@ def is_run(path: str | os.PathLike) -> bool:
 
 
 def verify_run(path: str | os.PathLike) -> RunCard:
-    """The run's card, after checking every file against the sha256 the card records."""
+    """The run's card, after checking the weights and metrics against the sha256 the card records
+    and the card against the head's seal (see the module docstring: the README is not checked)."""
     path = Path(path)
     card = read_run(path)
-    for name in RUN_FILES[1:]:
+    for name in CHECKED_FILES:
         recorded = card.files.get(name)
         if recorded is None:
             raise RunError(f"{path / CARD_FILE} records no sha256 for {name}")
@@ -183,7 +208,59 @@ def verify_run(path: str | os.PathLike) -> RunCard:
         if actual != recorded:
             raise RunError(f"{path / name} was changed after the run was written: sha256 {actual}, "
                            f"card.toml records {recorded}")
+    _check_card_against_head(path, card, head_metadata(path / HEAD_FILE))
     return card
+
+
+def card_seal(card_text: str, head_sha256: str) -> str:
+    """The seal of ``card.toml`` that the head's metadata records: the sha256 of the card's text
+    with the head's sha256 (recorded in the card) blanked, the one value the card cannot know
+    before the head is written."""
+    return hashlib.sha256(card_text.replace(head_sha256, _BLANK).encode("utf-8")).hexdigest()
+
+
+def head_metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file, read from its header alone (no torch)."""
+    try:
+        with open(path, "rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            if size > 100 << 20:
+                raise ValueError(f"a header of {size} bytes")
+            header = json.loads(fh.read(size))
+        meta = header.get("__metadata__") or {}
+        if not isinstance(meta, dict):
+            raise ValueError("__metadata__ is not a table")
+    except (OSError, struct.error, ValueError, AttributeError) as exc:
+        raise RunError(f"{path} is not a safetensors file ({exc})") from None
+    return meta
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _check_card_against_head(path: Path, card: RunCard, meta: Mapping[str, str]) -> None:
+    """card.toml is the one the head was written with: by its seal (version 2), and for every
+    version by the classes and base sha256 the head's metadata repeats."""
+    card_path = path / CARD_FILE
+    if card.version >= 2:
+        seal = meta.get(SEAL_KEY)
+        if seal is None:
+            raise RunError(f"{path / HEAD_FILE} carries no seal of {CARD_FILE} (metadata {SEAL_KEY}): "
+                           f"a version-{card.version} run is written with one; fine-tune again")
+        actual = card_seal(card_path.read_text(encoding="utf-8"), card.files[HEAD_FILE])
+        if actual != seal:
+            raise RunError(f"{card_path} was changed after the run was written: its seal is {actual}, "
+                           f"{HEAD_FILE} records {seal}; restore it (README.md is the file to edit)")
+    if "classes" in meta and _json_or_none(meta["classes"]) != list(card.classes):
+        raise RunError(f"{card_path}: head.classes {list(card.classes)} are not the classes {HEAD_FILE} was "
+                       f"trained with ({meta['classes']}); restore card.toml")
+    if "base_sha256" in meta and meta["base_sha256"] != card.base.weights_sha256:
+        raise RunError(f"{card_path}: base.weights_sha256 {card.base.weights_sha256} is not the base "
+                       f"{HEAD_FILE} was trained on ({meta['base_sha256']}); restore card.toml")
 
 
 def changed_tensors(model, base_file: str | os.PathLike) -> dict:
@@ -204,13 +281,19 @@ def changed_tensors(model, base_file: str | os.PathLike) -> dict:
     return out
 
 
-def model_card_text(card: RunCard, merged: bool = False) -> str:
-    """README.md: the Hugging Face model card (metadata header through huggingface_hub.ModelCard).
-    ``merged``: the card of a full exported model, loaded by stock timm."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+#: where a README's links point when no other hub is named
+HF_HUB = "https://huggingface.co"
+#: the repo id a README names before it is published; ``zoo publish`` puts the real one in its place
+PLACEHOLDER_URIS = ("hf://ORG/NAME", "hf-hub:ORG/NAME")
+
+
+def card_data(card: RunCard, merged: bool = False):
+    """The README's metadata header (huggingface_hub.ModelCardData), from card.toml alone: what
+    ``zoo publish`` refreshes in a README the user edited."""
+    from huggingface_hub import EvalResult, ModelCardData  # lazy: only when a model card is written
 
     metrics = card.metrics
-    data = ModelCardData(
+    return ModelCardData(
         base_model=card.base.hub_repo or None, license=card.base.license if card.base.license != "unknown" else None,
         library_name="timm" if merged else "zoo", tags=["image-classification", "transfer-learning", "zoo", card.base.architecture],
         pipeline_tag="image-classification", model_name=card.name,
@@ -218,13 +301,29 @@ def model_card_text(card: RunCard, merged: bool = False) -> str:
                                  dataset_name=str(card.training.get("data_name", "imagefolder")),
                                  metric_type="accuracy", metric_value=float(metrics["val_accuracy"]),
                                  dataset_split=f"validation ({metrics['val_size']} images)")])
+
+
+def model_card_text(card: RunCard, merged: bool = False, repo_id: str | None = None,
+                    endpoint: str | None = None) -> str:
+    """README.md: the Hugging Face model card (metadata header through huggingface_hub.ModelCard).
+    ``merged``: the card of a full exported model, loaded by stock timm. ``repo_id`` and
+    ``endpoint``: where it is published (``zoo publish`` renders it again with them); without them
+    the usage names ``ORG/NAME`` and links point to the Hugging Face Hub."""
+    from huggingface_hub import ModelCard  # lazy: only when a model card is written
+
+    metrics = card.metrics
+    hub = (endpoint or HF_HUB).rstrip("/")
+    base = f"[`{card.base.name}`]({hub}/{card.base.hub_repo})" if card.base.hub_repo else f"`{card.base.name}`"
+    repo = repo_id or "ORG/NAME"
+    where = "" if hub == HF_HUB else (f"\n\nThis repository is on `{hub}`, not the Hugging Face Hub: set "
+                                      f"`HF_ENDPOINT={hub}` before loading it.")
     rows = "\n".join(f"| {k} | {v} |" for k, v in card.training.items())
     # the body is passed as a value, never as template text: class and run names are user data
     body = f"""
 # {card.name}
 
-A {len(card.classes)}-class head for `{card.base.name}` (base weights sha256 `{card.base.weights_sha256}`),
-fine-tuned with [zoo](https://github.com/) using the **{card.training['strategy']}** strategy.
+A {len(card.classes)}-class head for {base} (base weights sha256 `{card.base.weights_sha256}`),
+fine-tuned with [zoo](https://pypi.org/project/zoo-hub/) using the **{card.training['strategy']}** strategy.
 
 Validation accuracy **{float(metrics['val_accuracy']):.4f}** on {metrics['val_size']} held-out images
 (train accuracy {float(metrics['train_accuracy']):.4f}).
@@ -233,7 +332,7 @@ Classes: {', '.join(card.classes)}
 
 ## Use
 
-{_USE_MERGED if merged else _USE_RUN}
+{(_USE_MERGED if merged else _USE_RUN).format(repo=repo)}{where}
 
 ## Training
 
@@ -243,20 +342,76 @@ Classes: {', '.join(card.classes)}
 | --- | --- |
 {rows}
 """
-    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n{{ body }}", body=body).content
+    return ModelCard.from_template(card_data(card, merged), template_str="---\n{{ card_data }}\n---\n{{ body }}",
+                                   body=body).content
 
 
 _USE_RUN = f"""```python
 import zoo
-model = zoo.load("hf://ORG/NAME")  # downloads this head, then the base through its card; verifies both
+model = zoo.load("hf://{{repo}}")  # downloads this head, then the base through its card; verifies both
 ```
 
 This repository holds only the tensors that changed ({HEAD_FILE}); the base weights are fetched and
 verified by sha256 from the base model's own sources."""
 _USE_MERGED = """```python
 import timm
-model = timm.create_model("hf-hub:ORG/NAME", pretrained=True)  # the full model: no zoo needed
-```"""
+model = timm.create_model("hf-hub:{repo}", pretrained=True)  # the full model: no zoo needed
+```
+
+`zoo.load("hf://{repo}")` loads it too, with its class names."""
+
+
+def published_readme(path: str | os.PathLike, card: RunCard | None, repo_id: str,
+                     endpoint: str | None = None) -> str | None:
+    """The README.md to publish from the run (or, with ``card`` None, the merged export) at
+    ``path`` to ``repo_id``: None when there is none to publish.
+
+    A README as zoo wrote it (its sha256 is the one card.toml records) is rendered again with the
+    real repo id, links and hub. One the user edited keeps the user's text: only its metadata header
+    is refreshed from card.toml (zoo's facts win, the user's other keys, tags and license stay) and the
+    ``hf://ORG/NAME`` placeholders name the repo. A merged export has no card.toml: its README gets
+    the placeholders replaced."""
+    readme = Path(path) / README_FILE
+    if card is not None and (not readme.is_file() or sha256_file(readme) == card.files.get(README_FILE)):
+        return model_card_text(card, repo_id=repo_id, endpoint=endpoint)
+    if not readme.is_file():
+        return None
+    text = readme.read_text(encoding="utf-8")
+    if card is not None:
+        text = _refresh_header(readme, text, card_data(card).to_dict())
+    for placeholder in PLACEHOLDER_URIS:
+        text = text.replace(placeholder, placeholder.replace("ORG/NAME", repo_id))
+    return text
+
+
+_YAML_BLOCK = re.compile(r"^(\s*---(?:\r\n|\r|\n))([\S\s]*?)((?:\r\n|\r|\n)---[ \t]*(\r\n|\n|$))")
+
+
+#: header keys zoo fills in only where the user set none: the base's license is a default for a
+#: derivative, not a fact about it (the base model, the metrics, the library and tags are facts)
+_USER_MAY_SET = ("license",)
+
+
+def _refresh_header(readme: Path, text: str, fresh: dict) -> str:
+    """``text`` with its YAML metadata header replaced by the user's keys updated with ``fresh``
+    (tags: the user's, then zoo's that are missing; :data:`_USER_MAY_SET`: the user's if set); the
+    body is left as it is."""
+    import yaml  # lazy: huggingface_hub's own dependency, only when an edited README is published
+    from huggingface_hub import ModelCardData
+
+    match = _YAML_BLOCK.search(text)
+    body = text[match.end():] if match else text
+    try:
+        user = (yaml.safe_load(match.group(2)) if match else None) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{readme}: its metadata header is not YAML ({str(exc).splitlines()[0]}); fix it, "
+                         "or delete README.md and zoo renders one from card.toml") from None
+    if not isinstance(user, dict):
+        raise UsageError(f"{readme}: its metadata header is not a table of keys; fix it, or delete README.md")
+    tags = [*(user.get("tags") or []), *(t for t in fresh.get("tags", []) if t not in (user.get("tags") or []))]
+    defaults = {k: fresh.pop(k) for k in _USER_MAY_SET if k in fresh}
+    header = ModelCardData(**{**defaults, **user, **fresh, "tags": tags}).to_yaml()
+    return f"---\n{header}\n---\n{body}" if match else f"---\n{header}\n---\n\n{body}"
 
 
 def _replaceable(out: Path, overwrite: bool, what: str, is_ours) -> Path:
@@ -295,17 +450,21 @@ def write_run(out: str | os.PathLike, card: RunCard, head_tensors: dict, history
     tmp = temp_beside(out, "partial")
     tmp.mkdir(parents=True)
     try:
-        files = {}
-        files[HEAD_FILE] = write_safetensors(head_tensors, str(tmp / HEAD_FILE), {
-            "format": "pt", "zoo_run": str(RUN_VERSION), "classes": json.dumps(list(card.classes)),
-            "base_sha256": card.base.weights_sha256})
         (tmp / METRICS_FILE).write_text(json.dumps({**card.metrics, "history": history}, indent=2) + "\n")
-        files[METRICS_FILE] = sha256_file(tmp / METRICS_FILE)
-        card = replace(card, files=files)
         (tmp / README_FILE).write_text(model_card_text(card), encoding="utf-8")
-        files[README_FILE] = sha256_file(tmp / README_FILE)
-        card = replace(card, files=dict(sorted(files.items())))
-        (tmp / CARD_FILE).write_text(tomlkit.dumps(card.to_toml_dict()), encoding="utf-8")
+        files = {HEAD_FILE: _BLANK, METRICS_FILE: sha256_file(tmp / METRICS_FILE),
+                 README_FILE: sha256_file(tmp / README_FILE)}
+        card = replace(card, version=RUN_VERSION, files=dict(sorted(files.items())))
+        # the card first, with the head's sha256 blank: its seal goes into the head's metadata,
+        # then the head's sha256 into the card (see the module docstring)
+        draft = tomlkit.dumps(card.to_toml_dict())
+        head_sha = write_safetensors(head_tensors, str(tmp / HEAD_FILE), {
+            "format": "pt", "zoo_run": str(RUN_VERSION), "classes": json.dumps(list(card.classes)),
+            "base_sha256": card.base.weights_sha256, SEAL_KEY: card_seal(draft, _BLANK)})
+        text = tomlkit.dumps(replace(card, files={**card.files, HEAD_FILE: head_sha}).to_toml_dict())
+        if card_seal(text, head_sha) != card_seal(draft, _BLANK):  # the seal's definition, kept honest
+            raise RunError(f"card.toml of {out} does not differ from its draft by the head's sha256 alone")
+        (tmp / CARD_FILE).write_text(text, encoding="utf-8")
         if out.exists():
             trash = temp_beside(out, "old")
             os.replace(out, trash)
@@ -379,7 +538,8 @@ def export_merged(run: str | os.PathLike, out: str | os.PathLike, overwrite: boo
             model = load_run(run)
             task.advance(1)
             task.status("writing config.json and model.safetensors")
-            save_for_hf(model, str(tmp), model_config={"label_names": list(model.run.classes)}, safe_serialization=True)
+            save_for_hf(model, str(tmp), model_config={"label_names": list(model.run.classes),
+                                                       "zoo": _export_record(model.run)}, safe_serialization=True)
             task.advance(1)
             config = json.loads((tmp / "config.json").read_text())
             (tmp / README_FILE).write_text(model_card_text(model.run, merged=True), encoding="utf-8")
@@ -392,3 +552,66 @@ def export_merged(run: str | os.PathLike, out: str | os.PathLike, overwrite: boo
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _export_record(card: RunCard) -> dict:
+    """What config.json of a merged export says about its run (stock timm ignores the key):
+    the name :func:`load_export` gives the model, and where it came from."""
+    return {"format": "zoo-export", "run": card.name, "base": card.base.name,
+            "base_weights_sha256": card.base.weights_sha256, "license": card.base.license}
+
+
+def is_merged_export(path: str | os.PathLike) -> bool:
+    """A folder stock timm loads: ``config.json`` beside ``model.safetensors`` (``zoo export --merged``)."""
+    return (Path(path) / "config.json").is_file() and (Path(path) / "model.safetensors").is_file()
+
+
+def load_export(path: str | os.PathLike, device=None, reference: str | None = None, repo_id: str | None = None):
+    """The model of a merged export folder, built by stock timm (``local-dir:``, as
+    ``timm.create_model`` loads it anywhere), with what zoo.load gives every model: ``class_names``
+    (config.json ``label_names``), ``data_config`` (its pretrained_cfg), ``weights_sha256`` (of
+    model.safetensors) and ``card`` (a card of the export itself, named after its run).
+    ``reference`` is what the caller wrote (``hf://ORG/NAME``) and ``repo_id`` its hub repo."""
+    import timm  # lazy: timm and torch only when a model is built (zoo publish needs neither)
+
+    from zoo.model.decode import tag_output  # lazy: torch and timm, as above
+    from zoo.model.load import TIMM_LOGGERS
+
+    path = Path(path)
+    config_path = path / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        arch, num_classes = config["architecture"], config["num_classes"]
+        cfg = config.get("pretrained_cfg") or {}
+        if not isinstance(arch, str) or not isinstance(num_classes, int) or not isinstance(cfg, dict):
+            raise TypeError("architecture, num_classes or pretrained_cfg has the wrong type")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunError(f"{config_path} is not the config.json of a timm model ({type(exc).__name__}: {exc})") from None
+    names = config.get("label_names")
+    if names is not None and (not isinstance(names, list) or len(names) != num_classes
+                              or not all(isinstance(n, str) for n in names)):
+        raise RunError(f"{config_path}: label_names must list {num_classes} class names, got {str(names)[:200]}")
+    if not timm.is_model(arch):
+        raise RunError(f"{config_path}: timm {timm.__version__} has no architecture {arch!r}; upgrade timm")
+    with logs.third_party_quiet(*TIMM_LOGGERS):
+        try:
+            model = timm.create_model(f"local-dir:{path}", pretrained=True)
+        except (RuntimeError, ValueError, KeyError) as exc:  # what timm raises for weights that do not fit
+            raise RunError(f"{path / 'model.safetensors'} does not load into {arch}: {str(exc).splitlines()[0]}") from None
+    record = config.get("zoo") if isinstance(config.get("zoo"), dict) else {}
+    data = {k: tuple(v) if isinstance(v, list) else v for k, v in model.pretrained_cfg.items()}
+    model.data_config = {"input_size": data["input_size"], "interpolation": data.get("interpolation") or "bicubic",
+                         "mean": data["mean"], "std": data["std"], "crop_pct": data.get("crop_pct") or 0.875,
+                         "crop_mode": data.get("crop_mode") or "center"}
+    name = str(record.get("run") or (repo_id.split("/")[1] if repo_id else path.name))
+    model.card = Card(name=name, architecture=arch, tag="export", hub_repo=repo_id or "",
+                      sources=(Source(reference or str(path)),), num_classes=num_classes,
+                      license=str(record.get("license") or "unknown"), path=str(config_path),
+                      notes=f"merged export of the run {name} on {record.get('base') or arch}", **model.data_config)
+    model.weights_sha256 = sha256_file(path / "model.safetensors")
+    model.class_names = list(names) if names is not None else None
+    model.export = path
+    model.register_forward_hook(tag_output)
+    if device is not None:
+        model.to(device)
+    return model.eval()
