@@ -12,7 +12,7 @@ A reference is one of:
 :func:`resolve` turns the reference into a Card, a :class:`Run` or an :class:`Export` and nothing below
 it resolves the name again: a card goes to :func:`zoo.model.load.load`, the one place a model meets its
 weights, a run to :func:`zoo.transfer.runs.load_run`, which loads its base through that same function,
-then its head, and an export to :func:`zoo.transfer.runs.load_export`.
+then its head, and an export to :func:`zoo.transfer.exports.load_export`.
 It sits above the model and transfer stages because a reference may be a run.
 
 The other calls that take any reference live here for the same reason: :func:`predict` (a model or
@@ -34,8 +34,9 @@ from zoo.model.load import load as load_card
 from zoo.model.predict import Predictions, predict as predict_images
 from zoo.model.resolve import card_for
 from zoo.transfer.evaluate import Evaluation, evaluate as evaluate_images
+from zoo.transfer.exports import is_merged_export, load_export
 from zoo.transfer.publish import fetch_published, is_published_uri, pull_published
-from zoo.transfer.runs import is_merged_export, is_run, load_export, load_run, read_run
+from zoo.transfer.runs import is_run, load_run, read_run
 from zoo.util.progress import Progress
 from zoo.weights.pull import pull, pull_uri
 

@@ -51,7 +51,7 @@ AREAS: tuple[Area, ...] = (
     Area(CARDS, "cards that arrived with an imported bundle", "zoo.weights.bundles", "nothing"),
     Area(FEATURES, "bottleneck features, one row per image: <space>-<shard>.safetensors files, where the space "
                    "is the weights, layer, pooling and transform, and each row is found by its image's sha256",
-         "zoo.transfer.features", "shard files not used for --older-than; temp files whose writer is gone"),
+         "zoo.transfer.feature_cache", "shard files not used for --older-than; temp files whose writer is gone"),
     Area(RUNS, "published runs fetched by zoo.load('hf://ORG/NAME'), in huggingface_hub's cache layout",
          "zoo.transfer.publish", "runs not fetched or loaded for --older-than"),
     Area(MEASUREMENTS, "the latest 'zoo compare' figures of each card on this machine",

@@ -1,4 +1,5 @@
-"""Bottleneck features (zoo/transfer/features.py, ``zoo extract``) on real data: sklearn's digits."""
+"""Bottleneck features (zoo/transfer/features.py, feature_cache.py, feature_files.py, ``zoo extract``) on real
+data: sklearn's digits."""
 
 import json
 import os
@@ -9,7 +10,7 @@ import torch
 
 import zoo
 from zoo.errors import UsageError
-from zoo.transfer import features as features_module
+from zoo.transfer import feature_cache
 from zoo.transfer.datasets import scan, split
 from zoo.transfer.features import extract, feature_transform
 
@@ -153,7 +154,7 @@ def test_a_subset_runs_no_forward_and_a_superset_only_the_new_images(small_digit
 
 
 def test_an_interrupted_extraction_keeps_the_shards_it_sealed(small_digits, tmp_path, lite0, monkeypatch):
-    monkeypatch.setattr(features_module, "SHARD_BYTES", 16 * 1280 * 4)  # a shard every 16 rows
+    monkeypatch.setattr(feature_cache, "SHARD_BYTES", 16 * 1280 * 4)  # a shard every 16 rows
     data = scan(small_digits).subset(list(range(0, 200, 5)))  # 40 images
     calls = []
 

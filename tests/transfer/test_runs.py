@@ -1,5 +1,6 @@
-"""Run directories (zoo/transfer/runs.py): integrity (weights and card.toml checked, the README free to
-edit), refusal of a base that does not fit, merged export and loading it back."""
+"""Run directories (zoo/transfer/runs.py, model_card.py, exports.py): integrity (weights and card.toml
+checked, the README free to edit), refusal of a base that does not fit, merged export and loading it
+back."""
 
 import json
 import shutil
@@ -170,7 +171,7 @@ def test_merged_export_is_a_plain_timm_folder(run, tmp_path):
 
 def test_zoo_load_of_a_merged_export_gives_the_runs_logits_and_class_names(run, small_digits, tmp_path):
     from zoo.model.images import open_rgb
-    from zoo.transfer.runs import export_merged
+    from zoo.transfer.exports import export_merged
 
     out = export_merged(run, tmp_path / "merged")
     fine_tuned, merged = zoo.load(run), zoo.load(out)
@@ -190,7 +191,8 @@ def test_zoo_load_of_a_merged_export_gives_the_runs_logits_and_class_names(run, 
 def test_class_names_are_text_in_the_model_card_never_template_code(small_run):
     from dataclasses import replace
 
-    from zoo.transfer.runs import model_card_text, read_run
+    from zoo.transfer.model_card import model_card_text
+    from zoo.transfer.runs import read_run
 
     card = replace(read_run(small_run[0]), classes=("{{ 7*7 }}", "{% if true %}x{% endif %}"), name="{{ name }}")
     text = model_card_text(card)

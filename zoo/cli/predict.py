@@ -44,7 +44,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from zoo.transfer.features import extract_to_file
+    from zoo.transfer.feature_files import extract_to_file
 
     with ProgressDisplay() as progress:
         done = extract_to_file(args.name, args.data, args.out, batch_size=args.batch_size, workers=args.workers,

@@ -38,7 +38,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from zoo.transfer.runs import export_merged
+    from zoo.transfer.exports import export_merged
 
     with ProgressDisplay() as progress:
         path = export_merged(args.run_dir, args.merged, overwrite=args.overwrite, progress=progress)

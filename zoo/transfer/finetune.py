@@ -30,6 +30,7 @@ from zoo.model.resolve import card_for
 from zoo.model.transforms import transforms
 from zoo.transfer.datasets import Split, split as split_folder
 from zoo.transfer.features import extract, image_loader
+from zoo.transfer.model_card import model_card_text
 from zoo.transfer.runs import Base, RunCard, changed_tensors, check_out, read_run, write_run
 from zoo.transfer.strategy import LARGE_PER_CLASS, Plan, plan as make_plan, similarity
 from zoo.transfer.prefix import CachedBatches, find_cut, prefix_outputs
@@ -143,7 +144,7 @@ def finetune(name: str | Card, data: str | os.PathLike, out: str | os.PathLike, 
     per_rank = distributed.gather_objects(hooks.extracted)
     if distributed.is_main():  # one run directory, written once
         run = write_run(out, card, changed_tensors(model, base_file), [e.as_dict() for e in best.history],
-                        overwrite=overwrite)
+                        model_card_text(card), overwrite=overwrite)
         card = read_run(run)
     else:
         run = Path(out)

@@ -26,7 +26,8 @@ from torch import nn
 
 from zoo import home
 from zoo.transfer.datasets import ImageFolder, content_hashes
-from zoo.transfer.features import _collate, _Images, cache_key, default_workers
+from zoo.transfer.feature_cache import cache_key
+from zoo.transfer.features import _collate, _Images, default_workers
 from zoo.util.progress import Task
 from zoo.util.tempfiles import temp_beside
 from zoo.weights.safetensors_writer import Chunked, write_safetensors

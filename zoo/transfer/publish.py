@@ -8,7 +8,7 @@ through its card and verifies both (``zoo.transfer.runs.load_run``).
 
 The README a run publishes is rendered for the repo it goes to (its id, its hub, the base's
 link), or kept as the user edited it with its metadata header refreshed
-(:func:`zoo.transfer.runs.published_readme`). Before committing, each file is compared with what
+(:func:`zoo.transfer.model_card.published_readme`). Before committing, each file is compared with what
 main already holds (the sha256 of an LFS file, the git blob id of a regular one): only changed
 files are committed, and an unchanged run makes no commit at all. huggingface_hub skips unchanged
 files only where the hub's preupload answer names their oid, which the Hugging Face Hub does and
@@ -28,8 +28,9 @@ from zoo.cards.registry import get_registry
 from zoo.cards.uri import parse_uri
 from zoo.errors import PublishError, RunError, UsageError, UriError
 from zoo.store.repos import git_blob_oid
-from zoo.transfer.runs import (CARD_FILE, HEAD_FILE, MERGED_FILES, METRICS_FILE, README_FILE, RUN_FILES,
-                               is_merged_export, is_run, published_readme, read_run, verify_run)
+from zoo.transfer.exports import MERGED_FILES, is_merged_export
+from zoo.transfer.model_card import published_readme
+from zoo.transfer.runs import CARD_FILE, HEAD_FILE, METRICS_FILE, README_FILE, RUN_FILES, is_run, read_run, verify_run
 from zoo.util.hashing import sha256_file
 from zoo.util.progress import Progress, Task
 from zoo.weights.pull import pull

@@ -1,4 +1,4 @@
-"""A fine-tuning run directory: what it holds, how it is written, checked, loaded and exported.
+"""A fine-tuning run directory: what it holds, how it is written, checked and loaded.
 
 ``RUN/`` holds ``head.safetensors`` (only the tensors that differ from the base weights: the new
 head plus any unfrozen layers, class names in its metadata), ``card.toml`` (the base by name *and*
@@ -16,9 +16,9 @@ stay loadable: their head's metadata (classes, base sha256) is compared with the
 
 A run never holds the base weights: loading it resolves the base through its card, verifies the
 bytes, and refuses a base whose sha256 or feature size differs from the recorded ones, naming both
-values, before any tensor is copied (never a half-loaded model). A merged export (``zoo export
---merged``: ``config.json`` + ``model.safetensors``, what stock timm loads) loads back with
-:func:`load_export`.
+values, before any tensor is copied (never a half-loaded model). README.md's text is
+:mod:`zoo.transfer.model_card`; a merged export (``zoo export --merged``: ``config.json`` +
+``model.safetensors``, what stock timm loads) is :mod:`zoo.transfer.exports`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import struct
 from dataclasses import dataclass
@@ -34,11 +33,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from zoo.cards import validate as v
-from zoo.cards.card import Card, Source
 from zoo.errors import FieldError, RunError, UsageError
-from zoo.util import logs
 from zoo.util.hashing import sha256_file
-from zoo.util.progress import Progress, Task
 from zoo.util.tempfiles import temp_beside
 from zoo.weights.safetensors_writer import write_safetensors
 
@@ -56,8 +52,6 @@ CHECKED_FILES = (HEAD_FILE, METRICS_FILE)
 #: the head's metadata key holding the seal of card.toml (:func:`card_seal`)
 SEAL_KEY = "card_sha256"
 _BLANK = "0" * 64
-#: the files of a merged export (``zoo export --merged``), which stock timm loads from a folder or a hub
-MERGED_FILES = ("config.json", "model.safetensors", README_FILE)
 
 
 @dataclass(frozen=True)
@@ -281,139 +275,6 @@ def changed_tensors(model, base_file: str | os.PathLike) -> dict:
     return out
 
 
-#: where a README's links point when no other hub is named
-HF_HUB = "https://huggingface.co"
-#: the repo id a README names before it is published; ``zoo publish`` puts the real one in its place
-PLACEHOLDER_URIS = ("hf://ORG/NAME", "hf-hub:ORG/NAME")
-
-
-def card_data(card: RunCard, merged: bool = False):
-    """The README's metadata header (huggingface_hub.ModelCardData), from card.toml alone: what
-    ``zoo publish`` refreshes in a README the user edited."""
-    from huggingface_hub import EvalResult, ModelCardData  # lazy: only when a model card is written
-
-    metrics = card.metrics
-    return ModelCardData(
-        base_model=card.base.hub_repo or None, license=card.base.license if card.base.license != "unknown" else None,
-        library_name="timm" if merged else "zoo", tags=["image-classification", "transfer-learning", "zoo", card.base.architecture],
-        pipeline_tag="image-classification", model_name=card.name,
-        eval_results=[EvalResult(task_type="image-classification", dataset_type="imagefolder",
-                                 dataset_name=str(card.training.get("data_name", "imagefolder")),
-                                 metric_type="accuracy", metric_value=float(metrics["val_accuracy"]),
-                                 dataset_split=f"validation ({metrics['val_size']} images)")])
-
-
-def model_card_text(card: RunCard, merged: bool = False, repo_id: str | None = None,
-                    endpoint: str | None = None) -> str:
-    """README.md: the Hugging Face model card (metadata header through huggingface_hub.ModelCard).
-    ``merged``: the card of a full exported model, loaded by stock timm. ``repo_id`` and
-    ``endpoint``: where it is published (``zoo publish`` renders it again with them); without them
-    the usage names ``ORG/NAME`` and links point to the Hugging Face Hub."""
-    from huggingface_hub import ModelCard  # lazy: only when a model card is written
-
-    metrics = card.metrics
-    hub = (endpoint or HF_HUB).rstrip("/")
-    base = f"[`{card.base.name}`]({hub}/{card.base.hub_repo})" if card.base.hub_repo else f"`{card.base.name}`"
-    repo = repo_id or "ORG/NAME"
-    where = "" if hub == HF_HUB else (f"\n\nThis repository is on `{hub}`, not the Hugging Face Hub: set "
-                                      f"`HF_ENDPOINT={hub}` before loading it.")
-    rows = "\n".join(f"| {k} | {v} |" for k, v in card.training.items())
-    # the body is passed as a value, never as template text: class and run names are user data
-    body = f"""
-# {card.name}
-
-A {len(card.classes)}-class head for {base} (base weights sha256 `{card.base.weights_sha256}`),
-fine-tuned with [zoo](https://pypi.org/project/zoo-hub/) using the **{card.training['strategy']}** strategy.
-
-Validation accuracy **{float(metrics['val_accuracy']):.4f}** on {metrics['val_size']} held-out images
-(train accuracy {float(metrics['train_accuracy']):.4f}).
-
-Classes: {', '.join(card.classes)}
-
-## Use
-
-{(_USE_MERGED if merged else _USE_RUN).format(repo=repo)}{where}
-
-## Training
-
-{card.training.get('reason', '')}
-
-| hyper-parameter | value |
-| --- | --- |
-{rows}
-"""
-    return ModelCard.from_template(card_data(card, merged), template_str="---\n{{ card_data }}\n---\n{{ body }}",
-                                   body=body).content
-
-
-_USE_RUN = f"""```python
-import zoo
-model = zoo.load("hf://{{repo}}")  # downloads this head, then the base through its card; verifies both
-```
-
-This repository holds only the tensors that changed ({HEAD_FILE}); the base weights are fetched and
-verified by sha256 from the base model's own sources."""
-_USE_MERGED = """```python
-import timm
-model = timm.create_model("hf-hub:{repo}", pretrained=True)  # the full model: no zoo needed
-```
-
-`zoo.load("hf://{repo}")` loads it too, with its class names."""
-
-
-def published_readme(path: str | os.PathLike, card: RunCard | None, repo_id: str,
-                     endpoint: str | None = None) -> str | None:
-    """The README.md to publish from the run (or, with ``card`` None, the merged export) at
-    ``path`` to ``repo_id``: None when there is none to publish.
-
-    A README as zoo wrote it (its sha256 is the one card.toml records) is rendered again with the
-    real repo id, links and hub. One the user edited keeps the user's text: only its metadata header
-    is refreshed from card.toml (zoo's facts win, the user's other keys, tags and license stay) and the
-    ``hf://ORG/NAME`` placeholders name the repo. A merged export has no card.toml: its README gets
-    the placeholders replaced."""
-    readme = Path(path) / README_FILE
-    if card is not None and (not readme.is_file() or sha256_file(readme) == card.files.get(README_FILE)):
-        return model_card_text(card, repo_id=repo_id, endpoint=endpoint)
-    if not readme.is_file():
-        return None
-    text = readme.read_text(encoding="utf-8")
-    if card is not None:
-        text = _refresh_header(readme, text, card_data(card).to_dict())
-    for placeholder in PLACEHOLDER_URIS:
-        text = text.replace(placeholder, placeholder.replace("ORG/NAME", repo_id))
-    return text
-
-
-_YAML_BLOCK = re.compile(r"^(\s*---(?:\r\n|\r|\n))([\S\s]*?)((?:\r\n|\r|\n)---[ \t]*(\r\n|\n|$))")
-
-
-#: header keys zoo fills in only where the user set none: the base's license is a default for a
-#: derivative, not a fact about it (the base model, the metrics, the library and tags are facts)
-_USER_MAY_SET = ("license",)
-
-
-def _refresh_header(readme: Path, text: str, fresh: dict) -> str:
-    """``text`` with its YAML metadata header replaced by the user's keys updated with ``fresh``
-    (tags: the user's, then zoo's that are missing; :data:`_USER_MAY_SET`: the user's if set); the
-    body is left as it is."""
-    import yaml  # lazy: huggingface_hub's own dependency, only when an edited README is published
-    from huggingface_hub import ModelCardData
-
-    match = _YAML_BLOCK.search(text)
-    body = text[match.end():] if match else text
-    try:
-        user = (yaml.safe_load(match.group(2)) if match else None) or {}
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{readme}: its metadata header is not YAML ({str(exc).splitlines()[0]}); fix it, "
-                         "or delete README.md and zoo renders one from card.toml") from None
-    if not isinstance(user, dict):
-        raise UsageError(f"{readme}: its metadata header is not a table of keys; fix it, or delete README.md")
-    tags = [*(user.get("tags") or []), *(t for t in fresh.get("tags", []) if t not in (user.get("tags") or []))]
-    defaults = {k: fresh.pop(k) for k in _USER_MAY_SET if k in fresh}
-    header = ModelCardData(**{**defaults, **user, **fresh, "tags": tags}).to_yaml()
-    return f"---\n{header}\n---\n{body}" if match else f"---\n{header}\n---\n\n{body}"
-
-
 def _replaceable(out: Path, overwrite: bool, what: str, is_ours) -> Path:
     out = Path(os.path.abspath(out))
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
@@ -434,14 +295,12 @@ def check_out(out: str | os.PathLike, overwrite: bool = False) -> Path:
     return _replaceable(Path(out), overwrite, "a run", is_run)
 
 
-def _is_export(path: Path) -> bool:
-    return {p.name for p in path.iterdir()} <= {"config.json", "model.safetensors", README_FILE}
-
-
-def write_run(out: str | os.PathLike, card: RunCard, head_tensors: dict, history: list[dict],
+def write_run(out: str | os.PathLike, card: RunCard, head_tensors: dict, history: list[dict], readme: str,
               overwrite: bool = False) -> Path:
     """Write the run directory ``out`` whole: files go to a temp directory beside it, which is
-    renamed into place once complete (an interrupted run leaves no half-written directory)."""
+    renamed into place once complete (an interrupted run leaves no half-written directory).
+    ``readme`` is README.md's text (zoo.transfer.model_card.model_card_text of ``card``), rendered
+    by the caller: the model card is made from the run's card, so the format does not import it."""
     from dataclasses import replace
 
     import tomlkit
@@ -451,7 +310,7 @@ def write_run(out: str | os.PathLike, card: RunCard, head_tensors: dict, history
     tmp.mkdir(parents=True)
     try:
         (tmp / METRICS_FILE).write_text(json.dumps({**card.metrics, "history": history}, indent=2) + "\n")
-        (tmp / README_FILE).write_text(model_card_text(card), encoding="utf-8")
+        (tmp / README_FILE).write_text(readme, encoding="utf-8")
         files = {HEAD_FILE: _BLANK, METRICS_FILE: sha256_file(tmp / METRICS_FILE),
                  README_FILE: sha256_file(tmp / README_FILE)}
         card = replace(card, version=RUN_VERSION, files=dict(sorted(files.items())))
@@ -522,96 +381,3 @@ def load_run(path: str | os.PathLike, device=None):
                                                  for k, x in card.transform.items()}}
     return model
 
-
-def export_merged(run: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False,
-                  progress: Progress | None = None) -> Path:
-    """A full model folder stock timm loads without zoo: ``config.json`` (architecture,
-    num_classes, label_names, pretrained_cfg) and ``model.safetensors`` (timm's own save_for_hf).
-    ``progress`` (zoo.util.progress) sees one task of three steps (load, write, check)."""
-    from timm.models import save_for_hf
-
-    out = _replaceable(Path(out), overwrite, "a merged export", _is_export)
-    tmp = temp_beside(out, "partial")
-    try:
-        with Task(progress, "export", f"export {Path(run).name} to {out}", 3, "steps") as task:
-            task.status("loading the run and its base")
-            model = load_run(run)
-            task.advance(1)
-            task.status("writing config.json and model.safetensors")
-            save_for_hf(model, str(tmp), model_config={"label_names": list(model.run.classes),
-                                                       "zoo": _export_record(model.run)}, safe_serialization=True)
-            task.advance(1)
-            config = json.loads((tmp / "config.json").read_text())
-            (tmp / README_FILE).write_text(model_card_text(model.run, merged=True), encoding="utf-8")
-            if config.get("num_classes") != len(model.run.classes):
-                raise RunError(f"timm wrote num_classes {config.get('num_classes')} for {len(model.run.classes)} classes")
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-            task.advance(1)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
-def _export_record(card: RunCard) -> dict:
-    """What config.json of a merged export says about its run (stock timm ignores the key):
-    the name :func:`load_export` gives the model, and where it came from."""
-    return {"format": "zoo-export", "run": card.name, "base": card.base.name,
-            "base_weights_sha256": card.base.weights_sha256, "license": card.base.license}
-
-
-def is_merged_export(path: str | os.PathLike) -> bool:
-    """A folder stock timm loads: ``config.json`` beside ``model.safetensors`` (``zoo export --merged``)."""
-    return (Path(path) / "config.json").is_file() and (Path(path) / "model.safetensors").is_file()
-
-
-def load_export(path: str | os.PathLike, device=None, reference: str | None = None, repo_id: str | None = None):
-    """The model of a merged export folder, built by stock timm (``local-dir:``, as
-    ``timm.create_model`` loads it anywhere), with what zoo.load gives every model: ``class_names``
-    (config.json ``label_names``), ``data_config`` (its pretrained_cfg), ``weights_sha256`` (of
-    model.safetensors) and ``card`` (a card of the export itself, named after its run).
-    ``reference`` is what the caller wrote (``hf://ORG/NAME``) and ``repo_id`` its hub repo."""
-    import timm  # lazy: timm and torch only when a model is built (zoo publish needs neither)
-
-    from zoo.model.decode import tag_output  # lazy: torch and timm, as above
-    from zoo.model.load import TIMM_LOGGERS
-
-    path = Path(path)
-    config_path = path / "config.json"
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        arch, num_classes = config["architecture"], config["num_classes"]
-        cfg = config.get("pretrained_cfg") or {}
-        if not isinstance(arch, str) or not isinstance(num_classes, int) or not isinstance(cfg, dict):
-            raise TypeError("architecture, num_classes or pretrained_cfg has the wrong type")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RunError(f"{config_path} is not the config.json of a timm model ({type(exc).__name__}: {exc})") from None
-    names = config.get("label_names")
-    if names is not None and (not isinstance(names, list) or len(names) != num_classes
-                              or not all(isinstance(n, str) for n in names)):
-        raise RunError(f"{config_path}: label_names must list {num_classes} class names, got {str(names)[:200]}")
-    if not timm.is_model(arch):
-        raise RunError(f"{config_path}: timm {timm.__version__} has no architecture {arch!r}; upgrade timm")
-    with logs.third_party_quiet(*TIMM_LOGGERS):
-        try:
-            model = timm.create_model(f"local-dir:{path}", pretrained=True)
-        except (RuntimeError, ValueError, KeyError) as exc:  # what timm raises for weights that do not fit
-            raise RunError(f"{path / 'model.safetensors'} does not load into {arch}: {str(exc).splitlines()[0]}") from None
-    record = config.get("zoo") if isinstance(config.get("zoo"), dict) else {}
-    data = {k: tuple(v) if isinstance(v, list) else v for k, v in model.pretrained_cfg.items()}
-    model.data_config = {"input_size": data["input_size"], "interpolation": data.get("interpolation") or "bicubic",
-                         "mean": data["mean"], "std": data["std"], "crop_pct": data.get("crop_pct") or 0.875,
-                         "crop_mode": data.get("crop_mode") or "center"}
-    name = str(record.get("run") or (repo_id.split("/")[1] if repo_id else path.name))
-    model.card = Card(name=name, architecture=arch, tag="export", hub_repo=repo_id or "",
-                      sources=(Source(reference or str(path)),), num_classes=num_classes,
-                      license=str(record.get("license") or "unknown"), path=str(config_path),
-                      notes=f"merged export of the run {name} on {record.get('base') or arch}", **model.data_config)
-    model.weights_sha256 = sha256_file(path / "model.safetensors")
-    model.class_names = list(names) if names is not None else None
-    model.export = path
-    model.register_forward_hook(tag_output)
-    if device is not None:
-        model.to(device)
-    return model.eval()
