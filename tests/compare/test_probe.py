@@ -1,52 +1,13 @@
-"""Linear probe, kNN, LogME and rank helpers (zoo/compare/probe.py) against their definitions."""
-
-import math
+"""Linear probe, kNN, bootstrap intervals and rank helpers (zoo/compare/probe.py) against their
+definitions (the scores' tests: test_scores.py)."""
 
 import pytest
 import torch
 
-from zoo.compare.probe import _evidence, kendall_tau, knn_accuracy, linear_probe, logme, pareto_front
-
-
-def _max_evidence_numerically(f, y):
-    """The paper's log-evidence maximised over (log alpha, log beta) by scipy, averaged over classes."""
-    from scipy.optimize import minimize
-
-    n, d = f.shape
-    u, s, _ = torch.linalg.svd(f, full_matrices=False)
-    s2 = s * s
-    best = []
-    for k in range(int(y.max()) + 1):
-        yk = (y == k).double()
-        z2 = (u.T @ yk) ** 2
-        r = minimize(lambda p: -_evidence(math.exp(p[0]), math.exp(p[1]), s2, z2, float(yk @ yk), n, d),
-                     [0.0, 0.0], method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 20000})
-        best.append(-r.fun)
-    return sum(best) / len(best)
-
-
-@pytest.mark.parametrize("classes", [2, 5])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_logme_fixed_point_is_the_maximum_evidence(classes, seed):
-    g = torch.Generator().manual_seed(seed)
-    f = torch.randn(60, 8, generator=g, dtype=torch.float64)
-    y = torch.randint(0, classes, (60,), generator=g)
-    assert logme(f, y) == pytest.approx(_max_evidence_numerically(f, y), abs=1e-4)
-
-
-def test_evidence_formula_matches_the_direct_definition():
-    """_evidence (spectral) against the formula written with matrices, at an arbitrary alpha, beta."""
-    g = torch.Generator().manual_seed(3)
-    f = torch.randn(30, 6, generator=g, dtype=torch.float64)
-    y = (torch.randint(0, 2, (30,), generator=g) == 1).double()
-    alpha, beta = 0.7, 2.3
-    n, d = f.shape
-    a = alpha * torch.eye(d, dtype=torch.float64) + beta * f.T @ f
-    m = beta * torch.linalg.solve(a, f.T @ y)
-    direct = (n / 2 * math.log(beta) + d / 2 * math.log(alpha) - n / 2 * math.log(2 * math.pi)
-              - beta / 2 * float((f @ m - y) @ (f @ m - y)) - alpha / 2 * float(m @ m) - float(torch.logdet(a)) / 2) / n
-    u, s, _ = torch.linalg.svd(f, full_matrices=False)
-    assert _evidence(alpha, beta, s * s, (u.T @ y) ** 2, float(y @ y), n, d) == pytest.approx(direct, abs=1e-10)
+from zoo.compare.probe import (bootstrap_interval, difference_interval, kendall_tau, knn_accuracy, knn_correct,
+                               linear_probe, pareto_front, probe_correct)
+from zoo.compare.scores import logme
+from zoo.errors import UsageError
 
 
 def test_separable_features_score_higher_than_shuffled_labels():
@@ -81,3 +42,47 @@ def test_kendall_tau_and_pareto_front():
     assert kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0 and kendall_tau([1], [1]) is None
     # (accuracy, latency): B is dominated by A (less accurate and slower); C is slower but best
     assert pareto_front([(0.9, 10), (0.8, 20), (0.95, 30)]) == [True, False, True]
+
+
+def test_probe_and_knn_per_image_results_give_their_accuracy():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x, y = torch.tensor(x[:400] / 16.0), torch.tensor(y[:400])
+    train, test = torch.arange(0, 300), torch.arange(300, 400)
+    probe, knn = probe_correct(x, y, train, test), knn_correct(x, y, train, test)
+    assert probe.dtype == torch.bool and probe.shape == knn.shape == (len(test),)
+    assert float(probe.double().mean()) == linear_probe(x, y, train, test)
+    assert float(knn.double().mean()) == knn_accuracy(x, y, train, test)
+
+
+def test_bootstrap_interval_matches_the_binomial_spread():
+    # 400 images, 340 right: accuracy 0.85, binomial sd sqrt(.85 * .15 / 400) = 0.01785
+    correct = torch.zeros(400, dtype=torch.bool)
+    correct[torch.randperm(400, generator=torch.Generator().manual_seed(0))[:340]] = True
+    lo, hi = bootstrap_interval(correct)
+    assert lo < 0.85 < hi
+    assert hi - lo == pytest.approx(2 * 1.96 * 0.01785, rel=0.1)
+    assert bootstrap_interval(correct) == (lo, hi)  # seeded: the same every time
+    assert bootstrap_interval(torch.ones(50, dtype=torch.bool)) == (1.0, 1.0)
+
+
+def test_paired_difference_sees_what_unpaired_intervals_miss():
+    """Two models right on the same hard images: B misses 6 of A's 340 and nothing else. Their own
+    intervals overlap widely, yet B is worse on every resample: the paired interval excludes 0."""
+    a = torch.zeros(400, dtype=torch.bool)
+    a[:340] = True
+    b = a.clone()
+    b[:6] = False
+    (alo, ahi), (blo, bhi) = bootstrap_interval(a), bootstrap_interval(b)
+    assert blo < ahi and alo < bhi  # the intervals overlap
+    lo, hi = difference_interval(b, a)
+    assert hi < 0 and lo == pytest.approx(-0.03, abs=0.01)
+    assert difference_interval(a, a) == (0.0, 0.0)
+    # a different image each: a real tie, within noise
+    c = a.clone()
+    c[339], c[340] = False, True
+    lo, hi = difference_interval(c, a)
+    assert lo < 0 < hi
+    with pytest.raises(UsageError, match="same held-out images"):
+        difference_interval(a, a[:10])

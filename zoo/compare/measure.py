@@ -1,11 +1,27 @@
 """Figures of a model on this machine: GMACs (computed), latency, throughput and peak memory (timed).
 
 GMACs come from ``torch.utils.flop_counter.FlopCounterMode`` on the meta device: no weights, no
-compute, so every card gets them. Timing runs in a fresh subprocess per model (``python -m
-zoo.measure``): peak RSS only grows within a process, so one model's peak would hide the next
-one's. The timing loop is the plain one a person would write (warm-up, then ``perf_counter``
-around each forward under ``inference_mode``, channels_last), so the harness adds nothing to
-what it reports (bench/bench_compare.py).
+compute, so every card gets them. Timing runs each model in its own Python process (``python -m
+zoo.compare.measure NAME``): peak RSS only grows within a process, so one model's peak would hide
+the next one's. The processes stay up for the whole measurement and the parent drives them round by
+round over a pipe: round 1 times model A, then B, then C; round 2 again A, B, C; and so on. A
+burst of load from elsewhere (a build, another job) then lands on every model's rounds instead of
+on whichever model happened to be timed at the time, and a one-model process per round would pay
+torch's import and the model's load for every round. Between its turns a process sits blocked on
+its pipe and takes no CPU. Each turn is the plain loop a person would write (warm-up, then
+``perf_counter`` around each forward under ``inference_mode``, channels_last), so the harness adds
+nothing to what it reports (bench/bench_compare.py).
+
+A row is marked busy (``busy``: why) when the machine was: other processes took CPU the timing
+needed, or the p90/p50 spread of its batch-1 runs is over 1.5 (the runs disagree: the figures are
+noise as much as model). On Linux "other processes" is measured, not guessed: the CPU time the
+whole machine spent during the model's turns (``/proc/stat``) minus what this measurement's own
+processes spent, per second of timing (``others_cpu``, in cores); more than the cores the timing
+left free (cores - threads) plus half a core is busy. The 1-minute load average cannot tell: it
+counts the timing's own threads, so a model timed on every core of an idle machine reads "load
+above the cores" as soon as anything else wakes up, and it trails the last minute. Where there is
+no ``/proc`` the load average taken before the timing starts is the fallback (above the core
+count: busy).
 """
 
 from __future__ import annotations
@@ -15,11 +31,13 @@ import json
 import os
 import platform
 import resource
+import select
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Any
+from typing import Any, Callable
 
 import timm
 import torch
@@ -30,9 +48,15 @@ from zoo.errors import ZooError
 from zoo.model.load import load
 from zoo.model.resolve import card_for
 
-#: batch-1 timing: at least this many runs, and at least this long
-MIN_RUNS, MIN_SECONDS = 10, 1.0
+#: timing rounds, interleaved across the models; per round and model, batch-1 forwards: at least
+#: ROUND_RUNS and ROUND_SECONDS, after ROUND_WARMUP untimed ones (the model before left the caches cold)
+ROUNDS, ROUND_RUNS, ROUND_SECONDS, ROUND_WARMUP = 5, 4, 0.3, 2
+#: untimed forwards when a process has loaded its model
 WARMUP = 3
+#: p90/p50 of the batch-1 runs above this: the timings are too noisy to trust
+BUSY_SPREAD = 1.5
+#: seconds a process may take to load its model, or to answer one round
+TIMEOUT = 900
 
 
 def gmacs(architecture: str, input_size: tuple[int, int, int]) -> float:
@@ -61,15 +85,15 @@ def machine(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
     return info
 
 
-def time_forward(model, batch: int, input_size, device: str = "cpu", min_runs: int = MIN_RUNS,
-                 min_seconds: float = MIN_SECONDS) -> list[float]:
-    """Seconds per forward of a ``batch`` of random images, after WARMUP runs: at least
-    ``min_runs`` runs and ``min_seconds`` in all."""
+def time_forward(model, batch: int, input_size, device: str = "cpu", min_runs: int = ROUND_RUNS,
+                 min_seconds: float = ROUND_SECONDS, warmup: int = ROUND_WARMUP) -> list[float]:
+    """Seconds per forward of a ``batch`` of random images, after ``warmup`` untimed runs: at
+    least ``min_runs`` runs and ``min_seconds`` in all."""
     x = torch.randn(batch, *input_size, device=device).contiguous(memory_format=torch.channels_last)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times: list[float] = []
     with torch.inference_mode():
-        for _ in range(WARMUP):
+        for _ in range(warmup):
             model(x)
         sync()
         start = time.perf_counter()
@@ -86,48 +110,225 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure_here(name: str, batch_sizes: list[int], device: str = "cpu", threads: int | None = None) -> dict:
-    """Load ``name`` (offline: cached weights only) and time it in this process."""
-    if threads:
-        torch.set_num_threads(threads)
-    model = load(card_for(name)).to(device).to(memory_format=torch.channels_last)
-    size = tuple(model.data_config["input_size"])
-    out: dict[str, Any] = {"input_size": list(size), "memory_format": "channels_last"}
-    one = time_forward(model, 1, size, device)
-    out.update(latency_ms=statistics.median(one) * 1e3, latency_p90_ms=_percentile(one, 0.9) * 1e3, runs=len(one))
+def busy_reason(p50: float, p90: float, cores: int, threads: int, others: float | None = None,
+                load: float | None = None) -> str | None:
+    """Why batch-1 timings with this median and p90, taken while other processes used ``others``
+    cores (None: unknown, then the 1-minute ``load`` before the timing) on ``cores``, the model on
+    ``threads``, cannot be trusted; None when they can."""
+    reasons = []
+    if others is not None:
+        if others > max(cores - threads, 0) + 0.5:
+            reasons.append(f"other processes used {others:.1f} of {cores} cores while it was timed")
+    elif load is not None and load > cores:
+        reasons.append(f"load average {load:.1f} on {cores} cores")
+    if p50 > 0 and p90 / p50 > BUSY_SPREAD:
+        reasons.append(f"p90/p50 {p90 / p50:.2f} > {BUSY_SPREAD}")
+    return "; ".join(reasons) or None
+
+
+def _cpu_ticks(pids: list[int]) -> tuple[int, int] | None:
+    """(CPU ticks the whole machine has spent busy, ticks spent by ``pids`` and this process), from
+    ``/proc``; None where there is none (or a process is gone)."""
+    try:
+        with open("/proc/stat") as fh:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fh.readline().split()[1:9])
+        ours = 0
+        for pid in (*pids, "self"):
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+            ours += int(fields[11]) + int(fields[12])  # utime, stime
+        return user + nice + system + irq + softirq + steal, ours
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Others:
+    """CPU that processes other than this measurement's used during each model's turns."""
+
+    def __init__(self) -> None:
+        self.ticks: dict[int, float] = {}
+        self.seconds: dict[int, float] = {}
+        self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def turn(self, i: int, pids: list[int], run: Callable[[], None]) -> None:
+        before, t0 = _cpu_ticks(pids), time.perf_counter()
+        run()
+        after, seconds = _cpu_ticks(pids), time.perf_counter() - t0
+        if before and after:
+            self.ticks[i] = self.ticks.get(i, 0) + (after[0] - before[0]) - (after[1] - before[1])
+            self.seconds[i] = self.seconds.get(i, 0) + seconds
+
+    def cores(self, i: int) -> float | None:
+        """Mean cores the others used while model ``i`` was timed (None: not measurable here)."""
+        if not self.seconds.get(i):
+            return None
+        return max(self.ticks[i] / self.hz / self.seconds[i], 0.0)
+
+
+class _Timed:
+    """One model's own Python process, answering the parent's commands one JSON line at a time.
+    Its stderr goes to a file (a pipe nobody reads would fill and block it), read back on failure."""
+
+    def __init__(self, name: str, device: str, threads: int | None):
+        self.name = name
+        cmd = [sys.executable, "-m", "zoo.compare.measure", name, "--device", device] + (
+            ["--threads", str(threads)] if threads else [])
+        env = config.child_environment(ZOO_OFFLINE="1")  # the parent made sure the weights are cached
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                     text=True, env=env)
+        self.info: dict = {}
+
+    def ready(self) -> None:
+        """Wait for the process to say its model is loaded and warm (and what it was loaded at)."""
+        self.info = self._answer()
+
+    def ask(self, **command) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps(command) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # it died: _answer says why
+        return self._answer()
+
+    def _answer(self) -> dict:
+        ready, _, _ = select.select([self.proc.stdout], [], [], TIMEOUT)
+        line = self.proc.stdout.readline() if ready else ""
+        if line:
+            return json.loads(line)
+        if self.proc.poll() is None:  # silent past the timeout: stuck
+            self.proc.kill()
+        self.proc.wait()
+        self.stderr.seek(0)
+        lines = self.stderr.read().decode(errors="replace").strip().splitlines()
+        self.close()
+        why = f"no answer in {TIMEOUT} s" if not ready else (lines[-1] if lines else f"exit {self.proc.returncode}")
+        raise ZooError(f"measuring {self.name} failed: {why}")
+
+    def close(self) -> None:
+        """End the process (its stdin closed, it exits; killed if it does not) and its files."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def measure_models(names: list[str], batch_sizes: list[int], device: str = "cpu", threads: int | None = None,
+                   rounds: int = ROUNDS, labels: list[str] | None = None,
+                   status: Callable[[str], None] | None = None) -> list[dict | ZooError]:
+    """Time ``names`` (cached weights only) in interleaved rounds, each in its own process: per
+    model its figures (latency over every round's batch-1 runs, throughput at the largest batch,
+    peak RSS, the machine, ``busy``), or the ZooError that stopped it. ``status`` hears which model
+    and round is running (by ``labels``, default the names)."""
+    say = status or (lambda text: None)
+    labels = labels or names
+    procs: dict[int, _Timed] = {}
+    out: list[Any] = [None] * len(names)  # each ends a dict of figures or the ZooError that stopped it
     big = max(batch_sizes)
+    ones: dict[int, list[list[float]]] = {i: [] for i in range(len(names))}
+    bigs: dict[int, list[float]] = {i: [] for i in range(len(names))}
+    others = _Others()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # before any of ours starts
+    try:
+        for i, name in enumerate(names):  # all load at once: importing torch and loading is mostly one core
+            procs[i] = _Timed(name, device, threads)
+        for i, proc in list(procs.items()):
+            say(f"{labels[i]}: loading in its own process")
+            try:
+                proc.ready()
+            except ZooError as exc:  # one model failing to run (memory, an op missing) costs its row
+                out[i] = exc
+                del procs[i]
+        for r in range(rounds):
+            for i, proc in list(procs.items()):
+                say(f"timing round {r + 1}/{rounds}: {labels[i]}")
+                try:
+                    others.turn(i, [p.proc.pid for p in procs.values()], lambda: _turn(proc, r, big, ones[i], bigs[i]))
+                except ZooError as exc:
+                    out[i] = exc
+                    del procs[i]
+        for i, proc in procs.items():
+            out[i] = _summary(proc.info, proc.ask(finish=True), ones[i], bigs[i], big, others.cores(i), load)
+    finally:
+        for proc in procs.values():
+            proc.close()
+    return out
+
+
+def _turn(proc: _Timed, r: int, big: int, ones: list[list[float]], bigs: list[float]) -> None:
+    """One model's turn in round ``r``: its batch-1 runs, then one timed forward of the big batch
+    (warmed up in the first round)."""
+    ones.append(proc.ask(batch=1, min_runs=ROUND_RUNS, min_seconds=ROUND_SECONDS, warmup=ROUND_WARMUP)["times"])
     if big > 1:
-        times = time_forward(model, big, size, device, min_runs=3, min_seconds=0)
-        out.update(throughput=big / statistics.median(times), throughput_batch=big)
-    else:
-        out.update(throughput=1 / statistics.median(one), throughput_batch=1)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    out["machine"] = machine(device, threads)
+        bigs += proc.ask(batch=big, min_runs=1, min_seconds=0, warmup=1 if r == 0 else 0)["times"]
+
+
+def _summary(info: dict, finish: dict, rounds: list[list[float]], bigs: list[float], big: int,
+             others: float | None, load: float | None) -> dict:
+    """One model's figures from its rounds (seconds) and its process's last answer."""
+    one = [t for times in rounds for t in times]
+    p50, p90 = statistics.median(one), _percentile(one, 0.9)
+    out: dict[str, Any] = dict(info)
+    out.update(finish)
+    cores, threads = os.cpu_count() or 1, finish["machine"]["threads"]
+    out.update(latency_ms=p50 * 1e3, latency_p90_ms=p90 * 1e3, runs=len(one), rounds=len(rounds),
+               latency_rounds_ms=[round(statistics.median(t) * 1e3, 3) for t in rounds],
+               throughput=big / statistics.median(bigs) if bigs else 1 / p50, throughput_batch=big if bigs else 1,
+               others_cpu=None if others is None else round(others, 2), load_avg=load and round(load, 2),
+               busy=busy_reason(p50, p90, cores, threads, others, load))
     return out
 
 
 def measure(name: str, batch_sizes: list[int], device: str = "cpu", threads: int | None = None,
-            timeout: float = 900) -> dict:
-    """``measure_here`` in a fresh Python process (its peak RSS is this model's alone)."""
-    cmd = [sys.executable, "-m", "zoo.compare.measure", name, "--batch-sizes", ",".join(map(str, batch_sizes)),
-           "--device", device] + (["--threads", str(threads)] if threads else [])
-    env = config.child_environment(ZOO_OFFLINE="1")  # the parent made sure the weights are cached
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    if done.returncode != 0:
-        raise ZooError(f"measuring {name} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+            rounds: int = ROUNDS) -> dict:
+    """One model's figures (``measure_models`` of one); raises the ZooError that stopped it."""
+    result = measure_models([name], batch_sizes, device, threads, rounds)[0]
+    if isinstance(result, ZooError):
+        raise result
+    return result
+
+
+def _serve(name: str, device: str, threads: int | None) -> int:
+    """The child: load ``name``, warm it up, say so, then answer timing commands (JSON lines on
+    stdin) until ``finish``, which answers peak RSS and the machine. Anything else printing to
+    stdout (a library) is sent to stderr, so that the parent's pipe carries answers only."""
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    if threads:
+        torch.set_num_threads(threads)
+    model = load(card_for(name)).to(device).to(memory_format=torch.channels_last)
+    size = tuple(model.data_config["input_size"])
+    time_forward(model, 1, size, device, min_runs=0, min_seconds=0, warmup=WARMUP)
+    answers.write(json.dumps({"input_size": list(size), "memory_format": "channels_last"}) + "\n")
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command.get("finish"):
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+            answers.write(json.dumps({"peak_rss_mb": rss, "machine": machine(device, threads)}) + "\n")
+            break
+        times = time_forward(model, command["batch"], size, device, command["min_runs"], command["min_seconds"],
+                             command["warmup"])
+        answers.write(json.dumps({"times": times}) + "\n")
+    return 0
 
 
 def _main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m zoo.compare.measure")
+    ap = argparse.ArgumentParser(prog="python -m zoo.compare.measure",
+                                 description="one model's timing process, driven by zoo compare over stdin")
     ap.add_argument("name")
-    ap.add_argument("--batch-sizes", default="1,32")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
-    result = measure_here(args.name, [int(b) for b in args.batch_sizes.split(",")], args.device, args.threads)
-    sys.stdout.write(json.dumps(result) + "\n")
-    return 0
+    return _serve(args.name, args.device, args.threads)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The measurements ``zoo compare`` keeps: the latest figures of each card on this machine.
 
 One JSON document per card under ``ZOO_HOME/measurements`` (version 1: latency, throughput, peak
-memory, GMACs and the machine they were taken on), written atomically. Torch-free: ``zoo list
+memory, GMACs and the machine they were taken on; since the interleaved timing also the runs and
+rounds behind the latency and ``busy``, why the machine was too busy to trust it, or null),
+written atomically. Torch-free: ``zoo list
 --measured`` reads them beside the published figures.
 """
 
@@ -24,8 +26,8 @@ def measurements_dir() -> Path:
 
 def save_measurement(name: str, row: dict) -> None:
     """Keep the latest measurement of ``name`` (with its machine), atomically."""
-    keep = {k: row[k] for k in ("latency_ms", "latency_p90_ms", "throughput", "throughput_batch", "peak_rss_mb",
-                                "gmacs", "machine")}
+    keep = {k: row.get(k) for k in ("latency_ms", "latency_p90_ms", "runs", "rounds", "busy", "others_cpu",
+                                    "throughput", "throughput_batch", "peak_rss_mb", "gmacs", "machine")}
     doc = {"version": MEASUREMENTS_VERSION, "name": name, "measured_at": datetime.now(timezone.utc).isoformat(
         timespec="seconds"), **keep}
     folder = measurements_dir()

@@ -127,3 +127,21 @@ def unfreeze(model: nn.Module, last: int) -> nn.Module:
 def trainable(model: nn.Module) -> Iterable[torch.nn.Parameter]:
     """The parameters an optimizer should get."""
     return (p for p in model.parameters() if p.requires_grad)
+
+
+def imagenet_classifier(model: nn.Module, weights_file) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The base's own ImageNet classifier (weight, bias), read from its weights file (a model loaded
+    with a new head no longer holds it), or None if it has none of the model's feature size. What
+    measures similarity to ImageNet (zoo.transfer.strategy) and gives LEEP and NCE their source
+    predictions (zoo.compare.scores) without another forward pass."""
+    from safetensors import safe_open
+
+    names = classifier_names(model)
+    if len(names) != 1:
+        return None
+    with safe_open(str(weights_file), "pt") as f:
+        keys = set(f.keys())
+        w, b = f"{names[0]}.weight", f"{names[0]}.bias"
+        if w not in keys or b not in keys or f.get_slice(w).get_shape()[-1] != model.num_features:
+            return None
+        return f.get_tensor(w), f.get_tensor(b)

@@ -19,7 +19,6 @@ from typing import Any
 
 import timm
 import torch
-from safetensors import safe_open
 
 from zoo import __version__
 from zoo.cards.card import Card
@@ -105,7 +104,7 @@ def finetune(name: str | Card, data: str | os.PathLike, out: str | os.PathLike, 
     random.seed(seed)
     model = load(card_for(name), head=list(classes))
     base_file = open_weights(model.card)
-    imagenet = _imagenet_classifier(model, base_file)
+    imagenet = heads.imagenet_classifier(model, base_file)
     per_class = len(split.train) / len(classes)
     on_features = strategy == "two-stage" or strategy == "head" or (strategy == "auto" and per_class < LARGE_PER_CLASS)
     features, not_measured = None, None if imagenet else "the base has no ImageNet classifier"
@@ -161,20 +160,6 @@ def _kept(best: Best) -> str:
     e = best.epoch
     stage = f"stage {e.stage} " if e.stage > 1 or best.history[-1].stage > 1 else ""
     return f"{stage}epoch {e.epoch}, val loss {e.val_loss:.4f}, val accuracy {e.val_accuracy:.4f}"
-
-
-def _imagenet_classifier(model, base_file):
-    """The base's own ImageNet classifier (weight, bias) from its weights file, if it has one."""
-
-    names = heads.classifier_names(model)
-    if len(names) != 1:
-        return None
-    with safe_open(str(base_file), "pt") as f:
-        keys = set(f.keys())
-        w, b = f"{names[0]}.weight", f"{names[0]}.bias"
-        if w not in keys or b not in keys or f.get_slice(w).get_shape()[-1] != model.num_features:
-            return None
-        return f.get_tensor(w), f.get_tensor(b)
 
 
 @dataclass
