@@ -55,6 +55,7 @@ def test_other_processes_cpu_is_measured_apart_from_the_timings_own():
     assert timed.cores(0) == pytest.approx(everyone.cores(0) - spun, abs=0.15) or timed.cores(0) == 0.0
 
 
+@pytest.mark.slow  # three timing processes (~7 s); the busy rule and the CPU measurement stay quick
 def test_models_are_timed_in_interleaved_rounds_each_in_its_own_process(monkeypatch):
     """lite0 and lite1 (bundled) timed in 2 rounds, A B A B; resnet50, not cached offline, fails
     in its own process and costs only its own result."""

@@ -28,6 +28,7 @@ def _files(digits_folder):
     return [str(p) for p in sorted(digits_folder.glob("*/*.png"))[::300]]
 
 
+@pytest.mark.slow  # publish, then a fresh home pulls run and base (~12 s); the README and no-op publish tests stay quick
 def test_publish_then_load_from_an_empty_home_gives_identical_predictions(small_run, digits_folder, hub_rw,
                                                                           tmp_path):
     run, _ = small_run

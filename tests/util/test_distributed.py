@@ -87,6 +87,7 @@ def test_torchrun_extract_matches_one_process(digits300, tmp_path):
         assert torch.allclose(torch.from_numpy(a["features"][:]), torch.from_numpy(b["features"][:]), atol=1e-4)
 
 
+@pytest.mark.slow  # two torchrun ranks train blocks (~7 s)
 def test_torchrun_partial_finetune_trains_blocks_under_ddp(digits_folder, tmp_path):
     data = digits_subset(digits_folder, tmp_path / "two", 11, ("3", "8"))  # 18 training images: shards of 9, batches 4+4+1
     env = {"ZOO_HOME": str(tmp_path / "home"), "ZOO_OFFLINE": "1"}

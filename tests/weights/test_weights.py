@@ -169,6 +169,7 @@ def test_four_processes_pulling_at_once_download_once(hub, tiny_weights, user_ca
     assert (isolated_env / "blobs" / sha).read_bytes() == tiny_weights.read_bytes()
 
 
+@pytest.mark.slow  # three pulls against a live hub (~7 s)
 def test_lock_file_pins_exact_bytes(hub, tiny_weights, user_cards, monkeypatch, tmp_path):
     sha = hub.publish(tiny_weights, "zootest/tiny", "test_efficientnet.zootest")
     write_toml(user_cards / "tiny.toml", tiny_hub_card(sha))
