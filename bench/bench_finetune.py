@@ -48,21 +48,32 @@ def make_digits(root: Path, n: int) -> Path:
     return root
 
 
-def plain_loop(root: Path, epochs: int, batch_size: int, workers: int, lr: float) -> float:
-    """What a tutorial writes: the frozen backbone runs every epoch."""
+def plain_loaders(root: Path, model, batch_size: int, workers: int):
+    """What a tutorial writes: torchvision ImageFolder + DataLoader, over the same training and
+    validation images as zoo's run (both sort the files), shuffled training batches."""
     import torch
     from torchvision.datasets import ImageFolder
 
     import zoo
     from zoo.transfer.datasets import split
 
-    t0 = time.perf_counter()
-    model = zoo.load("efficientnet_lite0", head=10).eval().to(memory_format=torch.channels_last)
     dataset = ImageFolder(str(root), transform=zoo.transforms(model))
-    s = split(root, 0.2, seed=0)  # the same images on each side as zoo's run (both sort the files)
+    s = split(root, 0.2, seed=0)
     train = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, s.train), batch_size=batch_size,
                                         shuffle=True, num_workers=workers)
     val = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, s.val), batch_size=batch_size, num_workers=workers)
+    return train, val
+
+
+def plain_loop(root: Path, epochs: int, batch_size: int, workers: int, lr: float) -> float:
+    """What a tutorial writes: the frozen backbone runs every epoch."""
+    import torch
+
+    import zoo
+
+    t0 = time.perf_counter()
+    model = zoo.load("efficientnet_lite0", head=10).eval().to(memory_format=torch.channels_last)
+    train, val = plain_loaders(root, model, batch_size, workers)
     head = model.get_classifier()
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     for _ in range(epochs):

@@ -28,27 +28,21 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_finetune import make_digits  # noqa: E402
+from bench_finetune import make_digits, plain_loaders  # noqa: E402
 
 
 def plain_loop(root: Path, epochs: int, batch_size: int, workers: int, open_blocks: int, lr: float) -> float:
     import torch
-    from torchvision.datasets import ImageFolder
 
     import zoo
     from zoo.model import heads
-    from zoo.transfer.datasets import split
 
     t0 = time.perf_counter()
     model = zoo.load("efficientnet_lite0", head=10)
     heads.freeze(model, "backbone")
     heads.unfreeze(model, open_blocks)
     model.to(memory_format=torch.channels_last)
-    dataset = ImageFolder(str(root), transform=zoo.transforms(model))
-    s = split(root, 0.2, seed=0)  # the same images on each side as zoo's run (both sort the files)
-    train = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, s.train), batch_size=batch_size,
-                                        shuffle=True, num_workers=workers)
-    val = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, s.val), batch_size=batch_size, num_workers=workers)
+    train, val = plain_loaders(root, model, batch_size, workers)
     head = {id(p) for p in model.get_classifier().parameters()}
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": [p for p in params if id(p) in head], "lr": lr},
