@@ -36,6 +36,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from zoo.compare.report import compare
 
     err = console(stderr=True)
+    if args.plot:
+        from zoo.util.plots import check_plot
+
+        check_plot(args.plot)  # before minutes of measuring
     with ProgressDisplay() as progress:  # the tables come after the bars are gone
         result = compare(args.names, data=args.data, batch_sizes=args.batch_size, threads=args.threads,
                          device=args.device, rounds=args.rounds, progress=progress)

@@ -13,7 +13,8 @@ MAX_TABLE_COLUMNS = 25
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from zoo.api import evaluate, load
-    from zoo.transfer.evaluate import check_plot, plot_confusion
+    from zoo.transfer.evaluate import plot_confusion
+    from zoo.util.plots import check_plot
 
     if args.plot:
         check_plot(args.plot)  # before any model is loaded

@@ -14,8 +14,8 @@ import math
 import os
 from pathlib import Path
 
-from zoo.errors import MissingExtra, UsageError
-from zoo.util.tempfiles import temp_beside
+from zoo.errors import UsageError
+from zoo.util.plots import check_plot, pyplot, save_png
 
 FRONT, OTHER = "#d62728", "#1f77b4"
 
@@ -40,17 +40,10 @@ def _label(r: dict, key: str) -> str:
 
 def plot(result: dict, out: str | os.PathLike, title: str | None = None) -> Path:
     """Write the PNG for a :func:`zoo.compare.compare` result; returns its path."""
-    try:
-        import matplotlib
+    out = check_plot(out)
+    plt = pyplot()
+    from matplotlib.lines import Line2D
 
-        matplotlib.use("Agg")  # files only: no display needed
-        import matplotlib.pyplot as plt
-        from matplotlib.lines import Line2D
-    except ImportError:
-        raise MissingExtra("--plot", "matplotlib", "plot") from None
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise UsageError(f"--plot writes a PNG: name it *.png, not {out.name}")
     with_data = result.get("data") is not None
     key = "probe_accuracy" if with_data else "top1"
     rows = [r for r in result["rows"] if r.get(key) is not None and r.get("latency_ms") is not None]
@@ -80,11 +73,7 @@ def plot(result: dict, out: str | os.PathLike, title: str | None = None) -> Path
                           f"({machine.get('threads', '?')} threads, {machine.get('device', 'cpu')})", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
-    tmp = temp_beside(out, "tmp.png")
-    fig.savefig(tmp, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return save_png(fig, out, bbox_inches="tight")
 
 
 def _draw(ax, r: dict, key: str, with_data: bool, Line2D):  # noqa: N803 - matplotlib's class, imported late

@@ -17,20 +17,19 @@ sums to the number of images evaluated.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from zoo.errors import MissingExtra, UsageError
+from zoo.errors import UsageError
 from zoo.model.decode import IMAGENET_CLASSES, class_indices, output_names
 from zoo.model.transforms import transforms
 from zoo.transfer.datasets import ImageFolder, all_images, split
 from zoo.transfer.features import image_loader
 from zoo.util.progress import Progress, Task
-from zoo.util.tempfiles import temp_beside
+from zoo.util.plots import check_plot, pyplot, save_png
 
 #: the confusion matrix's column for predictions of classes the data does not hold
 OTHER = "(other)"
@@ -232,25 +231,11 @@ def _not_its_data(data, images: int, run) -> UsageError:
                       f"{run.metrics['val_size']}: it is not the data the run was validated on")
 
 
-def check_plot(out: str | os.PathLike) -> Path:
-    """Where ``--plot`` may write (a .png, matplotlib installed): checked before any image is read."""
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise UsageError(f"--plot writes a PNG: name it *.png, not {out.name}")
-    if importlib.util.find_spec("matplotlib") is None:
-        raise MissingExtra("--plot", "matplotlib", "plot")
-    return out
-
-
 def plot_confusion(result: Evaluation, out: str | os.PathLike) -> Path:
     """The confusion matrix as a PNG: each cell's count, shaded by its share of the true class
     (the row), so a class that is often mistaken stands out whatever its size."""
     out = check_plot(out)
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     matrix = result.confusion()
     rows, cols = len(result.classes), len(result.columns)
     share = [[n / max(sum(row), 1) for n in row] for row in matrix]
@@ -271,10 +256,4 @@ def plot_confusion(result: Evaluation, out: str | os.PathLike) -> Path:
     ax.set_title(f"{result.model}: accuracy {result.accuracy:.3f} ({result.correct}/{len(result.images)})\n{where}",
                  fontsize=10)
     fig.tight_layout()
-    tmp = temp_beside(out, "tmp.png")
-    try:
-        fig.savefig(tmp)
-    finally:
-        plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return save_png(fig, out)

@@ -25,7 +25,7 @@ MERGED_FILES = ("config.json", "model.safetensors", README_FILE)
 
 
 def _is_export(path: Path) -> bool:
-    return {p.name for p in path.iterdir()} <= {"config.json", "model.safetensors", README_FILE}
+    return {p.name for p in path.iterdir()} <= set(MERGED_FILES)
 
 
 def export_merged(run: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False,

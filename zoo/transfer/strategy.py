@@ -116,6 +116,9 @@ def plan(strategy: str, *, train_size: int, num_classes: int, num_blocks: int, s
     if freeze is not None and strategy not in ("auto", "partial"):
         raise UsageError(f"--freeze sets the partial strategy's frozen layers; it does not go with --strategy {strategy}"
                          + (" (open the last K blocks with --unfreeze K)" if strategy == "two-stage" else ""))
+    if strategy in ("partial", "two-stage") and freeze is None and num_blocks == 0:
+        raise UsageError(f"--strategy {strategy} opens the last blocks, and this model defines none (timm "
+                         "group_matcher); pass --freeze N to keep its first N parameter-owning modules frozen")
     if unfreeze is not None and not 1 <= unfreeze <= max(num_blocks, 1):
         raise UsageError(f"--unfreeze {unfreeze}: the model has {num_blocks} blocks (1 to {num_blocks})")
     per_class = train_size / max(num_classes, 1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Iterable
 
 import torch
@@ -139,8 +139,6 @@ class Best:
         returns the epoch as reported (``improved`` set) and whether to stop early."""
         improved = self.better(e)
         if improved:
-            from dataclasses import replace
-
             e = replace(e, improved=True)
             self.epoch, self.state, self.since = e, trained_state(module), 0
         else:
@@ -301,8 +299,6 @@ def train_model(model: nn.Module, train_loader, val_loader, *, recipe: Recipe, g
             parts = distributed.gather_objects((loss_sum, correct, n, val_loss, val_correct, n_val))
             loss_sum, correct, n, val_loss, val_correct, n_val = (sum(v) for v in zip(*parts))
         e = _epoch(epoch, loss_sum, correct, n, val_loss, val_correct, n_val, t0, opt)
-        from dataclasses import replace
-
         if _report(best, replace(e, stage=stage), model, on_epoch):
             break
     best.restore(model)

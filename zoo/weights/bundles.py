@@ -427,7 +427,9 @@ def import_bundle(bundle: str | os.PathLike, *, cache: Cache | None = None, hf_c
                 check_run(root / "runs" / r["name"])
             if dests[r["name"]] is not None:  # staged beside its destination, renamed into place at the end
                 staged[r["name"]] = temp_beside(dests[r["name"]], "import")
-                shutil.copytree(root / "runs" / r["name"], staged[r["name"]])
+                staged[r["name"]].mkdir(parents=True)
+                for name in r["files"]:  # what the manifest lists and _verify_files hashed, nothing else
+                    shutil.copyfile(root / "runs" / r["name"] / name, staged[r["name"]] / name)
         paths = [root / "blobs" / m["sha256"] for m in models]
         added = []  # every file is good: now the blobs enter the cache, all of them or none
         try:
