@@ -32,9 +32,11 @@ class ImageFolder:
     files: list[Path]
     labels: list[int]
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    content: list[str] | None = field(default=None, repr=False)  # each file's sha256, once hashed
 
     def subset(self, indices: list[int]) -> "ImageFolder":
-        return ImageFolder(self.root, self.classes, [self.files[i] for i in indices], [self.labels[i] for i in indices])
+        return ImageFolder(self.root, self.classes, [self.files[i] for i in indices], [self.labels[i] for i in indices],
+                           content=None if self.content is None else [self.content[i] for i in indices])
 
 
 @dataclass

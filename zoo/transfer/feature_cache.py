@@ -94,7 +94,7 @@ class FeatureSet:
 
     def features(self):
         """All rows as one float32 tensor (N, *shape)."""
-        with _Reader() as reader:
+        with RowReader() as reader:
             return reader.rows(self.where, self.shape)
 
     def labels(self):
@@ -107,19 +107,19 @@ class FeatureSet:
 
     def blocks(self, rows: int = BLOCK_ROWS) -> Iterator:
         """Row blocks of the features, read from disk one block at a time."""
-        with _Reader() as reader:
+        with RowReader() as reader:
             for start in range(0, len(self.kept), rows):
                 yield reader.rows(self.where[start:start + rows], self.shape)
 
 
-class _Reader:
+class RowReader:
     """Open shard files, read runs of consecutive rows as slices (one read per run, not per row)."""
 
     def __init__(self):
         self._stack = ExitStack()
         self._slices: dict[Path, object] = {}
 
-    def __enter__(self) -> "_Reader":
+    def __enter__(self) -> "RowReader":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -250,21 +250,28 @@ class _ShardWriter:
 
 
 def _hash_all(data: ImageFolder, progress: Progress | None, label: str) -> list[str]:
-    """The content sha256 of every file (under torchrun each rank hashes its shard; all get all)."""
+    """The content sha256 of every file (under torchrun each rank hashes its shard; all get all),
+    kept on the folder: a run that extracts twice from one folder (features, then a frozen prefix;
+    one compare's models) hashes it once."""
+    if data.content is not None and len(data.content) == len(data.files):
+        return data.content
     mine = list(distributed.shard(len(data.files)))
     out: list[str] = []
     with Task(progress, "extract", f"{label}: hash images", len(mine), "images") as task:
         for start in range(0, len(mine), HASH_BLOCK):
             out += content_hashes([data.files[i] for i in mine[start:start + HASH_BLOCK]])
             task.advance(len(mine[start:start + HASH_BLOCK]))
-    return [k for part in distributed.gather_objects(out) for k in part]
+    data.content = [k for part in distributed.gather_objects(out) for k in part]
+    return data.content
 
 
 def _assemble(data: ImageFolder, keys: list[str], where: dict[str, tuple[Path, int]], new: set[str],
               why: dict[str, str], shape, space: str) -> FeatureSet:
     """The FeatureSet of ``data``'s files in order; files without a row are listed in ``data.skipped``."""
     kept = [i for i, k in enumerate(keys) if k in where]
-    data.skipped += [(data.files[i], why.get(k, k)) for i, k in enumerate(keys) if k not in where]
+    listed = {p for p, _ in data.skipped}  # a second extraction from the folder lists each once
+    data.skipped += [(data.files[i], why.get(k, k)) for i, k in enumerate(keys) if k not in where
+                     and data.files[i] not in listed]
     if not kept:
         raise UsageError(f"none of the {len(data.files)} images under {data.root} could be read "
                          f"(first: {data.skipped[0][0]}: {data.skipped[0][1]})" if data.skipped else

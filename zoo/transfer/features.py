@@ -116,7 +116,9 @@ def layer_features(model, layer: str, pool: str = "avg"):
 def layer_key(model, layer: str) -> str:
     """What the cache key says of the layer: its name, and for ``pooled`` the pooling type."""
     pool = getattr(getattr(model, "global_pool", None), "pool_type", "")
-    return f"pooled:{pool}" if layer == "pooled" else f"module:{layer}"
+    if layer == "pooled":
+        return f"pooled:{pool}"
+    return layer if layer.startswith("prefix:") else f"module:{layer}"
 
 
 # --- decoding images
@@ -189,7 +191,8 @@ def default_workers() -> int:
 def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | None = None,
             cache_dir: str | os.PathLike | None = None, progress: Progress | None = None,
             on_forward: Callable[[int], None] | None = None, layer: str = "pooled", pool: str = "avg",
-            input_size: int | tuple[int, int] | None = None) -> FeatureSet:
+            input_size: int | tuple[int, int] | None = None,
+            forward: Callable | None = None) -> FeatureSet:
     """Features (``layer`` and ``pool``: see :func:`layer_features`; ``input_size``: N or (H, W),
     default the card's) of every readable image of ``data`` through ``model`` (a zoo.load model).
 
@@ -197,12 +200,21 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     feature cache in ``cache_dir`` (default ``ZOO_HOME/features``): only images it does not hold
     go through the backbone. ``on_forward(n)`` is called for every backbone batch actually run
     (tests and benchmarks count them). ``progress`` (zoo.util.progress) sees a task hashing the
-    images and one extracting those not cached (under torchrun: this rank's shard of each)."""
+    images and one extracting those not cached (under torchrun: this rank's shard of each).
+
+    ``forward`` replaces the layer's function with the caller's (its outputs are kept as they
+    come, ``pool="none"``), ``layer`` naming it in the cache key: zoo.transfer.prefix caches a
+    fine-tune's frozen part this way."""
     weights = getattr(model, "weights_sha256", None)
     if not weights:  # random init or a model not made by zoo.load: its features cannot be reused
         raise UsageError("feature extraction needs a model loaded by zoo.load with pretrained weights")
     tf = feature_transform(model, input_size)
-    forward, hook = layer_features(model, layer, pool)  # an unknown layer fails before any image is read
+    if forward is not None:
+        if pool != "none":
+            raise UsageError("a custom forward keeps its outputs as they come: pass pool='none'")
+        hook = None
+    else:
+        forward, hook = layer_features(model, layer, pool)  # an unknown layer fails before any image is read
     name = getattr(getattr(model, "card", None), "name", "features")
     space = _Space(Path(cache_dir or home.features()), space_key(weights, layer_key(model, layer), pool, repr(tf)),
                    {"model": name, "weights_sha256": weights, "layer": layer, "pool": pool, "transform": repr(tf)})

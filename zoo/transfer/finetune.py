@@ -32,7 +32,7 @@ from zoo.transfer.features import extract, image_loader
 from zoo.transfer.model_card import model_card_text
 from zoo.transfer.runs import Base, RunCard, changed_tensors, check_out, read_run, write_run
 from zoo.transfer.strategy import LARGE_PER_CLASS, Plan, plan as make_plan, similarity
-from zoo.transfer.prefix import CachedBatches, find_cut, prefix_outputs
+from zoo.transfer.prefix import CachedBatches, cached_prefix, find_cut
 from zoo.transfer.train import Best, Epoch, Recipe, balanced_weights, train_head, train_model, trained_state
 from zoo.util import distributed
 from zoo.util.progress import Progress, Task, message
@@ -247,10 +247,10 @@ def _train_on_images(model, split: Split, plan: Plan, recipe: Recipe, batch_size
     head_lr = plan.backbone_lr if stage == 2 else plan.lr
     groups = [{"params": [p for p in trainable if id(p) in head_params], "lr": head_lr},
               {"params": [p for p in trainable if id(p) not in head_params], "lr": plan.backbone_lr}]
-    model.to(memory_format=torch.channels_last)
     try:
         target, train_loader, val_loader, steps, per_epoch = _loaders(model, split, plan, batch_size, seed, workers,
                                                                       hooks, notes)
+        model.to(memory_format=torch.channels_last)
         best = None
         if prior is not None:  # stage 2 must beat stage 1's best, which is the model as it is now
             best = Best(recipe.monitor, recipe.patience, epoch=prior.epoch, state=trained_state(target),
@@ -278,10 +278,11 @@ def _loaders(model, split: Split, plan: Plan, batch_size, seed, workers, hooks, 
         (None, "torchrun: each rank trains on images") if distributed.active() else \
         find_cut(model, model.data_config["input_size"])
     if cut is not None:
-        outputs = prefix_outputs(model, cut, data, eval_tf, batch_size=batch_size, workers=workers,
-                                 progress=hooks.progress, on_forward=hooks.forward)
-        train = CachedBatches(outputs, data.labels, split.train, batch_size, seed)
-        valid = CachedBatches(outputs, data.labels, split.val, batch_size)
+        outputs = cached_prefix(model, cut, data, batch_size=batch_size, workers=workers, progress=hooks.progress,
+                                on_forward=hooks.forward)
+        train = CachedBatches(outputs, split.train, batch_size, seed)
+        valid = CachedBatches(outputs, split.val, batch_size)
+        _check_readable(split, train.labels.tolist(), len(valid.rows))
         notes["frozen_prefix"] = f"cached up to {cut.name} ({len(cut.prefix)} modules)"
         hooks.message(f"frozen layers up to {cut.name} ran once{' (read from the feature cache)' if outputs.cached else ''}; "
                       f"every epoch trains the open layers from their cached output")

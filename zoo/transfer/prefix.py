@@ -3,8 +3,8 @@
 A partial fine-tune (the last K blocks open) or one frozen up to a boundary (``--freeze N``)
 without augmentation feeds every epoch the same images through the same frozen layers. Here the
 model is cut where its frozen layers end: the *prefix* runs once per image (eval mode, no grad),
-its output is kept on disk in the feature cache (keyed like the features: the base's weights
-sha256, the cut, the transform and every image's content sha256), and each epoch trains only the
+its output is kept in the feature cache, per image like the features (the space: the base's
+weights sha256, the cut, the transform; then each image's content sha256), and each epoch trains only the
 *suffix* (the open blocks and the head) from it. On lite0 with the top quarter open the prefix is
 about three quarters of the forward pass.
 
@@ -17,20 +17,14 @@ stages) is trained the plain way, and the run says so.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from zoo import home
-from zoo.transfer.datasets import ImageFolder, content_hashes
-from zoo.transfer.feature_cache import cache_key
-from zoo.transfer.features import _collate, _Images, default_workers
-from zoo.util.progress import Task
-from zoo.util.tempfiles import temp_beside
-from zoo.weights.safetensors_writer import Chunked, write_safetensors
+from zoo.transfer.datasets import ImageFolder
+from zoo.transfer.feature_cache import FeatureSet, RowReader
+from zoo.transfer.features import extract
 
 #: the chain must reproduce forward_features to this (float32, different op order in the cut)
 CHECK_ATOL = 1e-4
@@ -46,6 +40,16 @@ class Cut:
     @property
     def name(self) -> str:
         return self.prefix[-1][0]
+
+    @property
+    def key(self) -> str:
+        """The prefix as the feature cache's layer: where it ends and how many modules it runs."""
+        return f"prefix:{self.name}:{len(self.prefix)}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _, module in self.prefix:
+            x = module(x)
+        return x
 
 
 class Suffix(nn.Module):
@@ -126,107 +130,33 @@ def find_cut(model: nn.Module, input_size) -> tuple[Cut | None, str]:
         model.train(was_training)
 
 
-@dataclass
-class PrefixOutputs:
-    """The cached prefix outputs of the readable images of a folder, as a memory map of the
-    safetensors file (rows are read as batches ask for them, never the whole file at once)."""
-
-    path: Path
-    kept: list[int]  # folder file index of each row
-    shape: tuple[int, ...]  # one image's output
-    cached: bool
-
-    def rows(self):
-        import numpy as np
-
-        with open(self.path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(n))
-        start, end = header["outputs"]["data_offsets"]
-        return np.memmap(self.path, dtype=np.float32, mode="r", offset=8 + n + start,
-                         shape=(len(self.kept), *self.shape))
-
-
-def prefix_outputs(model: nn.Module, cut: Cut, data: ImageFolder, transform, *, batch_size: int,
-                   workers: int | None, progress=None, on_forward=None) -> PrefixOutputs:
-    """The prefix's output for every readable image of ``data`` (cached in ``ZOO_HOME/features``)."""
-    from safetensors import safe_open
-
-    cut_key = f"prefix:{cut.name}:{len(cut.prefix)}"
-    key = cache_key(model.weights_sha256, cut_key, repr(transform), content_hashes(data.files))
-    cache_dir = Path(home.features())
-    path = cache_dir / f"{key}.safetensors"
-    label = f"frozen layers of {model.card.name} up to {cut.name}"
-    if path.is_file():
-        with safe_open(str(path), "pt") as f:
-            kept = f.get_tensor("kept").tolist()
-            shape = tuple(f.get_slice("outputs").get_shape()[1:])
-        keep = set(kept)
-        data.skipped += [(data.files[i], "unreadable (found so when the outputs were cached)")
-                         for i in range(len(data.files)) if i not in keep]
-        with Task(progress, "train", f"{label}: from the feature cache", len(data.files), "images") as task:
-            task.advance(len(data.files))
-        return PrefixOutputs(path, kept, shape, cached=True)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    raw = temp_beside(cache_dir / key, "rows")
-    loader = torch.utils.data.DataLoader(_Images(data.files, transform), batch_size=batch_size, collate_fn=_collate,
-                                         num_workers=default_workers() if workers is None else workers)
-    kept: list[int] = []
-    shape: tuple[int, ...] = ()
-    try:
-        with Task(progress, "train", f"{label}: once", len(data.files), "images") as task, open(raw, "wb") as rows:
-            for batch, idx, bad in loader:
-                data.skipped += [(data.files[i], why) for i, why in bad]
-                if batch is not None:
-                    x = batch.contiguous(memory_format=torch.channels_last)
-                    with torch.inference_mode():
-                        for _, module in cut.prefix:
-                            x = module(x)
-                    if on_forward:
-                        on_forward(len(idx))
-                    shape = tuple(x.shape[1:])
-                    rows.write(x.float().contiguous().numpy().tobytes())
-                    kept += idx
-                task.advance(len(idx) + len(bad))
-
-        def chunks():
-            with open(raw, "rb") as fh:
-                while piece := fh.read(1 << 24):
-                    yield piece
-
-        write_safetensors({"outputs": Chunked("F32", [len(kept), *shape], chunks()),
-                           "kept": torch.tensor(kept, dtype=torch.int64)},
-                          str(path), {"cut": cut_key, "weights_sha256": model.weights_sha256})
-    finally:
-        raw.unlink(missing_ok=True)
-    return PrefixOutputs(path, kept, shape, cached=False)
+def cached_prefix(model: nn.Module, cut: Cut, data: ImageFolder, *, batch_size: int, workers: int | None,
+                  progress=None, on_forward=None) -> FeatureSet:
+    """The prefix's output for every readable image of ``data``, from the feature cache (per image,
+    like the features: only images it does not hold go through the prefix)."""
+    return extract(model, data, batch_size=batch_size, workers=workers, progress=progress, on_forward=on_forward,
+                   layer=cut.key, pool="none", forward=cut.forward)
 
 
 class CachedBatches:
-    """(prefix output, label) batches of the given folder indices, read from the memory map;
+    """(prefix output, label) batches of the given folder indices, read from the cache's shards;
     shuffled with a new seeded order every epoch when ``seed`` is given (training)."""
 
-    def __init__(self, outputs: PrefixOutputs, labels: list[int], indices: list[int], batch_size: int,
-                 seed: int | None = None):
+    def __init__(self, outputs: FeatureSet, indices: list[int], batch_size: int, seed: int | None = None):
         row = {f: r for r, f in enumerate(outputs.kept)}
         self.rows = [row[i] for i in indices if i in row]  # unreadable images have no row
-        self.labels = torch.tensor([labels[outputs.kept[r]] for r in self.rows], dtype=torch.int64)
+        self.labels = torch.tensor([outputs.label_list[r] for r in self.rows], dtype=torch.int64)
         self.outputs, self.batch_size, self.seed, self.epoch = outputs, batch_size, seed, 0
-        self._map = None
 
     def __len__(self) -> int:
         return -(-len(self.rows) // self.batch_size)
 
     def __iter__(self):
-        import numpy as np
-
-        if self._map is None:
-            self._map = self.outputs.rows()
         order = torch.arange(len(self.rows))
         if self.seed is not None:
             order = torch.randperm(len(self.rows), generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
             self.epoch += 1
-        rows = torch.tensor(self.rows, dtype=torch.int64)
-        for part in order.split(self.batch_size):
-            picked = rows[part].numpy()
-            yield torch.from_numpy(np.ascontiguousarray(self._map[picked])), self.labels[part]
+        where = self.outputs.where
+        with RowReader() as reader:
+            for part in order.split(self.batch_size):
+                yield reader.rows([where[self.rows[i]] for i in part.tolist()], self.outputs.shape), self.labels[part]
