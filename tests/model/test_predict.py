@@ -147,3 +147,22 @@ def test_decode_uses_head_class_names_even_when_they_change_after_loading(photos
     with torch.inference_mode():
         out = imagenet(x)
     assert not hasattr(out, "class_names") and zoo.decode(out, top=1)[0][0][0] in CATS
+
+
+def test_a_loaded_model_scripts_once_its_class_names_hook_is_removed(monkeypatch):
+    """torch.jit.script cannot compile the hook that tags outputs with class names; the handle
+    zoo.load keeps removes it, and the scripted model gives the same logits."""
+    import warnings
+
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    model = zoo.load("efficientnet_lite0", head=["a", "b"])
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        eager = model(x)
+    assert eager.class_names == ["a", "b"]
+    model.class_names_hook.remove()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated, still used
+        scripted = torch.jit.script(model)
+    with torch.inference_mode():
+        assert torch.allclose(scripted(x), eager, atol=1e-5)

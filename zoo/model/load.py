@@ -115,7 +115,9 @@ def load(name: str | Card, head: int | Sequence[str] | nn.Module | None = None, 
     # the identity of the bytes actually loaded (also for cards that pin no sha256): feature caches key on it
     model.weights_sha256 = path.name if pretrained else None
     model.class_names = class_names
-    model.register_forward_hook(tag_output)  # decode(model(x)) finds the class names on the output
+    # decode(model(x)) finds the class names on the output; torch.jit.script cannot compile the
+    # hook: model.class_names_hook.remove() first (torch.compile and torch.export take it as it is)
+    model.class_names_hook = model.register_forward_hook(tag_output)
     model.data_config = data_config(card, input_size)
     return model
 

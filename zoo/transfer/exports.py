@@ -116,7 +116,7 @@ def load_export(path: str | os.PathLike, device=None, reference: str | None = No
     model.weights_sha256 = sha256_file(path / "model.safetensors")
     model.class_names = list(names) if names is not None else None
     model.export = path
-    model.register_forward_hook(tag_output)
+    model.class_names_hook = model.register_forward_hook(tag_output)  # as zoo.load's (zoo/model/load.py)
     if device is not None:
         model.to(device)
     return model.eval()
