@@ -127,6 +127,10 @@ def test_the_cut_reproduces_the_model_on_real_images(small_digits):
         for _, module in cut.prefix:
             h = module(h)
         assert torch.allclose(cut.suffix(h), model(x), atol=1e-4)
+    cut.suffix.train()  # the model's own flag follows (a forward_head reading self.training: timm's dropout)
+    assert model.training and cut.suffix.head[0].training
+    cut.suffix.eval()
+    assert not model.training
     heads.freeze(model, None)
     assert find_cut(torch.nn.Linear(2, 2), (3, 8, 8))[0] is None
 

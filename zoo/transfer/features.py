@@ -267,12 +267,13 @@ def _compute(model, forward, data: ImageFolder, todo: list[int], keys: list[str]
     parts: list = []
     why: dict[str, str] = {}
     model.eval().to(memory_format=torch.channels_last)
+    device = next(model.parameters()).device  # zoo compare --device cuda: batches go where the model is
     try:
         with Task(progress, "extract", label, len(mine), "images") as task:
             for batch, idx, bad in loader:
                 why.update({keys[mine[j]]: reason for j, reason in bad})
                 if batch is not None:
-                    out = _forward(forward, batch, input_size)
+                    out = _forward(forward, batch.to(device), input_size).cpu()
                     if on_forward:
                         on_forward(len(idx))
                     hashes = [keys[mine[j]] for j in idx]

@@ -61,6 +61,14 @@ class Suffix(nn.Module):
         self.chain = nn.ModuleList([m for _, m in chain])
         self.head = nn.ModuleList(head)  # registered so that DDP and the optimizer see the head's parameters
         self._forward_head = model.forward_head
+        self._model = [model]  # in a list: not registered as a submodule (its prefix is not trained)
+
+    def train(self, mode: bool = True) -> "Suffix":
+        """Also the model's own flag: a ``forward_head`` that reads ``self.training`` (timm's
+        head dropout, ``drop_rate > 0``) behaves as on the plain path."""
+        super().train(mode)
+        self._model[0].training = mode
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for module in self.chain:
