@@ -12,7 +12,9 @@ import pytest
 
 import zoo
 from zoo.errors import BundleError
-from zoo.weights.bundles import MANIFEST, export_bundle, import_bundle
+from zoo.weights.bundle_export import export_bundle
+from zoo.weights.bundle_manifest import MANIFEST
+from zoo.weights.bundles import import_bundle
 
 from conftest import tiny_card, write_toml
 

@@ -12,7 +12,9 @@ import zoo
 from zoo.weights.cache import Cache
 from zoo.errors import UsageError
 from zoo.util.hashing import sha256_file
-from zoo.weights.bundles import BundleError, export_bundle, import_bundle, read_manifest
+from zoo.weights.bundle_export import export_bundle
+from zoo.weights.bundle_manifest import read_manifest
+from zoo.weights.bundles import BundleError, import_bundle
 
 from conftest import TOKEN, HubServer, run_zoo, tiny_card, tiny_hub_card, write_toml
 

@@ -226,7 +226,8 @@ def test_a_file_someone_handed_you_becomes_a_cards_weights_only_verified_or_vouc
 
 
 def test_an_import_that_cannot_fit_is_refused_before_anything_enters_the_cache(small_disk, tmp_path, monkeypatch):
-    from zoo.weights.bundles import export_bundle, import_bundle
+    from zoo.weights.bundle_export import export_bundle
+    from zoo.weights.bundles import import_bundle
 
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     zoo.pull("efficientnet_lite0")

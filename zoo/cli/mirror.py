@@ -29,7 +29,7 @@ def cmd_mirror(args: argparse.Namespace) -> int:
         for run in runs:
             out.print(f"run {run}: zoo.load({str(run)!r})")
     elif args.action == "ls":
-        from zoo.weights.bundles import read_manifest
+        from zoo.weights.bundle_manifest import read_manifest
 
         manifest = read_manifest(args.path)
         if args.json:

@@ -2,7 +2,7 @@
 
 The weights stage writes and verifies bundles (zoo/weights/bundles.py) and may not know what a run
 is, so the run knowledge is here: a run directory goes into a bundle verified (:func:`verify_run`),
-as its files and the base model it needs (a :class:`~zoo.weights.bundles.BundledRun`), and the
+as its files and the base model it needs (a :class:`~zoo.weights.bundle_manifest.BundledRun`), and the
 bundle carries that base as an ordinary model (weights, card). On import each run is verified
 again, staged, before anything enters the cache, then written to ``runs_to/<name>``: a plain run
 directory whose base is in the cache, which ``zoo.load`` loads offline.
@@ -16,8 +16,9 @@ from pathlib import Path
 from zoo.errors import BundleError, RunError
 from zoo.transfer.runs import RUN_FILES, verify_run
 from zoo.util.progress import Progress
-from zoo.weights import bundles
-from zoo.weights.bundles import BundledRun, Exported
+from zoo.weights import bundle_export, bundles
+from zoo.weights.bundle_export import Exported
+from zoo.weights.bundle_manifest import BundledRun, read_manifest
 
 
 def bundled_run(path: str | os.PathLike) -> BundledRun:
@@ -30,9 +31,9 @@ def bundled_run(path: str | os.PathLike) -> BundledRun:
 
 def export_bundle(out: str | os.PathLike, names: list[str] | None = None, *, runs: list[str | os.PathLike] = (),
                   progress: Progress | None = None, **options) -> Exported:
-    """:func:`zoo.weights.bundles.export_bundle` of the models ``names`` (and ``options``: pattern,
+    """:func:`zoo.weights.bundle_export.export_bundle` of the models ``names`` (and ``options``: pattern,
     all_cached, tar, link, source), plus the run directories ``runs`` with their base models."""
-    return bundles.export_bundle(out, names, runs=[bundled_run(r) for r in runs], progress=progress, **options)
+    return bundle_export.export_bundle(out, names, runs=[bundled_run(r) for r in runs], progress=progress, **options)
 
 
 def import_bundle(bundle: str | os.PathLike, *, runs_to: str | os.PathLike | None = None, hf_cache: bool = False,
@@ -49,5 +50,5 @@ def import_bundle(bundle: str | os.PathLike, *, runs_to: str | os.PathLike | Non
             raise BundleError(f"{bundle}: runs/{run.name} is refused ({exc}); nothing was imported") from None
 
     models = bundles.import_bundle(bundle, hf_cache=hf_cache, runs_to=runs_to, check_run=check, progress=progress)
-    runs = [Path(os.path.abspath(Path(runs_to or ".") / r["name"])) for r in bundles.read_manifest(bundle).get("runs", [])]
+    runs = [Path(os.path.abspath(Path(runs_to or ".") / r["name"])) for r in read_manifest(bundle).get("runs", [])]
     return models, runs
