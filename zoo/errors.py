@@ -29,6 +29,10 @@ Grouped the way callers catch them::
     +-- HubError                   a request ``zoo serve`` refuses, with its HTTP status
         +-- MalformedRequest       400: a body that is not what the protocol says
         +-- EntryNotFound          404: no such file in the repo
+        +-- RepoNotFound           404: no such repo, or one the caller may not see
+        +-- RevisionNotFound       404: no such branch, tag, pull-request ref or commit
+        +-- RefExists              409: that branch, tag, repo or pull request exists already
+        +-- Forbidden              403: a valid token without the right to do this
         +-- CommitConflict         409: the parent is not the head any more, or a path clash
         +-- RequestTooLarge        413: a body over the server's limit
 
@@ -220,6 +224,33 @@ class CommitConflict(HubError):
     """A commit that cannot apply: its parent is not the head any more, or a file would also be a folder."""
 
     status = 409
+
+
+class RepoNotFound(HubError, LookupError):
+    """A repo that does not exist, or that the caller may not see (private): the same answer for
+    both, as on the Hub, so a private repo's existence does not leak."""
+
+    status = 404
+    code = "RepoNotFound"
+
+
+class RevisionNotFound(HubError, LookupError):
+    """A branch, tag, pull-request ref or commit the repo does not have."""
+
+    status = 404
+    code = "RevisionNotFound"
+
+
+class RefExists(HubError):
+    """A branch, tag, repo or pull request that exists already (the client's ``exist_ok`` reads the 409)."""
+
+    status = 409
+
+
+class Forbidden(HubError):
+    """A valid token without the right to do this (read-only, or another namespace's repo)."""
+
+    status = 403
 
 
 class RequestTooLarge(HubError):

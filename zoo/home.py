@@ -28,8 +28,8 @@ class Area:
 
 
 BLOBS, VERIFIED, VIEWS, MODELS, PINS, LOCKS = "blobs", "verified", "views", "models", "pins", "locks"
-INDEX, CARDS, FEATURES, RUNS, MEASUREMENTS, REPOS, HUB_SECRET = (
-    "index", "cards", "features", "runs", "measurements", "repos", "hub-secret")
+INDEX, CARDS, FEATURES, RUNS, MEASUREMENTS, REPOS, DATASETS, HUB_SECRET = (
+    "index", "cards", "features", "runs", "measurements", "repos", "datasets", "hub-secret")
 #: an older zoo's pins, in one file (read, never written)
 LEGACY_PINS = "pins.json"
 
@@ -56,7 +56,9 @@ AREAS: tuple[Area, ...] = (
          "zoo.transfer.publish", "runs not fetched or loaded for --older-than"),
     Area(MEASUREMENTS, "the latest 'zoo compare' figures of each card on this machine",
          "zoo.compare.measurements", "measurements older than --older-than"),
-    Area(REPOS, "repos uploaded to a 'zoo serve' over this directory: commits and refs",
+    Area(REPOS, "model repos uploaded to a 'zoo serve' over this directory: commits, branches, tags, "
+                "pull requests and discussions", "zoo.store.repos", "nothing (and the blobs their commits name stay)"),
+    Area(DATASETS, "dataset repos uploaded to a 'zoo serve' over this directory, laid out as repos",
          "zoo.store.repos", "nothing (and the blobs their commits name stay)"),
     Area(HUB_SECRET, "the key 'zoo serve' signs upload links with", "zoo.hub.auth", "nothing"),
 )

@@ -31,8 +31,8 @@ from zoo import config
 from zoo.cards.card import REPO_ID_RE
 from zoo.errors import (CacheError, CorruptBlobError, HubError, SourceError, StorageError, UsageError,
                         ZooError)
-from zoo.hub import read, write
-from zoo.hub.auth import Auth, read_tokens
+from zoo.hub import admin, read, threads, write
+from zoo.hub.auth import Auth, bearer, read_tokens
 from zoo.hub.pages import index_page
 from zoo.hub.served import ServedRepos
 from zoo.hub.upstream import Upstream
@@ -82,21 +82,45 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
     hub = Hub(served, auth, read_only, private, max_upload_mb * 1024 * 1024,
               Upstream(upstream.rstrip("/")) if upstream else None)
 
-    def reader(handler):
+    def guard(request: Request, kind: str, identity, write: bool) -> Response | None:
+        """The refusal a repo in the path earns before its handler runs: a bad id (400), a private
+        repo the caller may not read (RepoNotFound, as if absent), a write the token may not do (403)."""
+        p = request.path_params
+        if "org" not in p:
+            return None
+        repo_id = f"{p['org']}/{p['name']}"
+        if not REPO_ID_RE.match(repo_id):
+            return read.hub_error(400, None, "invalid repo id")
+        info = hub.served.info(repo_id, kind)
+        if info.get("private") and not (identity and identity.can_read(repo_id)):
+            return read.hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
+        if write and identity is not None and not identity.can_write(repo_id):
+            return read.hub_error(403, None, f"this token may not write {repo_id} (its repos= patterns, or role=read)")
+        return None
+
+    def reader(handler, kind: str = "model"):
         async def endpoint(request: Request):
-            authorized = hub.auth.valid(request)
-            request.state.authorized = authorized
-            if hub.private and not authorized:
+            request.scope["zoo.kind"] = kind
+            identity = hub.auth.identity(request)  # an unknown token reads as anonymous (it may be huggingface.co's)
+            request.state.identity, request.state.authorized = identity, identity is not None
+            if hub.private and identity is None:
                 return read.hub_error(401, None, "this hub is private: send a token (HF_TOKEN)")
+            refused = guard(request, kind, identity, False)
+            if refused is not None:
+                return refused
             p = request.path_params
-            if "org" in p and not REPO_ID_RE.match(f"{p['org']}/{p['name']}"):
-                return read.hub_error(400, None, "invalid repo id")
-            if "org" in p and not authorized and hub.served.store.info(f"{p['org']}/{p['name']}").get("private"):
-                return read.hub_error(404, "RepoNotFound", f"Repository {p['org']}/{p['name']} not found")
             try:
+                if handler is read.resolve and hub.served.info(f"{p['org']}/{p['name']}", kind).get("gated") \
+                        and not (identity and identity.can_read(f"{p['org']}/{p['name']}")):
+                    return read.hub_error(401, "GatedRepo", f"Access to {p['org']}/{p['name']} is restricted: "
+                                          "send a token that may read it (HF_TOKEN)")
+                if handler is read.paths_info:
+                    paths = await read.paths_wanted(request)
+                    return await run_in_threadpool(handler, hub.served, request, paths)
                 response = await run_in_threadpool(handler, hub.served, request)
                 # pull-through of main only: other revisions would land under main's names
-                if response.status_code == 404 and hub.upstream and "org" in p and p.get("revision", "main") == "main":
+                if response.status_code == 404 and hub.upstream and kind == "model" and "org" in p \
+                        and read.revision_of(request) == "main" and handler in (read.resolve, read.model_info, read.tree):
                     repo_id = f"{p['org']}/{p['name']}"
                     if handler is read.resolve:
                         fetched = await run_in_threadpool(hub.upstream.fetch_file, hub.served, repo_id, "main", p["path"])
@@ -109,15 +133,20 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
             return response
         return endpoint
 
-    def writer(handler, signed: bool = False):
+    def writer(handler, kind: str = "model", signed: bool = False):
         async def endpoint(request: Request):
+            request.scope["zoo.kind"] = kind
             if hub.read_only:
                 return read.hub_error(403, None, "this hub is read-only")
-            if not signed and not hub.auth.valid(request):
+            identity = hub.auth.identity(request)
+            request.state.identity, request.state.authorized = identity, identity is not None
+            if not signed and identity is None:
+                if bearer(request):  # the client shows this message as it is, not as "repo not found"
+                    return read.hub_error(401, None, "Invalid credentials in Authorization header")
                 return read.hub_error(401, None, "writes need a valid token (HF_TOKEN, or token=)")
-            p = request.path_params
-            if "org" in p and not REPO_ID_RE.match(f"{p['org']}/{p['name']}"):
-                return read.hub_error(400, None, "invalid repo id")
+            refused = guard(request, kind, identity, not signed)
+            if refused is not None:
+                return refused
             try:
                 return await handler(hub, request)
             except ZooError as exc:  # a refusal with its status, or the store failing (503); bugs go to RequestLog
@@ -125,10 +154,13 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
         return endpoint
 
     async def whoami(request: Request):
-        if not hub.auth.valid(request):
-            return read.hub_error(401, None, "invalid or missing token")
-        return JSONResponse({"type": "user", "name": hub.user, "fullname": "zoo hub user", "orgs": [],
-                             "auth": {"type": "access_token", "accessToken": {"displayName": "zoo", "role": "write"}}})
+        identity = hub.auth.identity(request)
+        if identity is None:
+            return read.hub_error(401, None, "Invalid credentials in Authorization header" if bearer(request)
+                                  else "invalid or missing token")
+        role = "write" if identity.role == "write" else "read"
+        return JSONResponse({"type": "user", "name": identity.user, "fullname": identity.user, "orgs": [],
+                             "auth": {"type": "access_token", "accessToken": {"displayName": identity.user, "role": role}}})
 
     async def stats(request: Request):
         if hub.private and not hub.auth.valid(request):
@@ -136,7 +168,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
         return JSONResponse({"requests": dict(hub.served.counts), "bytes_out": hub.served.bytes_out,
                              "bytes_in": hub.served.bytes_in,
                              "upstream": dict(hub.upstream.fetches) if hub.upstream else {},
-                             "repos": hub.served.repo_ids()})
+                             "repos": hub.served.repo_ids(), "datasets": hub.served.repo_ids("dataset")})
 
     async def home(request: Request):
         if hub.private and not hub.auth.valid(request):
@@ -146,33 +178,90 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
     async def xet_token(request: Request):
         return await write.xet_token(hub, request)
 
-    repo = "/{org}/{name}"
-    api = "/api/models" + repo
-    routes = [
-        Route("/", home),
-        Route(repo + "/resolve/{revision}/{path:path}", reader(read.resolve), methods=["GET", "HEAD"]),
-        Route("/api/models", reader(read.list_models)),
-        Route(api, reader(read.model_info)),
-        Route(api + "/revision/{revision}", reader(read.model_info)),
-        Route(api + "/tree/{revision}", reader(read.tree)),
-        Route(api + "/tree/{revision}/{path:path}", reader(read.tree)),
-        Route(api + "/refs", reader(read.refs)),
-        Route(api + "/commits/{revision}", reader(read.commits)),
+    async def validate_yaml(request: Request):
+        try:
+            return await write.validate_yaml(hub, request)
+        except ZooError as exc:
+            return error_response(exc)
+
+    async def unknown(request: Request):
+        """Every path no route takes: spaces get the typed refusal, the rest a 404 that names the
+        endpoint (a client reading it never mistakes it for a network failure)."""
+        path = request.url.path
+        if path.startswith(("/api/spaces", "/spaces/")):
+            return read.hub_error(404, "RepoNotFound", write.SPACES_REFUSED)
+        return read.hub_error(404, None, f"zoo serve has no endpoint {request.method} {path}")
+
+    routes = [Route("/", home)]
+    for kind, api_base, url_base in (("dataset", "/api/datasets", "/datasets"), ("model", "/api/models", "")):
+        repo, api = url_base + "/{org}/{name}", api_base + "/{org}/{name}"
+        routes += [
+            Route(repo + "/resolve/{revision}/{path:path}", reader(read.resolve, kind), methods=["GET", "HEAD"]),
+            Route(api_base, reader(read.list_repos, kind)),
+            Route(api, reader(read.model_info, kind)),
+            Route(api + "/revision/{revision}", reader(read.model_info, kind)),
+            Route(api + "/tree/{revision}", reader(read.tree, kind)),
+            Route(api + "/tree/{revision}/{path:path}", reader(read.tree, kind)),
+            Route(api + "/paths-info/{revision}", reader(read.paths_info, kind), methods=["POST"]),
+            Route(api + "/refs", reader(read.refs, kind)),
+            Route(api + "/commits/{revision}", reader(read.commits, kind)),
+            Route(api + "/auth-check", reader(read.auth_check, kind)),
+            Route(api + "/auth-check/write", reader(read.auth_check, kind)),
+            Route(api + "/discussions", reader(read.discussions, kind)),
+            Route(api + "/discussions", writer(threads.create, kind), methods=["POST"]),
+            Route(api + "/discussions/{num}", reader(read.discussion, kind)),
+            Route(api + "/discussions/{num}/{what}", writer(threads.change, kind), methods=["POST"]),
+            Route(api + "/preupload/{revision}", writer(write.preupload, kind), methods=["POST"]),
+            Route(api + "/commit/{revision}", writer(write.commit, kind), methods=["POST"]),
+            Route(api + "/branch/{branch}", writer(admin.create_branch, kind), methods=["POST"]),
+            Route(api + "/branch/{branch}", writer(admin.delete_branch, kind), methods=["DELETE"]),
+            Route(api + "/tag/{revision}", writer(admin.create_tag, kind), methods=["POST"]),
+            Route(api + "/tag/{revision}", writer(admin.delete_tag, kind), methods=["DELETE"]),
+            Route(api + "/super-squash/{branch}", writer(admin.super_squash, kind), methods=["POST"]),
+            Route(api + "/settings", writer(admin.update_settings, kind), methods=["PUT"]),
+            Route(api + "/duplicate", writer(admin.duplicate_repo, kind), methods=["POST"]),
+            Route(repo + ".git/info/lfs/objects/batch", writer(write.lfs_batch, kind), methods=["POST"]),
+            Route(api + "/xet-write-token/{revision}", xet_token),
+            Route(api + "/xet-read-token/{revision}", xet_token),
+        ]
+    routes += [
         Route("/api/whoami-v2", whoami),
         Route("/api/repos/create", writer(write.create_repo), methods=["POST"]),
-        Route("/api/validate-yaml", writer(write.validate_yaml), methods=["POST"]),
-        Route(api + "/preupload/{revision}", writer(write.preupload), methods=["POST"]),
-        Route(api + "/commit/{revision}", writer(write.commit), methods=["POST"]),
-        Route(repo + ".git/info/lfs/objects/batch", writer(write.lfs_batch), methods=["POST"]),
-        Route("/api/zoo/lfs" + repo + "/{oid}/{size}", writer(write.lfs_upload, signed=True), methods=["PUT"]),
-        Route("/api/zoo/lfs-verify" + repo, writer(write.lfs_verify), methods=["POST"]),
-        Route(api + "/xet-write-token/{revision}", xet_token),
-        Route(api + "/xet-read-token/{revision}", xet_token),
+        Route("/api/repos/delete", writer(admin.delete_repo), methods=["DELETE"]),
+        Route("/api/repos/move", writer(admin.move_repo), methods=["POST"]),
+        Route("/api/validate-yaml", validate_yaml, methods=["POST"]),
+        Route("/api/zoo/lfs/{org}/{name}/{oid}/{size}", writer(write.lfs_upload, signed=True), methods=["PUT"]),
+        Route("/api/zoo/lfs-verify/{org}/{name}", writer(write.lfs_verify), methods=["POST"]),
         Route("/api/zoo/stats", stats),
+        Route("/{rest:path}", unknown, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(RequestLog)])
+    app = Starlette(routes=routes, middleware=[Middleware(RequestLog), Middleware(EncodedSlashes)])
     app.state.hub = hub
     return app
+
+
+class EncodedSlashes:
+    """ASGI middleware: a path segment with an encoded slash (``refs%2Fpr%2F1``, how clients send a
+    revision) stays one segment for routing, its slashes as :data:`zoo.hub.read.SLASH` (the server
+    decodes ``%2F`` before routing, which would split it); an encoded NUL is refused."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        raw = (scope.get("raw_path") or b"") if scope["type"] == "http" else b""
+        lowered = raw.lower()
+        if b"%2f" in lowered or b"%00" in lowered:
+            from urllib.parse import unquote
+
+            try:
+                segments = [unquote(seg, errors="strict") for seg in raw.split(b"?", 1)[0].decode("ascii").split("/")]
+            except (UnicodeError, ValueError):
+                segments = None
+            if segments is None or any(read.SLASH in seg for seg in segments):
+                return await read.hub_error(400, None, "invalid path: an encoded NUL or a bad escape")(scope, receive, send)
+            scope = {**scope, "path": "/".join(seg.replace("/", read.SLASH) for seg in segments)}
+        await self.app(scope, receive, send)
 
 
 class RequestLog:

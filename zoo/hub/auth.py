@@ -1,5 +1,15 @@
 """Who may write (and, with ``--private``, read): bearer tokens from ``--token-file``.
 
+One token per line, optionally followed by what it may do::
+
+    s3cret-1                                     # user "zoo", writes every repo
+    s3cret-2  user=alice repos=alice/*,team/*    # writes her own and the team's repos
+    s3cret-3  user=ci role=read                  # reads private repos, writes none
+
+``repos`` patterns (``fnmatch``, on ``org/name``) bound both what a token writes and which private or
+gated repos it reads; a write needs ``role=write`` (the default). The user name is who the hub
+says opened a pull request or made a commit, and the namespace ``create_repo`` uses without one.
+
 LFS uploads are PUT to a URL the batch answer hands out, without the client's auth headers (the
 client drops them), so that URL carries its own proof: an HMAC of the repo, oid and size under a
 per-cache secret (``ZOO_HOME/hub-secret``, created once), valid in every worker on that cache.
@@ -11,7 +21,10 @@ import hashlib
 import hmac
 import os
 import secrets
+import re
 import time
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from starlette.requests import Request
@@ -24,12 +37,55 @@ from zoo.util.tempfiles import temp_beside
 LINK_LIFETIME = 24 * 3600
 
 
-def read_tokens(path: str | os.PathLike | None) -> set[str]:
-    """One token per line; blank lines and '#' comments ignored."""
+@dataclass(frozen=True)
+class Identity:
+    """What one token may do."""
+
+    token: str
+    user: str = "zoo"
+    role: str = "write"
+    repos: tuple[str, ...] = ("*",)
+
+    def covers(self, repo_id: str) -> bool:
+        return any(fnmatchcase(repo_id, pattern) for pattern in self.repos)
+
+    def can_read(self, repo_id: str) -> bool:
+        return self.covers(repo_id)
+
+    def can_write(self, repo_id: str) -> bool:
+        return self.role == "write" and self.covers(repo_id)
+
+
+_USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}\Z")
+
+
+def parse_token_line(line: str, where: str = "token file") -> Identity:
+    token, *fields = line.split()
+    out: dict = {}
+    for item in fields:
+        key, eq, value = item.partition("=")
+        if not eq or key not in ("user", "role", "repos") or not value:
+            raise UsageError(f"{where}: {item!r}: expected user=NAME, role=read|write or repos=PATTERN[,PATTERN]")
+        out[key] = value
+    if "role" in out and out["role"] not in ("read", "write"):
+        raise UsageError(f"{where}: role must be read or write, not {out['role']!r}")
+    if "user" in out and not _USER_RE.match(out["user"]):
+        raise UsageError(f"{where}: user {out['user']!r}: letters, digits, '.', '_' and '-' only")
+    repos = tuple(p for p in out.pop("repos", "*").split(",") if p)
+    return Identity(token, repos=repos or ("*",), **out)
+
+
+def read_tokens(path: str | os.PathLike | None) -> dict[str, Identity]:
+    """Token -> :class:`Identity`, one per line; blank lines and '#' comments ignored."""
     if not path:
-        return set()
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return {line.strip() for line in lines if line.strip() and not line.strip().startswith("#")}
+        return {}
+    out = {}
+    for n, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            identity = parse_token_line(re.split(r"\s+#", line, maxsplit=1)[0], f"{path}, line {n}")
+            out[identity.token] = identity
+    return out
 
 
 def bearer(request: Request) -> str | None:
@@ -44,8 +100,8 @@ class Auth:
     one object in it (first writer wins: a link signed by one server is honoured by all), else a
     0600 file in the server's directory."""
 
-    def __init__(self, tokens: set[str], secret_dir: Path, storage=None):
-        self.tokens = tokens
+    def __init__(self, tokens: dict[str, Identity] | set[str], secret_dir: Path, storage=None):
+        self.tokens = tokens if isinstance(tokens, dict) else {t: Identity(t) for t in tokens}
         env = config.hub_secret()
         if env is not None:
             self._secret = env.encode()
@@ -83,9 +139,19 @@ class Auth:
             os.unlink(tmp)
         return path.read_bytes().strip()
 
-    def valid(self, request: Request) -> bool:
+    def identity(self, request: Request) -> Identity | None:
+        """Whose token the request carries; None without one or with one not in the token file."""
         token = bearer(request)
-        return token is not None and any(hmac.compare_digest(token.encode(), t.encode()) for t in self.tokens)
+        if token is None:
+            return None
+        found = None
+        for known, identity in self.tokens.items():  # compare with every token: no early exit to time
+            if hmac.compare_digest(token.encode(), known.encode()):
+                found = identity
+        return found
+
+    def valid(self, request: Request) -> bool:
+        return self.identity(request) is not None
 
     def sign(self, repo_id: str, oid: str, size: int, expires: int | None = None) -> str:
         """``EXPIRES.HMAC`` over the repo, object, size and expiry: an upload link that only works

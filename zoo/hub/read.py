@@ -1,33 +1,72 @@
-"""The read side of the Hugging Face Hub protocol, as huggingface_hub and timm use it.
+"""The read side of the Hugging Face Hub protocol, as huggingface_hub, HfFileSystem and timm use it,
+for model repos (``/api/models/...``, ``/{repo}/resolve/...``) and dataset repos (``/api/datasets/...``,
+``/datasets/{repo}/resolve/...``); the route wrapper (zoo/hub/app.py) says which (:func:`kind_of`).
 
-- ``HEAD|GET /{repo}/resolve/{rev}/{path}``: the file, with ``X-Repo-Commit``, ``ETag`` (the LFS
+- ``HEAD|GET .../resolve/{rev}/{path}``: the file, with ``X-Repo-Commit``, ``ETag`` (the LFS
   sha256, which becomes the client's blob name), ``Content-Length`` and HTTP Range (206).
 - ``GET /api/models`` (``?search=``), ``/api/models/{repo}[/revision/{rev}]``, ``.../tree/{rev}[/{path}]``,
-  ``.../refs``, ``.../commits/{rev}``: the JSON huggingface_hub parses.
+  ``POST .../paths-info/{rev}``, ``.../refs`` (``?include_prs=1``), ``.../commits/{rev}``,
+  ``.../auth-check[/write]``, ``.../discussions[/{n}]``: the JSON huggingface_hub parses.
 
-Errors carry ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``), which
-huggingface_hub turns into its typed exceptions. No ``X-Xet-*`` header is ever sent (the client
-would switch to the Xet protocol). Paths are looked up in the repo's file map, never joined onto
-the file system, and a path that tries to escape (``..``, absolute) is a 400.
+A revision is a branch, a tag, ``refs/pr/N`` or a commit id; clients send it percent-quoted
+(``refs%2Fpr%2F1``), which the server's path decoding would split, so the app keeps such slashes
+as :data:`SLASH` and :func:`revision_of` restores them. Errors carry ``X-Error-Code``
+(``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``, ``GatedRepo``), which huggingface_hub
+turns into its typed exceptions. No ``X-Xet-*`` header is ever sent (the client would switch to
+the Xet protocol). Paths are looked up in the repo's file map, never joined onto the file system,
+and a path that tries to escape (``..``, absolute) is a 400.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
-import time
 from itertools import chain
-from urllib.parse import unquote
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from zoo.errors import ObjectNotFound, StorageError
-from zoo.hub.served import Repo, ServedRepos
+from zoo.errors import HubError, ObjectNotFound, StorageError
+from zoo.hub.cards import card_data, info_fields
+from zoo.hub.served import Repo, RepoFile, ServedRepos
+from zoo.store.discussions import DiscussionNotFound, iso
+from zoo.store.repos import Ref
 from zoo.util.paths import is_safe_relpath
+
+#: what an encoded slash ('%2F') in a path segment becomes before routing (zoo/hub/app.py)
+SLASH = "\x00"
+#: the Hub's page size for discussions
+DISCUSSIONS_PAGE = 50
+#: the largest text file a pull request's diff shows line by line
+DIFF_MAX = 256 * 1024
 
 
 class BlobResponse(FileResponse):
     chunk_size = 1 << 20  # 64 KiB (starlette's default) costs a third of loopback throughput
+
+
+def kind_of(request: Request) -> str:
+    """The repo type the route serves: "model" or "dataset"."""
+    return request.scope.get("zoo.kind", "model")
+
+
+def repo_id_of(request: Request) -> str:
+    return f"{request.path_params['org']}/{request.path_params['name']}"
+
+
+def revision_of(request: Request, name: str = "revision", default: str = "main") -> str:
+    return request.path_params.get(name, default).replace(SLASH, "/")
+
+
+def identity_of(request: Request):
+    return getattr(request.state, "identity", None)
+
+
+def user_of(request: Request) -> str:
+    identity = identity_of(request)
+    return identity.user if identity else "anonymous"
 
 
 def hub_error(status: int, code: str | None, message: str, commit: str | None = None) -> JSONResponse:
@@ -48,12 +87,11 @@ def bad_path(path: str) -> bool:
 
 def repo_at_revision(served: ServedRepos, request: Request) -> Repo | JSONResponse:
     """The repo named by the path, at the path's revision (default main); else the hub's error."""
-    p = request.path_params
-    repo_id = f"{p['org']}/{p['name']}"
-    if not served.exists(repo_id):
+    repo_id, kind = repo_id_of(request), kind_of(request)
+    if not served.exists(repo_id, kind):
         return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
-    revision = unquote(p.get("revision", "main"))
-    repo = served.at(repo_id, revision)
+    revision = revision_of(request)
+    repo = served.at(repo_id, revision, kind)
     if repo is None:
         return hub_error(404, "RevisionNotFound", f"Revision {revision} not found in {repo_id}")
     return repo
@@ -136,53 +174,73 @@ def _proxied(served, request: Request, entry, headers: dict) -> Response:
                              media_type="application/octet-stream")
 
 
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ts))
 
-
-def _info(repo: Repo, card=None) -> dict:
+def _files_json(repo: Repo) -> list[dict]:
     siblings = []
     for f in sorted(repo.files.values(), key=lambda f: f.path):
         s = {"rfilename": f.path, "size": f.size, "blobId": f.oid}
         if f.lfs:
             s["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}
         siblings.append(s)
-    info = {"_id": repo.commit[:24], "id": repo.repo_id, "modelId": repo.repo_id, "sha": repo.commit,
-            "private": repo.private, "gated": False, "disabled": False, "downloads": 0, "likes": 0,
-            "library_name": "timm", "tags": ["timm", "image-classification"], "siblings": siblings,
-            "lastModified": _iso(repo.last_modified), "createdAt": _iso(repo.last_modified)}
+    return siblings
+
+
+def _info(served: ServedRepos, repo: Repo) -> dict:
+    info = {"_id": repo.commit[:24], "id": repo.repo_id, "sha": repo.commit, "private": repo.private,
+            "gated": repo.gated, "disabled": False, "downloads": 0, "likes": 0, "siblings": _files_json(repo),
+            "lastModified": iso(repo.last_modified), "createdAt": iso(repo.last_modified)}
+    if repo.kind == "model":
+        info["modelId"] = repo.repo_id
+    if repo.uploaded:
+        info.update(info_fields(card_data(served, repo), repo.kind))
+    else:  # a cached card's weights: a timm image classifier
+        info.update({"library_name": "timm", "pipeline_tag": "image-classification",
+                     "tags": ["timm", "image-classification"]})
     return info
 
 
 def model_info(served: ServedRepos, request: Request) -> Response:
     repo = repo_at_revision(served, request)
-    return repo if isinstance(repo, Response) else JSONResponse(_info(repo))
+    return repo if isinstance(repo, Response) else JSONResponse(_info(served, repo))
 
 
-def list_models(served: ServedRepos, request: Request) -> Response:
-    search = request.query_params.get("search", "").casefold()
-    author = request.query_params.get("author", "")
+def list_repos(served: ServedRepos, request: Request) -> Response:
+    """``list_models`` / ``list_datasets``: ``search``, ``author``, ``filter`` (tags), ``limit``."""
+    q = request.query_params
+    search, author = q.get("search", "").casefold(), q.get("author", "")
+    wanted = set(q.getlist("filter"))
     try:
-        limit = int(request.query_params.get("limit", "1000") or 1000)
+        limit = int(q.get("limit", "1000") or 1000)
     except ValueError:
         return hub_error(400, None, "limit must be a number")
+    identity = identity_of(request)
     out = []
-    show_private = getattr(request.state, "authorized", False)
-    for repo_id in served.repo_ids():
+    for repo_id in served.repo_ids(kind_of(request)):
         if search and search not in repo_id.casefold() or author and not repo_id.startswith(author + "/"):
             continue
-        repo = served.get(repo_id)
-        if repo is not None and (show_private or not repo.private):
-            out.append({k: v for k, v in _info(repo).items() if k != "siblings"})
-    return JSONResponse(out[:limit])
+        repo = served.get(repo_id, kind_of(request))
+        if repo is None or repo.private and not (identity and identity.can_read(repo_id)):
+            continue
+        info = {k: v for k, v in _info(served, repo).items() if k != "siblings"}
+        if wanted <= set(info.get("tags", ())):
+            out.append(info)
+        if len(out) >= limit:
+            break
+    return JSONResponse(out)
+
+
+def _tree_entry(f: RepoFile) -> dict:
+    e = {"type": "file", "path": f.path, "size": f.size, "oid": f.oid}
+    if f.lfs:
+        e["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}
+    return e
 
 
 def tree(served: ServedRepos, request: Request) -> Response:
-    p = request.path_params
     repo = repo_at_revision(served, request)
     if isinstance(repo, Response):
         return repo
-    prefix = unquote(p.get("path", "")).strip("/")
+    prefix = request.path_params.get("path", "").strip("/")
     if prefix and bad_path(prefix):
         return hub_error(400, None, f"invalid path {prefix!r}")
     recursive = request.query_params.get("recursive", "false").lower() == "true"
@@ -194,10 +252,7 @@ def tree(served: ServedRepos, request: Request) -> Response:
         if "/" in rest and not recursive:
             folders.add((prefix + "/" if prefix else "") + rest.split("/", 1)[0])
             continue
-        e = {"type": "file", "path": f.path, "size": f.size, "oid": f.oid}
-        if f.lfs:
-            e["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}
-        entries.append(e)
+        entries.append(_tree_entry(f))
         if recursive and "/" in rest:
             parts = f.path.split("/")[:-1]
             folders.update("/".join(parts[: i + 1]) for i in range(len(prefix.split("/")) if prefix else 0, len(parts)))
@@ -207,12 +262,54 @@ def tree(served: ServedRepos, request: Request) -> Response:
     return JSONResponse(entries)
 
 
+async def paths_wanted(request: Request) -> list[str]:
+    body = await request.body()
+    if len(body) > 1 << 20:
+        raise HubError("paths-info body over 1 MB")
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        paths = data.get("paths") if isinstance(data, dict) else None
+        paths = [paths] if isinstance(paths, str) else paths
+    else:  # huggingface_hub posts a form: paths=a&paths=b&expand=False
+        paths = parse_qs(body.decode("utf-8", "replace")).get("paths")
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise HubError("expected paths: a list of file or folder paths")
+    return paths
+
+
+def paths_info(served: ServedRepos, request: Request, paths: list[str]) -> Response:
+    """``get_paths_info``: each asked path that is a file or a folder at the revision (others are
+    left out, as on the Hub)."""
+    repo = repo_at_revision(served, request)
+    if isinstance(repo, Response):
+        return repo
+    out = []
+    for path in dict.fromkeys(p.strip("/") for p in paths):
+        if not path or bad_path(path):
+            continue
+        if path in repo.files:
+            out.append(_tree_entry(repo.files[path]))
+        elif any(p.startswith(path + "/") for p in repo.files):
+            out.append({"type": "directory", "path": path, "oid": repo.commit})
+    return JSONResponse(out)
+
+
 def refs(served: ServedRepos, request: Request) -> Response:
     repo = repo_at_revision(served, request)
     if isinstance(repo, Response):
         return repo
-    return JSONResponse({"branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": repo.commit}],
-                         "converts": [], "tags": []})
+    if repo.uploaded:
+        found = served.stores[repo.kind].refs(repo.repo_id)
+    else:
+        found = {"heads": [("main", repo.commit)], "tags": [], "pr": []}
+    out = {"branches": [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": c} for n, c in sorted(found["heads"])],
+           "converts": [], "tags": [{"name": n, "ref": f"refs/tags/{n}", "targetCommit": c} for n, c in sorted(found["tags"])]}
+    if request.query_params.get("include_prs") in ("1", "true", "True"):
+        out["pullRequests"] = [{"name": n, "ref": f"refs/pr/{n}", "targetCommit": c} for n, c in found["pr"]]
+    return JSONResponse(out)
 
 
 def commits(served: ServedRepos, request: Request) -> Response:
@@ -220,8 +317,116 @@ def commits(served: ServedRepos, request: Request) -> Response:
     if isinstance(repo, Response):
         return repo
     if repo.uploaded:
-        history = served.store.history(repo.repo_id, repo.commit)
-        items = [{"id": c.id, "title": c.title, "message": c.message, "authors": [], "date": _iso(c.date)} for c in history]
+        history = served.stores[repo.kind].history(repo.repo_id, repo.commit)
+        items = [{"id": c.id, "title": c.title, "message": c.message,
+                  "authors": [{"user": c.author}] if c.author else [], "date": iso(c.date)} for c in history]
     else:
-        items = [{"id": repo.commit, "title": "pulled by zoo", "message": "", "authors": [], "date": _iso(repo.last_modified)}]
+        items = [{"id": repo.commit, "title": "pulled by zoo", "message": "", "authors": [], "date": iso(repo.last_modified)}]
     return JSONResponse(items)
+
+
+def auth_check(served: ServedRepos, request: Request) -> Response:
+    """``auth_check``: 200 when the caller may read (``/write``: write) the repo. The wrapper already
+    answered a private repo the caller may not read with RepoNotFound."""
+    repo_id, kind = repo_id_of(request), kind_of(request)
+    if not served.exists(repo_id, kind):
+        return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
+    identity = identity_of(request)
+    if served.info(repo_id, kind).get("gated") and not (identity and identity.can_read(repo_id)):
+        return hub_error(401, "GatedRepo", f"Access to {repo_id} is restricted: send a token that may read it")
+    if request.url.path.endswith("/write") and not (identity and identity.can_write(repo_id)):
+        return hub_error(403, None, f"this token may not write {repo_id}")
+    return JSONResponse({"ok": True})
+
+
+# --- discussions -----------------------------------------------------------------------------
+
+
+def _thread_summary(doc: dict, repo_id: str, kind: str) -> dict:
+    keep = ("num", "title", "status", "author", "createdAt", "isPullRequest")
+    return {**{k: doc[k] for k in keep}, "repo": {"name": repo_id, "type": kind},
+            "numComments": sum(e["type"] == "comment" for e in doc["events"]), "pinned": False}
+
+
+def _uploaded(served: ServedRepos, request: Request) -> tuple[str, str] | Response:
+    repo_id, kind = repo_id_of(request), kind_of(request)
+    if not served.exists(repo_id, kind):
+        return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
+    if not served.stores[kind].exists(repo_id):
+        return hub_error(400, None, f"{repo_id} is a mirrored repo: discussions live on uploaded repos only")
+    return repo_id, kind
+
+
+def discussions(served: ServedRepos, request: Request) -> Response:
+    found = _uploaded(served, request)
+    if isinstance(found, Response):
+        return found
+    repo_id, kind = found
+    q = request.query_params
+    kind_filter, status, author = q.get("type", "all"), q.get("status", "all"), q.get("author")
+    try:
+        page = max(int(q.get("p", "0") or 0), 0)
+    except ValueError:
+        return hub_error(400, None, "p must be a page number")
+    docs = [d for d in reversed(served.discussions[kind].all(repo_id))
+            if (kind_filter == "all" or d["isPullRequest"] == (kind_filter == "pull_request"))
+            and (status == "all" or d["status"] == status) and (not author or d["author"]["name"] == author)]
+    start = page * DISCUSSIONS_PAGE
+    return JSONResponse({"discussions": [_thread_summary(d, repo_id, kind) for d in docs[start:start + DISCUSSIONS_PAGE]],
+                         "count": len(docs), "start": start,
+                         "numClosedDiscussions": sum(d["status"] in ("closed", "merged") for d in docs)})
+
+
+def discussion(served: ServedRepos, request: Request) -> Response:
+    found = _uploaded(served, request)
+    if isinstance(found, Response):
+        return found
+    repo_id, kind = found
+    num = request.path_params["num"]
+    threads = served.discussions[kind]
+    try:
+        doc = threads.get(repo_id, int(num))
+    except (ValueError, DiscussionNotFound):
+        return hub_error(404, None, f"discussion {num} not found in {repo_id}")
+    out = {**_thread_summary(doc, repo_id, kind), "events": doc["events"]}
+    if doc["isPullRequest"]:
+        store = served.stores[kind]
+        out["changes"] = {"base": f"refs/heads/{doc['base']}", "mergeCommitId": doc.get("mergeCommitId")}
+        out["filesWithConflicts"] = threads.conflicts(repo_id, doc)
+        head = store.get_commit(repo_id, store.head(repo_id, Ref("pr", str(doc["num"]))))
+        base = store.get_commit(repo_id, doc.get("baseCommit"))
+        out["diff"] = _diff(served, base.files if base else {}, head.files if head else {}) if head else ""
+    return JSONResponse(out)
+
+
+def _text(served: ServedRepos, rec: dict | None) -> list[str] | None:
+    """A regular file's lines for a diff; an LFS file is shown as its pointer, as git shows it."""
+    if rec is None:
+        return []
+    if rec.get("lfs", True):
+        return f"version https://git-lfs.github.com/spec/v1\noid sha256:{rec['sha256']}\nsize {rec['size']}\n".splitlines(True)
+    if rec["size"] > DIFF_MAX:
+        return None
+    data = served.blobs.read(rec["sha256"])
+    try:
+        return data.decode("utf-8").splitlines(True) if data is not None else None
+    except UnicodeDecodeError:
+        return None
+
+
+def _diff(served: ServedRepos, before: dict, after: dict) -> str:
+    """What a pull request changes, as ``git diff`` prints it (binary files named, not shown)."""
+    out = []
+    for path in sorted(set(before) | set(after)):
+        a, b = before.get(path), after.get(path)
+        if (a or {}).get("sha256") == (b or {}).get("sha256"):
+            continue
+        out.append(f"diff --git a/{path} b/{path}\n")
+        old, new = _text(served, a), _text(served, b)
+        if old is None or new is None:
+            out.append(f"Binary files {'a/' + path if a else '/dev/null'} and {'b/' + path if b else '/dev/null'} differ\n")
+            continue
+        out += difflib.unified_diff(old, new, f"a/{path}" if a else "/dev/null", f"b/{path}" if b else "/dev/null")
+        if out and not out[-1].endswith("\n"):
+            out[-1] += "\n\\ No newline at end of file\n"
+    return "".join(out)

@@ -20,7 +20,8 @@ from pathlib import Path
 from zoo.cards.card import REPO_ID_RE
 from zoo.hub.blobs import Blobs
 from zoo.store.objects import LocalStorage, json_update
-from zoo.store.repos import RepoStore, derived_commit_id, git_blob_oid
+from zoo.store.discussions import Discussions
+from zoo.store.repos import KINDS, RepoStore, derived_commit_id, git_blob_oid
 from zoo.weights.cache import Cache
 
 LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {size}\n"
@@ -61,6 +62,8 @@ class Repo:
     commit_id: str | None = None  # uploaded repos: the stored commit; cached cards: derived
     private: bool = False
     uploaded: bool = False
+    kind: str = "model"
+    gated: str | bool = False  # False, "auto" or "manual": downloads need a token that may read the repo
 
     @property
     def commit(self) -> str:
@@ -80,7 +83,9 @@ class ServedRepos:
     def __init__(self, cache: Cache, storage=None, redirect: bool = True):
         self.cache = cache
         self.storage = storage or LocalStorage(cache.root)  # uploaded repos (and, on S3, their blobs)
-        self.store = RepoStore(self.storage)
+        self.stores = {kind: RepoStore(self.storage, kind) for kind in KINDS}
+        self.discussions = {kind: Discussions(store) for kind, store in self.stores.items()}
+        self.store = self.stores["model"]
         # redirect=False (zoo serve --proxy-downloads): stream from the store, for clients that cannot reach it
         self.blobs = Blobs(cache, self.storage, redirect)
         self.counts: Counter = Counter()
@@ -140,31 +145,44 @@ class ServedRepos:
 
         json_update(self.storage, f"mirrored/{repo_id}.json", add)
 
-    def repo_ids(self) -> list[str]:
+    def repo_ids(self, kind: str = "model") -> list[str]:
+        if kind != "model":
+            return self.stores[kind].repo_ids()
         mirrored = {k[len("mirrored/"):-len(".json")] for k in self.storage.list("mirrored/")} if self.shared else set()
         return sorted(set(self.derived()) | set(self.store.repo_ids()) | mirrored)
 
-    def exists(self, repo_id: str) -> bool:
-        return bool(REPO_ID_RE.match(repo_id)) and (self.store.exists(repo_id) or repo_id in self.derived()
-                                                     or self.pulled_through(repo_id) is not None)
+    def exists(self, repo_id: str, kind: str = "model") -> bool:
+        if not REPO_ID_RE.match(repo_id):
+            return False
+        if kind != "model":
+            return self.stores[kind].exists(repo_id)
+        return self.store.exists(repo_id) or repo_id in self.derived() or self.pulled_through(repo_id) is not None
 
-    def at(self, repo_id: str, revision: str = "main") -> Repo | None:
-        """The repo's files at ``revision`` ("main" or a commit id); None if either is unknown."""
+    def info(self, repo_id: str, kind: str = "model") -> dict:
+        """An uploaded repo's record (private, gated); {} for any other repo."""
+        return self.stores[kind].info(repo_id) if REPO_ID_RE.match(repo_id) else {}
+
+    def at(self, repo_id: str, revision: str = "main", kind: str = "model") -> Repo | None:
+        """The repo's files at ``revision`` (a branch, tag, pull-request ref or commit id); None if
+        either is unknown."""
         if not REPO_ID_RE.match(repo_id):
             return None
-        if self.store.exists(repo_id):
-            commit = self.store.commit(repo_id, revision)
+        store = self.stores[kind]
+        if kind != "model" or store.exists(repo_id):
+            commit = store.commit(repo_id, revision)
             if commit is None:
                 return None
+            info = store.info(repo_id)
             files = {p: RepoFile(p, r["sha256"], r["size"], self.cache.blob_path(r["sha256"]), r.get("lfs", True),
                                  r.get("oid"), self.shared) for p, r in commit.files.items()}
-            return Repo(repo_id, files, commit.date, commit.id, bool(self.store.info(repo_id).get("private")), True)
+            return Repo(repo_id, files, commit.date, commit.id, bool(info.get("private")), True, kind,
+                        info.get("gated") or False)
         # on S3 the store's record alone is the repo, so every server reports the same commit; a
         # file this server pulled through before is shared on its first miss (zoo/hub/upstream.py)
         repo = self.pulled_through(repo_id) or self.derived().get(repo_id)
-        if repo is None or revision not in ("main", repo.commit):
+        if repo is None or revision not in ("main", "refs/heads/main", repo.commit):
             return None
         return repo
 
-    def get(self, repo_id: str) -> Repo | None:
-        return self.at(repo_id, "main")
+    def get(self, repo_id: str, kind: str = "model") -> Repo | None:
+        return self.at(repo_id, "main", kind)

@@ -1,4 +1,6 @@
-"""The write side of the Hub protocol: create repo, validate-yaml, preupload, LFS basic transfer, commit.
+"""The write side of the Hub protocol: create repo, validate-yaml, preupload, LFS basic transfer,
+commit (to any branch, to an open pull request's ``refs/pr/N``, or as a new pull request with
+``create_pr=1``), for model and dataset repos alike.
 
 The Xet trap (docs/internals.md, "The hub protocol as zoo serves it"): a client with ``hf_xet`` installed
 sends every file the server marks ``lfs`` to Xet storage, which zoo does not speak. So files up to
@@ -22,9 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from zoo.cards.card import REPO_ID_RE
-from zoo.errors import CorruptBlobError, MalformedRequest, ObjectNotFound, RequestTooLarge
-from zoo.hub.read import bad_path, hub_error
-from zoo.store.repos import git_blob_oid
+from zoo.errors import CorruptBlobError, Forbidden, MalformedRequest, ObjectNotFound, RequestTooLarge, RevisionNotFound
+from zoo.hub import cards
+from zoo.hub.read import bad_path, hub_error, identity_of, kind_of, repo_id_of, revision_of, user_of
+from zoo.store.repos import Ref, all_referenced_blobs, git_blob_oid
 from zoo.weights.cache import SHA256_RE
 
 REGULAR_MAX = 10 * 1024 * 1024
@@ -65,43 +68,85 @@ def _table(value, what: str) -> dict:
     return value
 
 
-async def create_repo(hub, request: Request) -> Response:
-    data = await _json(request)
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        return hub_error(400, None, "expected JSON with a repo name")
-    if data.get("type") not in (None, "model"):
-        return hub_error(400, None, "this hub holds model repos only")
-    name, org = data["name"], data.get("organization") or hub.user
+#: repo type -> the URL prefix of its pages (RepoUrl parses the type from it)
+URL_PREFIX = {"model": "", "dataset": "datasets/"}
+SPACES_REFUSED = "this hub hosts model and dataset repos; Spaces are not served here"
+
+
+def repo_url(request: Request, kind: str, repo_id: str) -> str:
+    return f"{_base(request)}/{URL_PREFIX[kind]}{repo_id}"
+
+
+def body_repo(hub, request: Request, data: dict, name_key: str = "name") -> tuple[str, str]:
+    """The (repo id, type) a JSON body names (``name`` + ``organization``, or ``org/name``), which
+    the caller's token must be allowed to write; the namespace defaults to the token's user."""
+    kind = data.get("type") or "model"
+    if kind == "space":
+        raise MalformedRequest(SPACES_REFUSED)
+    if kind not in URL_PREFIX:
+        raise MalformedRequest(f"unknown repo type {kind!r}: model or dataset")
+    name = data.get(name_key)
+    if not isinstance(name, str):
+        raise MalformedRequest(f"expected JSON with a repo {name_key}")
+    org = data.get("organization") or identity_of(request).user
     if "/" in name:
         org, name = name.split("/", 1)
     repo_id = f"{org}/{name}"
     if not REPO_ID_RE.match(repo_id):
-        return hub_error(400, None, f"invalid repo id {repo_id!r}")
+        raise MalformedRequest(f"invalid repo id {repo_id!r}")
+    if not identity_of(request).can_write(repo_id):
+        raise Forbidden(f"this token may not write {repo_id} (its repos= patterns, or role=read)")
+    return repo_id, kind
+
+
+async def create_repo(hub, request: Request) -> Response:
+    data = await _json(request)
+    if not isinstance(data, dict):
+        return hub_error(400, None, "expected JSON with a repo name")
+    repo_id, kind = body_repo(hub, request, data)
     private = bool(data.get("private")) or data.get("visibility") == "private"  # huggingface_hub sends visibility
-    created = await run_in_threadpool(hub.served.store.create, repo_id, private)
-    url = f"{_base(request)}/{repo_id}"
+    created = await run_in_threadpool(hub.served.stores[kind].create, repo_id, private, user_of(request))
+    url = repo_url(request, kind, repo_id)
     if not created:
-        return JSONResponse({"error": "You already created this model repo", "url": url}, status_code=409)
+        return JSONResponse({"error": f"You already created this {kind} repo", "url": url}, status_code=409)
     return JSONResponse({"url": url, "name": repo_id, "id": repo_id})
 
 
 async def validate_yaml(hub, request: Request) -> Response:
-    await _json(request)
-    return JSONResponse({})
+    """``RepoCard.validate``: 400 with what is wrong, or 200 (no token needed: the client sends none)."""
+    data = await _json(request)
+    if not isinstance(data, dict) or not isinstance(data.get("content"), str):
+        return hub_error(400, None, "expected JSON {content: the README text, repoType}")
+    try:
+        block = cards.front_matter(data["content"])
+    except ValueError as exc:
+        return hub_error(400, None, str(exc))
+    found = cards.problems(block) if block is not None else []
+    if found:
+        return hub_error(400, None, "; ".join(found))
+    return JSONResponse({"errors": [], "warnings": []})
 
 
 def _repo_id(request: Request) -> str:
-    return f"{request.path_params['org']}/{request.path_params['name']}"
+    return repo_id_of(request)
 
 
 def _writable_repo(hub, request: Request) -> str | Response:
     repo_id = _repo_id(request)
-    if not hub.served.store.exists(repo_id):
+    if not hub.served.stores[kind_of(request)].exists(repo_id):
         return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found (create it first)")
-    rev = request.path_params.get("revision", "main")
-    if rev != "main":
-        return hub_error(400, None, "this hub commits to main only")
     return repo_id
+
+
+def target_ref(hub, request: Request, repo_id: str) -> Ref:
+    """The ref a commit goes to: a branch, or ``refs/pr/N``; a tag or a bare commit id is a 400
+    (as on the Hub), a branch that does not exist a RevisionNotFound."""
+    store = hub.served.stores[kind_of(request)]
+    ref, _ = store.parse_revision(repo_id, revision_of(request))
+    if ref is None or ref.kind == "tags":
+        raise MalformedRequest(f"cannot commit to {revision_of(request)}: commit to a branch or a pull request "
+                               "(refs/pr/N)")
+    return ref
 
 
 async def preupload(hub, request: Request) -> Response:
@@ -124,7 +169,7 @@ async def preupload(hub, request: Request) -> Response:
 
 async def lfs_batch(hub, request: Request) -> Response:
     repo_id = _repo_id(request)
-    if not hub.served.store.exists(repo_id):
+    if not hub.served.stores[kind_of(request)].exists(repo_id):
         return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
     data = await _json(request)
     if not isinstance(data, dict) or data.get("operation") != "upload" or not isinstance(data.get("objects"), list):
@@ -252,7 +297,7 @@ def _drop_fresh(hub, fresh: list[str]) -> None:
     (another commit of the same bytes may have landed meanwhile: those stay)."""
     if not fresh:
         return
-    named = hub.served.store.referenced_blobs()
+    named = all_referenced_blobs(hub.served.storage)
     blobs = hub.served.blobs
     for sha in fresh:
         if sha not in named:
@@ -268,11 +313,10 @@ async def commit(hub, request: Request) -> Response:
     repo_id = _writable_repo(hub, request)
     if isinstance(repo_id, Response):
         return repo_id
-    if request.query_params.get("create_pr") in ("1", "true", "True"):
-        return hub_error(400, None, "this hub does not do pull requests; commit to main")
+    ref = await run_in_threadpool(target_ref, hub, request, repo_id)  # a bad revision fails before any upload
     fresh: list[str] = []
     try:
-        answer = await _commit(hub, request, repo_id, fresh)
+        answer = await _commit(hub, request, repo_id, ref, fresh)
     except BaseException:
         await run_in_threadpool(_drop_fresh, hub, fresh)
         raise
@@ -281,7 +325,7 @@ async def commit(hub, request: Request) -> Response:
     return answer
 
 
-async def _commit(hub, request: Request, repo_id: str, fresh: list[str]) -> Response:
+async def _commit(hub, request: Request, repo_id: str, ref: Ref, fresh: list[str]) -> Response:
     blobs = hub.served.blobs
     header, adds, deletes = {}, {}, []
     try:
@@ -298,9 +342,11 @@ async def _commit(hub, request: Request, repo_id: str, fresh: list[str]) -> Resp
                     adds[path] = await run_in_threadpool(_store_inline, blobs, value.get("content", ""), fresh)
                 except (binascii.Error, ValueError, TypeError):  # what b64decode raises for a bad value
                     return hub_error(400, None, f"{path}: content is not base64")
-            elif key == "lfsFile":
+            elif key == "lfsFile":  # an upload, or a copy of a file the store holds (no size then)
                 oid, size = value.get("oid", ""), value.get("size")
-                if not SHA256_RE.match(str(oid)) or not await run_in_threadpool(blobs.has, oid, size):
+                if size is None and SHA256_RE.match(str(oid)):
+                    size = await run_in_threadpool(blobs.size, oid)
+                if not SHA256_RE.match(str(oid)) or size is None or not await run_in_threadpool(blobs.has, oid, size):
                     return hub_error(400, None, f"{path}: LFS object {oid} was not uploaded (or has another size)")
                 adds[path] = {"sha256": oid, "size": size, "lfs": True}
             elif key in ("deletedFile", "deletedFolder"):
@@ -318,10 +364,32 @@ async def _commit(hub, request: Request, repo_id: str, fresh: list[str]) -> Resp
         if not info["lfs"]:
             await run_in_threadpool(blobs.stored, info["sha256"])
     # a missing file to delete (404) or a parent that is not the head (409) is a HubError: the caller answers it
-    new = await run_in_threadpool(hub.served.store.apply, repo_id, title or "upload", description or "", parent,
-                                  adds, deletes)
-    return JSONResponse({"commitUrl": f"{_base(request)}/{repo_id}/commit/{new.id}", "commitOid": new.id,
-                         "pullRequestUrl": None, "success": True})
+    kind = kind_of(request)
+    create_pr = request.query_params.get("create_pr") in ("1", "true", "True")
+    made = await run_in_threadpool(_land, hub, kind, repo_id, ref, create_pr,
+                                   title or "upload", description or "", parent, adds, deletes, user_of(request))
+    new, pr = made
+    url = repo_url(request, kind, repo_id)
+    return JSONResponse({"commitUrl": f"{url}/commit/{new.id}", "commitOid": new.id,
+                         "pullRequestUrl": f"{url}/discussions/{pr}" if pr else None, "success": True})
+
+
+def _land(hub, kind: str, repo_id: str, ref: Ref, create_pr: bool, title: str, description: str,
+          parent: str | None, adds: dict, deletes: list[str], author: str):
+    """Write the commit where it goes: (the commit, the pull request number it opened, if any)."""
+    store, threads = hub.served.stores[kind], hub.served.discussions[kind]
+    if create_pr:
+        if ref.kind != "heads":
+            raise MalformedRequest("create_pr needs a branch to open the pull request on (main by default)")
+        base_commit = store.parse_revision(repo_id, parent)[1] if parent else store.head(repo_id, ref)
+        if base_commit is None:
+            raise RevisionNotFound(f"{ref.full} not found in {repo_id}")
+        store.files_after(repo_id, base_commit, adds, deletes)  # a bad deletion fails before a pull request opens
+        doc = threads.open_pull_request(repo_id, title, description, author, ref.name, base_commit)
+        return threads.commit_to(repo_id, doc["num"], title, description, None, adds, deletes, author), doc["num"]
+    if ref.kind == "pr":
+        return threads.commit_to(repo_id, int(ref.name), title, description, parent, adds, deletes, author), None
+    return store.apply(repo_id, title, description, parent, adds, deletes, ref, author), None
 
 
 async def xet_token(hub, request: Request) -> Response:

@@ -1,15 +1,20 @@
-"""Uploaded repos: immutable commits over content-addressed blobs, and a ``main`` ref that moves.
+"""Uploaded repos: immutable commits over content-addressed blobs, and refs that move.
 
-Layout (keys of a :mod:`zoo.store.objects` store: ``ZOO_HOME`` by default, or ``s3://BUCKET/PREFIX``)::
+Layout (keys of a :mod:`zoo.store.objects` store: ``ZOO_HOME`` by default, or ``s3://BUCKET/PREFIX``),
+with ``<kind>`` ``repos`` for model repos and ``datasets`` for dataset repos::
 
-    repos/<org>/<name>/repo.json           created, private
-    repos/<org>/<name>/refs/main           the current commit id (40 hex)
-    repos/<org>/<name>/commits/<id>.json   parent, title, message, date, files {path: {sha256, size, oid, lfs}}
+    <kind>/<org>/<name>/repo.json              created, private, gated
+    <kind>/<org>/<name>/refs/heads/<branch>    a branch's commit id (40 hex); the name percent-quoted
+    <kind>/<org>/<name>/refs/tags/<tag>        a tag's commit id
+    <kind>/<org>/<name>/refs/pr/<n>            pull request n's head (zoo/store/discussions.py)
+    <kind>/<org>/<name>/commits/<id>.json      parent, merged, title, message, date, author, files
+    <kind>/<org>/<name>/discussions/<n>.json   discussions and pull requests
 
-Commits are written once (their id hashes their content); ``refs/main`` moves only by
-compare-and-swap (``If-Match`` on S3, a per-key lock on a directory), so any number of servers on
-one store agree without shared memory and no commit is lost to a race; old commits stay, so a
-pinned revision keeps resolving after ``main`` moves.
+Commits are written once (their id hashes their content); a ref moves only by compare-and-swap
+(``If-Match`` on S3, a per-key lock on a directory), so any number of servers on one store agree
+without shared memory and no commit is lost to a race; old commits stay, so a pinned revision keeps
+resolving after a branch moves. Stores written before branches existed keep main at ``refs/main``:
+it is read (and moved to ``refs/heads/main`` on the next commit) transparently.
 """
 
 from __future__ import annotations
@@ -19,12 +24,22 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from urllib.parse import quote, unquote
 
+from zoo import home
 from zoo.cards.card import REPO_ID_RE
-from zoo.errors import CommitConflict, EntryNotFound, InvalidRepoId, PreconditionFailed
-from zoo.store.objects import update
+from zoo.errors import (CommitConflict, EntryNotFound, InvalidRepoId, MalformedRequest, PreconditionFailed, RefExists,
+                        RepoNotFound, RevisionNotFound)
+from zoo.store.objects import json_update, update
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}\Z")
+SHORT_COMMIT_RE = re.compile(r"^[0-9a-f]{7,39}\Z")
+PR_REF_RE = re.compile(r"^refs/pr/([1-9][0-9]{0,8})\Z")
+#: repo type -> the top-level key folder of its repos (models keep the folder they always had)
+KINDS = {"model": home.REPOS, "dataset": home.DATASETS}
+#: what a branch or tag name may not contain (git check-ref-format's rules, and no '%' so that the
+#: quoted key name reads back as the same name)
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\%]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$|^refs/|^@$")
 
 
 def git_blob_oid(data: bytes) -> str:
@@ -40,6 +55,14 @@ def derived_commit_id(repo_id: str, files: dict[str, str]) -> str:
     return hashlib.sha1(f"zoo repo {repo_id}\n{lines}".encode()).hexdigest()
 
 
+def check_ref_name(name: str, what: str = "branch") -> str:
+    """``name`` if git and the Hub would take it as a branch or tag name, else a 400 saying why."""
+    if not isinstance(name, str) or not name or len(name) > 200 or _BAD_REF.search(name) or not name.isprintable():
+        raise MalformedRequest(f"invalid {what} name {name!r}: no spaces, '..', '~^:?*[\\%', 'refs/' prefix, "
+                               "leading '-', '/' or '.', or trailing '/', '.' or '.lock'")
+    return name
+
+
 @dataclass
 class Commit:
     id: str
@@ -48,18 +71,46 @@ class Commit:
     message: str
     date: float
     files: dict[str, dict] = field(default_factory=dict)
+    merged: str | None = None  # a merge commit's second parent (the pull request's head)
+    author: str | None = None
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A ref of a repo: ``kind`` is ``heads``, ``tags`` or ``pr``."""
+
+    kind: str
+    name: str
+
+    @property
+    def full(self) -> str:
+        return f"refs/{self.kind}/{self.name}"
+
+    @property
+    def key(self) -> str:
+        return f"refs/{self.kind}/{quote(self.name, safe='')}"
+
+
+def branch(name: str) -> Ref:
+    return Ref("heads", name)
+
+
+MAIN = branch("main")
 
 
 class RepoStore:
-    """Repos created and committed to through the hub's write API, in a :mod:`zoo.storage` store."""
+    """Repos of one type (``kind``: model or dataset) created and committed to through the hub's
+    write API, in a :mod:`zoo.store.objects` store."""
 
-    def __init__(self, storage):
+    def __init__(self, storage, kind: str = "model"):
         self.storage = storage
+        self.kind = kind
+        self.folder = KINDS[kind]
 
     def _key(self, repo_id: str, *parts: str) -> str:
-        if not REPO_ID_RE.match(repo_id):  # never a key outside repos/ (e.g. a decoded '%2e%2e')
+        if not REPO_ID_RE.match(repo_id):  # never a key outside the kind's folder (e.g. a decoded '%2e%2e')
             raise InvalidRepoId(f"invalid repo id {repo_id!r}; expected org/name")
-        return "/".join(("repos", repo_id, *parts))
+        return "/".join((self.folder, repo_id, *parts))
 
     def _json(self, key: str) -> dict | None:
         obj = self.storage.get(key)
@@ -71,39 +122,150 @@ class RepoStore:
             return None
         return data if isinstance(data, dict) else None
 
+    # --- repos ------------------------------------------------------------------------------
+
     def exists(self, repo_id: str) -> bool:
         return self.storage.get(self._key(repo_id, "repo.json")) is not None
 
     def repo_ids(self) -> list[str]:
-        keys = self.storage.list("repos/")
-        return sorted(k[len("repos/"):-len("/repo.json")] for k in keys
+        keys = self.storage.list(self.folder + "/")
+        return sorted(k[len(self.folder) + 1:-len("/repo.json")] for k in keys
                       if k.endswith("/repo.json") and k.count("/") == 3)
 
     def info(self, repo_id: str) -> dict:
         return self._json(self._key(repo_id, "repo.json")) or {}
 
-    def create(self, repo_id: str, private: bool = False) -> bool:
+    def create(self, repo_id: str, private: bool = False, author: str | None = None) -> bool:
         """Create an empty repo (with an empty first commit on main); False if it already exists."""
-        body = json.dumps({"created": time.time(), "private": private}).encode()
+        body = json.dumps({"created": time.time(), "private": private, "gated": False}).encode()
         try:
             self.storage.put(self._key(repo_id, "repo.json"), body, if_none_match=True)
         except PreconditionFailed:
             return False
-        commit = self._put_commit(repo_id, None, "initial commit", "", {})
+        commit = self._put_commit(repo_id, None, "initial commit", "", {}, author=author)
         try:
-            self.storage.put(self._key(repo_id, "refs", "main"), commit.id.encode(), if_none_match=True)
+            self.storage.put(self._key(repo_id, MAIN.key), commit.id.encode(), if_none_match=True)
         except PreconditionFailed:
             pass  # a concurrent first commit landed: it is as good as ours
         return True
 
-    def head(self, repo_id: str) -> str | None:
-        obj = self.storage.get(self._key(repo_id, "refs", "main"))
+    def update_settings(self, repo_id: str, **settings) -> dict:
+        """Change ``private`` / ``gated`` in the repo's record (compare-and-swap: concurrent changes both land)."""
+        if not self.exists(repo_id):
+            raise RepoNotFound(f"Repository {repo_id} not found")
+
+        def change(doc):
+            return {**(doc or {}), **settings}
+
+        return json_update(self.storage, self._key(repo_id, "repo.json"), change)
+
+    def delete(self, repo_id: str) -> None:
+        """Delete the repo and everything under it (its record first, so it stops existing at once).
+        Blobs are shared by content: ``zoo cache prune`` removes those no commit names any more."""
+        key = self._key(repo_id, "repo.json")
+        if self.storage.get(key) is None:
+            raise RepoNotFound(f"Repository {repo_id} not found")
+        self.storage.delete(key)
+        for k in self.storage.list(self._key(repo_id) + "/"):
+            self.storage.delete(k)
+
+    def move(self, src: str, dst: str) -> None:
+        """Rename ``src`` to ``dst`` (another org, another name), history, refs and discussions
+        included. ``dst`` is claimed first (a 409 if it exists), so two moves or a create racing for
+        one name never mix their keys; readers of ``dst`` see no revision until the copy is done."""
+        info = self._json(self._key(src, "repo.json"))
+        if info is None:
+            raise RepoNotFound(f"Repository {src} not found")
+        try:
+            self.storage.put(self._key(dst, "repo.json"), json.dumps({**info, "moving_from": src}).encode(),
+                             if_none_match=True)
+        except PreconditionFailed:
+            raise RefExists(f"Repository {dst} exists already") from None
+        prefix = self._key(src) + "/"
+        for k in self.storage.list(prefix):
+            rest = k[len(prefix):]
+            if rest != "repo.json":
+                obj = self.storage.get(k)
+                if obj is not None:
+                    self.storage.put(self._key(dst, rest), obj.data)
+        self.storage.put(self._key(dst, "repo.json"), json.dumps({**info, "moved_from": src}).encode())
+        self.delete(src)
+
+    # --- refs -------------------------------------------------------------------------------
+
+    def _read_ref(self, repo_id: str, ref: Ref) -> str | None:
+        obj = self.storage.get(self._key(repo_id, ref.key))
+        if obj is None and ref == MAIN:
+            obj = self.storage.get(self._key(repo_id, "refs", "main"))  # a store from before branches
         text = obj.data.decode(errors="replace").strip() if obj else ""
         return text if COMMIT_RE.match(text) else None
 
-    def commit(self, repo_id: str, revision: str) -> Commit | None:
-        """The commit ``revision`` names: ``main`` or a commit id."""
-        cid = self.head(repo_id) if revision == "main" else revision
+    def head(self, repo_id: str, ref: Ref = MAIN) -> str | None:
+        return self._read_ref(repo_id, ref)
+
+    def parse_revision(self, repo_id: str, revision: str) -> tuple[Ref | None, str]:
+        """What ``revision`` names, as (its ref, or None for a commit id, and its commit id): a
+        branch or tag name, ``refs/heads/X``, ``refs/tags/X``, ``refs/pr/N``, a commit id or a
+        unique prefix of one (7 hex digits or more). :class:`RevisionNotFound` if none of these."""
+        if not isinstance(revision, str) or not revision:
+            raise RevisionNotFound("empty revision")
+        candidates: list[Ref] = []
+        if m := PR_REF_RE.match(revision):
+            candidates = [Ref("pr", m[1])]
+        elif revision.startswith("refs/heads/"):
+            candidates = [branch(revision[len("refs/heads/"):])]
+        elif revision.startswith("refs/tags/"):
+            candidates = [Ref("tags", revision[len("refs/tags/"):])]
+        elif not revision.startswith("refs/"):
+            if COMMIT_RE.match(revision) and self._json(self._key(repo_id, "commits", f"{revision}.json")):
+                return None, revision
+            candidates = [branch(revision), Ref("tags", revision)]
+        for ref in candidates:
+            if ref.name and "%" not in ref.name and (cid := self._read_ref(repo_id, ref)):
+                return ref, cid
+        if SHORT_COMMIT_RE.match(revision):
+            found = [k.rsplit("/", 1)[-1][:-5] for k in self.storage.list(self._key(repo_id, "commits", revision))]
+            if len(found) == 1:
+                return None, found[0]
+        raise RevisionNotFound(f"Invalid rev id: {revision} is not a branch, tag or commit of {repo_id}")
+
+    def refs(self, repo_id: str) -> dict[str, list[tuple[str, str]]]:
+        """Every ref, as {"heads": [(name, commit)], "tags": [...], "pr": [...]}."""
+        out: dict[str, list[tuple[str, str]]] = {"heads": [], "tags": [], "pr": []}
+        prefix = self._key(repo_id, "refs") + "/"
+        for k in self.storage.list(prefix):
+            kind, _, name = k[len(prefix):].partition("/")
+            if kind in out and name and "/" not in name:
+                ref = Ref(kind, unquote(name))
+                if cid := self._read_ref(repo_id, ref):
+                    out[kind].append((ref.name, cid))
+        if not any(name == "main" for name, _ in out["heads"]) and (cid := self._read_ref(repo_id, MAIN)):
+            out["heads"].append(("main", cid))  # legacy refs/main
+        out["pr"].sort(key=lambda item: int(item[0]))
+        return out
+
+    def create_ref(self, repo_id: str, ref: Ref, commit_id: str) -> None:
+        """A new branch or tag at ``commit_id``; :class:`RefExists` if the name is taken."""
+        if ref.kind != "pr":
+            check_ref_name(ref.name, "tag" if ref.kind == "tags" else "branch")
+        if ref == MAIN and self._read_ref(repo_id, MAIN):
+            raise RefExists("branch main exists already")
+        try:
+            self.storage.put(self._key(repo_id, ref.key), commit_id.encode(), if_none_match=True)
+        except PreconditionFailed:
+            what = {"heads": "branch", "tags": "tag", "pr": "pull request ref"}[ref.kind]
+            raise RefExists(f"{what} {ref.name} exists already in {repo_id}") from None
+
+    def delete_ref(self, repo_id: str, ref: Ref) -> None:
+        if ref == MAIN:
+            raise MalformedRequest("the main branch cannot be deleted")
+        if self._read_ref(repo_id, ref) is None:
+            raise RevisionNotFound(f"{ref.full} not found in {repo_id}")
+        self.storage.delete(self._key(repo_id, ref.key))
+
+    # --- commits ----------------------------------------------------------------------------
+
+    def get_commit(self, repo_id: str, cid: str | None) -> Commit | None:
         if not cid or not COMMIT_RE.match(cid):
             return None
         data = self._json(self._key(repo_id, "commits", f"{cid}.json"))
@@ -112,47 +274,86 @@ class RepoStore:
         except TypeError:
             return None
 
+    def commit(self, repo_id: str, revision: str) -> Commit | None:
+        """The commit ``revision`` names (see :meth:`parse_revision`); None if it names none."""
+        try:
+            _, cid = self.parse_revision(repo_id, revision)
+        except RevisionNotFound:
+            return None
+        return self.get_commit(repo_id, cid)
+
     def history(self, repo_id: str, revision: str = "main") -> list[Commit]:
+        """The commits behind ``revision``, newest first, following first parents (a merge commit
+        stands for the pull request it merged, as ``git log --first-parent``)."""
         out, commit = [], self.commit(repo_id, revision)
         while commit is not None:
             out.append(commit)
-            commit = self.commit(repo_id, commit.parent) if commit.parent else None
+            commit = self.get_commit(repo_id, commit.parent) if commit.parent else None
         return out
 
-    def _put_commit(self, repo_id: str, parent: str | None, title: str, message: str, files: dict) -> Commit:
+    def _put_commit(self, repo_id: str, parent: str | None, title: str, message: str, files: dict,
+                    merged: str | None = None, author: str | None = None) -> Commit:
         date = time.time()
-        body = json.dumps({"parent": parent, "title": title, "message": message, "date": date, "files": files},
-                          sort_keys=True).encode()
+        record = {"parent": parent, "title": title, "message": message, "date": date, "files": files}
+        if merged:
+            record["merged"] = merged
+        if author:
+            record["author"] = author
+        body = json.dumps(record, sort_keys=True).encode()
         cid = hashlib.sha1(b"zoo commit " + repo_id.encode() + b"\0" + body).hexdigest()
-        commit = Commit(cid, parent, title, message, date, files)
+        commit = Commit(cid, parent, title, message, date, files, merged, author)
         self.storage.put(self._key(repo_id, "commits", f"{cid}.json"), json.dumps(commit.__dict__).encode())
         return commit
 
-    def apply(self, repo_id: str, title: str, message: str, parent: str | None, adds: dict[str, dict],
-              deletes: list[str]) -> Commit:
-        """A new commit on main: ``adds`` (path -> file record) over main's files, minus ``deletes``
-        (files, or folders when the path ends with '/'). Raises :class:`CommitConflict` if
-        ``parent`` is given and is not main any more (the client then sees a 409, as on the Hub), and
-        :class:`EntryNotFound` for a deletion of a path main does not hold. A race with another
-        writer is retried on the new head (zoo.store.objects.update); if main keeps moving, CommitConflict."""
+    def move_ref(self, repo_id: str, ref: Ref, make_commit, attempts: int = 50) -> Commit:
+        """Move ``ref`` to the commit ``make_commit(head_id)`` writes on its current head (None if
+        the ref does not exist yet: only a new pull request ref), by compare-and-swap: a lost race
+        calls it again on the new head, so no writer's commit is lost; if the ref keeps moving,
+        :class:`CommitConflict` (a 409, as the Hub answers)."""
         made: list[Commit] = []
 
         def next_head(raw: bytes | None) -> bytes:
             text = raw.decode(errors="replace").strip() if raw else ""
+            if raw is None and ref == MAIN:
+                text = self._read_ref(repo_id, MAIN) or ""  # legacy refs/main becomes refs/heads/main
             head = text if COMMIT_RE.match(text) else None
-            if parent and parent != head:
-                raise CommitConflict(f"parent commit {parent} is not the head of main ({head})")
-            made.append(self._put_commit(repo_id, head, title, message, self._files_after(repo_id, head, adds, deletes)))
+            if head is None and ref.kind != "pr":
+                raise RevisionNotFound(f"{ref.full} not found in {repo_id}")
+            made.append(make_commit(head))
             return made[-1].id.encode()
 
         try:
-            update(self.storage, self._key(repo_id, "refs", "main"), next_head, attempts=50)
+            update(self.storage, self._key(repo_id, ref.key), next_head, attempts=attempts)
         except PreconditionFailed:
-            raise CommitConflict(f"main of {repo_id} kept moving: gave up after 50 attempts; try again") from None
+            raise CommitConflict(f"{ref.full} of {repo_id} kept moving: gave up after {attempts} attempts; "
+                                 "try again") from None
         return made[-1]
 
-    def _files_after(self, repo_id: str, head: str | None, adds: dict[str, dict], deletes: list[str]) -> dict:
-        base = self.commit(repo_id, head) if head else None
+    def apply(self, repo_id: str, title: str, message: str, parent: str | None, adds: dict[str, dict],
+              deletes: list[str], ref: Ref = MAIN, author: str | None = None) -> Commit:
+        """A new commit on ``ref`` (a branch, or an open pull request's ref): ``adds`` (path -> file
+        record) over its files, minus ``deletes`` (files, or folders when the path ends with '/').
+        Raises :class:`CommitConflict` if ``parent`` is given and is not the ref's head any more
+        (the client then sees a 409, as on the Hub), :class:`EntryNotFound` for a deletion of a
+        path the ref does not hold, and :class:`RevisionNotFound` for a branch that does not exist."""
+        if ref.kind == "tags":
+            raise MalformedRequest(f"cannot commit to tag {ref.name}: commit to a branch, then move the tag")
+        if parent and not COMMIT_RE.match(parent):
+            try:
+                parent = self.parse_revision(repo_id, parent)[1]
+            except RevisionNotFound:
+                raise CommitConflict(f"parent commit {parent} is not a commit of {repo_id}") from None
+
+        def make(head: str | None) -> Commit:
+            if parent and parent != head:
+                raise CommitConflict(f"parent commit {parent} is not the head of {ref.full} ({head})")
+            return self._put_commit(repo_id, head, title, message, self.files_after(repo_id, head, adds, deletes),
+                                    author=author)
+
+        return self.move_ref(repo_id, ref, make)
+
+    def files_after(self, repo_id: str, head: str | None, adds: dict[str, dict], deletes: list[str]) -> dict:
+        base = self.get_commit(repo_id, head) if head else None
         files = dict(base.files) if base else {}
         for path in deletes:
             gone = [p for p in files if p == path or (path.endswith("/") and p.startswith(path))]
@@ -169,11 +370,73 @@ class RepoStore:
                 raise CommitConflict(f"{clash} is a file, so {p} cannot be in a folder of that name")
         return files
 
+    def squash(self, repo_id: str, ref: Ref, message: str, author: str | None = None) -> Commit:
+        """Replace ``ref``'s history by one commit holding its files (``super_squash_history``). The
+        old commits stay readable by id until ``zoo cache prune``; a commit that lands on the branch
+        while squashing is squashed too, never dropped."""
+        if ref.kind != "heads":
+            raise MalformedRequest("only a branch can be squashed")
+
+        def make(head: str | None) -> Commit:
+            files = self.get_commit(repo_id, head).files if head else {}
+            return self._put_commit(repo_id, None, message, "", files, author=author)
+
+        return self.move_ref(repo_id, ref, make)
+
+    def merge(self, repo_id: str, ref: Ref, source: str, merge_base: str | None, title: str,
+              message: str = "", author: str | None = None) -> Commit:
+        """Merge commit ``source`` into branch ``ref``: the changes ``source`` made since
+        ``merge_base`` applied over the branch's current files, a second parent recording what was
+        merged. A path both sides changed differently is a :class:`CommitConflict` naming it."""
+        theirs = self.get_commit(repo_id, source)
+        base = self.get_commit(repo_id, merge_base) if merge_base else None
+        if theirs is None:
+            raise RevisionNotFound(f"commit {source} not found in {repo_id}")
+        base_files = base.files if base else {}
+
+        def make(head: str | None) -> Commit:
+            ours = self.get_commit(repo_id, head).files if head else {}
+            conflicts = conflicting_paths(base_files, ours, theirs.files)
+            if conflicts:
+                raise CommitConflict(f"cannot merge: {', '.join(sorted(conflicts))} changed on {ref.name} too")
+            files = dict(ours)
+            for path in set(base_files) | set(theirs.files):
+                if base_files.get(path) != theirs.files.get(path):
+                    if path in theirs.files:
+                        files[path] = theirs.files[path]
+                    else:
+                        files.pop(path, None)
+            return self._put_commit(repo_id, head, title, message, files, merged=source, author=author)
+
+        return self.move_ref(repo_id, ref, make)
+
     def referenced_blobs(self) -> set[str]:
-        """Every blob any commit of any repo refers to (``zoo cache prune`` keeps them)."""
+        """Every blob any commit of any repo of this kind refers to (``zoo cache prune`` keeps them)."""
         out = set()
-        for key in self.storage.list("repos/"):
+        for key in self.storage.list(self.folder + "/"):
             if "/commits/" in key and key.endswith(".json"):
                 data = self._json(key) or {}
                 out.update(rec["sha256"] for rec in (data.get("files") or {}).values())
         return out
+
+
+def _sha(rec: dict | None) -> str | None:
+    return rec.get("sha256") if rec else None
+
+
+def conflicting_paths(base: dict, ours: dict, theirs: dict) -> list[str]:
+    """Paths both sides changed since ``base``, to different contents."""
+    out = []
+    for path in set(base) | set(ours) | set(theirs):
+        b, o, t = _sha(base.get(path)), _sha(ours.get(path)), _sha(theirs.get(path))
+        if o != b and t != b and o != t:
+            out.append(path)
+    return out
+
+
+def all_referenced_blobs(storage) -> set[str]:
+    """The blobs the commits of every kind of repo in ``storage`` refer to."""
+    out: set[str] = set()
+    for kind in KINDS:
+        out |= RepoStore(storage, kind).referenced_blobs()
+    return out

@@ -34,7 +34,7 @@ from zoo import config, home
 from zoo.cards.registry import get_registry
 from zoo.errors import CacheError, CorruptBlobError
 from zoo.store.objects import LocalStorage
-from zoo.store.repos import RepoStore
+from zoo.store.repos import all_referenced_blobs
 from zoo.util.hashing import sha256_file
 from zoo.util.progress import Task
 from zoo.util.tempfiles import abandoned, temp_beside, unique_suffix
@@ -352,7 +352,7 @@ class Cache:
         pins, and what a commit of a repo served from this directory names (zoo serve)."""
         kept = {e.sha256 for e in self.entries()} | {p["sha256"] for p in self.pins().values()}
         kept |= {c.sha256 for c in get_registry().cards if c.sha256}
-        return kept | RepoStore(LocalStorage(self.root)).referenced_blobs()
+        return kept | all_referenced_blobs(LocalStorage(self.root))
 
     def prune(self, older_than: float, keep: set[str] = frozenset(), now: float | None = None) -> dict:
         """Apply every rule of zoo/home.py: forget entries unused for ``older_than`` seconds, delete

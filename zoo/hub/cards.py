@@ -1,0 +1,100 @@
+"""A repo's README metadata, as the Hub reads it: the YAML block at the top of ``README.md``.
+
+``model_info``/``dataset_info`` answer ``cardData`` (that block), ``tags``, ``library_name`` and
+``pipeline_tag`` from it, so ``ModelCard.load``, ``push_to_hub`` and ``list_models(filter=...)``
+see what the card says. ``POST /api/validate-yaml`` checks a card before a client pushes it
+(``RepoCard.validate`` sends no token): the block must parse to a mapping and the fields the Hub
+types must have their types. Parsed blocks are kept per README sha256: a blob never changes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+#: the largest README whose metadata is read (a bigger one is served, its metadata ignored)
+README_MAX = 1 << 20
+#: fields the Hub types, and the types it takes
+TYPED = {"license": (str, list), "tags": (list,), "library_name": (str,), "pipeline_tag": (str,),
+         "datasets": (str, list), "language": (str, list), "base_model": (str, list), "model-index": (list,),
+         "metrics": (str, list), "thumbnail": (str,), "pretty_name": (str,)}
+
+
+def front_matter(text: str):
+    """The YAML between a leading ``---`` line and the next one, parsed (safe loader); None if the
+    README has no such block. A block that does not parse raises ``ValueError`` saying where."""
+    import yaml
+
+    lines = text.lstrip("\ufeff").splitlines()
+    if not lines or lines[0].strip() != "---":
+        return None
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
+    except StopIteration:
+        raise ValueError("the metadata block opened by '---' is never closed by another '---' line") from None
+    try:
+        return yaml.safe_load("\n".join(lines[1:end])) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"the metadata block is not valid YAML: {exc}") from None
+
+
+def problems(data) -> list[str]:
+    """What the Hub would refuse in a parsed metadata block."""
+    if not isinstance(data, dict):
+        return [f"the metadata must be a mapping of fields, not a {type(data).__name__}"]
+    out = []
+    for key, types in TYPED.items():
+        if key in data and data[key] is not None and not isinstance(data[key], types):
+            out.append(f"{key} must be {' or '.join(t.__name__ for t in types)}, not {type(data[key]).__name__}")
+    if isinstance(data.get("tags"), list) and not all(isinstance(t, str) for t in data["tags"]):
+        out.append("tags must be a list of strings")
+    return out
+
+
+#: README sha256 -> its parsed metadata (a blob never changes; the oldest half goes when full)
+_PARSED: dict[str, dict] = {}
+_PARSED_MAX = 4096
+
+
+def _parse(sha256: str, data: bytes) -> dict:
+    try:
+        block = front_matter(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        log.info("README %s: metadata ignored: %s", sha256[:12], exc)
+        block = {}
+    block = block if isinstance(block, dict) and not problems(block) else {}
+    if len(_PARSED) >= _PARSED_MAX:
+        for key in list(_PARSED)[: _PARSED_MAX // 2]:
+            del _PARSED[key]
+    _PARSED[sha256] = block
+    return block
+
+
+def card_data(served, repo) -> dict:
+    """The README's metadata block of ``repo`` ({} if it has none, or one the Hub would refuse)."""
+    entry = repo.files.get("README.md")
+    if entry is None or entry.size > README_MAX:
+        return {}
+    if entry.sha256 in _PARSED:
+        return _PARSED[entry.sha256]
+    data = served.blobs.read(entry.sha256) if entry.in_store else (entry.blob.read_bytes() if entry.blob.is_file() else None)
+    return _parse(entry.sha256, data) if data is not None else {}
+
+
+def info_fields(card: dict, kind: str) -> dict:
+    """``cardData`` and the fields the Hub derives from it: ``tags`` (the card's, then its library,
+    pipeline and licence as the Hub lists them), ``library_name`` and ``pipeline_tag``."""
+    tags = [t for t in card.get("tags") or [] if isinstance(t, str)]
+    out: dict = {"cardData": card}
+    if kind == "model":
+        for key in ("library_name", "pipeline_tag"):
+            if isinstance(card.get(key), str):
+                out[key] = card[key]
+                tags.append(card[key])
+    licences = card.get("license")
+    for licence in [licences] if isinstance(licences, str) else licences or []:
+        if isinstance(licence, str):
+            tags.append(f"license:{licence}")
+    out["tags"] = list(dict.fromkeys(tags))
+    return out

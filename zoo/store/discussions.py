@@ -1,0 +1,217 @@
+"""Discussions and pull requests of an uploaded repo, as the Hub keeps them.
+
+One JSON document per thread, ``<kind>/<org>/<name>/discussions/<n>.json``, numbered from 1 for
+discussions and pull requests together; its events (comments, status and title changes, commits
+pushed to the pull request) are kept in the shape the Hub's API answers, so reading one is a copy.
+Every change is a compare-and-swap of that document (two servers commenting at once both land).
+
+A pull request is a ref, ``refs/pr/<n>`` (zoo/store/repos.py), whose first commit's parent was the
+head of its target branch when it was opened (``baseCommit``, the merge base): merging applies what
+the pull request changed since then over the branch's head, refusing a path the branch changed too.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import secrets
+import time
+
+from zoo.errors import CommitConflict, HubError, MalformedRequest, PreconditionFailed, RevisionNotFound
+from zoo.store.objects import json_update
+from zoo.store.repos import Commit, Ref, RepoStore, branch, conflicting_paths
+
+STATUSES = ("open", "closed", "merged", "draft")
+
+
+class DiscussionNotFound(HubError, LookupError):
+    """Discussion ``n`` does not exist in the repo (a 404)."""
+
+    status = 404
+
+
+class NotOpen(HubError):
+    """A change a closed or merged pull request cannot take (a commit, a merge)."""
+
+    status = 409
+
+
+def iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ts))
+
+
+def _event(kind: str, author: str, data: dict) -> dict:
+    return {"id": secrets.token_hex(12), "type": kind, "createdAt": iso(time.time()), "author": {"name": author},
+            "data": data}
+
+
+def comment_event(author: str, text: str) -> dict:
+    now = iso(time.time())
+    latest = {"raw": text, "html": "<p>" + html.escape(text).replace("\n", "<br>") + "</p>", "updatedAt": now,
+              "author": {"name": author}}
+    return _event("comment", author, {"edited": False, "hidden": False, "latest": latest, "numEdits": 0,
+                                      "editors": [author], "history": [latest]})
+
+
+class Discussions:
+    """The threads of the repos of one :class:`RepoStore`."""
+
+    def __init__(self, repos: RepoStore):
+        self.repos = repos
+        self.storage = repos.storage
+
+    def _key(self, repo_id: str, num: int) -> str:
+        return self.repos._key(repo_id, "discussions", f"{int(num)}.json")
+
+    def get(self, repo_id: str, num: int) -> dict:
+        obj = self.storage.get(self._key(repo_id, num))
+        if obj is None:
+            raise DiscussionNotFound(f"discussion {num} not found in {repo_id}")
+        return json.loads(obj.data)
+
+    def all(self, repo_id: str) -> list[dict]:
+        out = []
+        for key in self.storage.list(self.repos._key(repo_id, "discussions") + "/"):
+            obj = self.storage.get(key)
+            if obj is not None:
+                out.append(json.loads(obj.data))
+        return sorted(out, key=lambda d: d["num"])
+
+    def create(self, repo_id: str, title: str, description: str, author: str, pull_request: bool,
+               base: str = "main", base_commit: str | None = None) -> dict:
+        """A new thread with the next free number (found by creating ``<n>.json`` only if absent:
+        two servers opening threads at once get two numbers)."""
+        if not isinstance(title, str) or not title.strip() or len(title) > 200:
+            raise MalformedRequest("a discussion needs a title of 1 to 200 characters")
+        taken = [int(k.rsplit("/", 1)[-1][:-5]) for k in self.storage.list(self.repos._key(repo_id, "discussions") + "/")
+                 if k.rsplit("/", 1)[-1][:-5].isdigit()]
+        num = max(taken, default=0) + 1
+        doc = {"num": num, "title": title.strip(), "status": "draft" if pull_request else "open",
+               "isPullRequest": bool(pull_request), "author": {"name": author}, "createdAt": iso(time.time()),
+               "events": [comment_event(author, description or "")]}
+        if pull_request:
+            doc.update({"base": base, "baseCommit": base_commit, "mergeCommitId": None})
+        for _ in range(100):
+            doc["num"] = num
+            try:
+                self.storage.put(self._key(repo_id, num), json.dumps(doc).encode(), if_none_match=True)
+                return doc
+            except PreconditionFailed:
+                num += 1
+        raise CommitConflict("could not number a new discussion: too many opened at once; try again")
+
+    def change(self, repo_id: str, num: int, change) -> dict:
+        """Apply ``change(doc)`` (which edits it in place) by compare-and-swap; the new document."""
+        self.get(repo_id, num)  # a 404 before any write
+
+        def edit(doc):
+            change(doc)
+            return doc
+
+        return json_update(self.storage, self._key(repo_id, num), edit)
+
+    def add_event(self, repo_id: str, num: int, event: dict, **fields) -> dict:
+        def change(doc):
+            doc["events"].append(event)
+            doc.update(fields)
+
+        self.change(repo_id, num, change)
+        return event
+
+    def comment(self, repo_id: str, num: int, author: str, text: str) -> dict:
+        if not isinstance(text, str) or not text.strip():
+            raise MalformedRequest("a comment needs some text")
+        return self.add_event(repo_id, num, comment_event(author, text))
+
+    def rename(self, repo_id: str, num: int, author: str, title: str) -> dict:
+        if not isinstance(title, str) or not title.strip() or len(title) > 200:
+            raise MalformedRequest("a title of 1 to 200 characters")
+        old = self.get(repo_id, num)["title"]
+        return self.add_event(repo_id, num, _event("title-change", author, {"from": old, "to": title.strip()}),
+                              title=title.strip())
+
+    def set_status(self, repo_id: str, num: int, author: str, status: str, comment: str | None = None) -> dict:
+        if status not in ("open", "closed"):
+            raise MalformedRequest(f"status must be 'open' or 'closed', not {status!r}")
+        doc = self.get(repo_id, num)
+        if doc["status"] == "merged":
+            raise NotOpen(f"pull request {num} is merged: its status cannot change")
+        if comment and comment.strip():
+            self.comment(repo_id, num, author, comment)
+        return self.add_event(repo_id, num, _event("status-change", author, {"status": status}), status=status)
+
+    # --- pull requests ------------------------------------------------------------------------
+
+    def open_pull_request(self, repo_id: str, title: str, description: str, author: str, base: str = "main",
+                          base_commit: str | None = None) -> dict:
+        """A pull request onto branch ``base``; its ref is created by its first commit."""
+        if base_commit is None:
+            base_commit = self.repos.head(repo_id, branch(base))
+        if base_commit is None:
+            raise RevisionNotFound(f"branch {base} not found in {repo_id}")
+        return self.create(repo_id, title, description, author, True, base, base_commit)
+
+    def pull_request(self, repo_id: str, num: int) -> dict:
+        doc = self.get(repo_id, num)
+        if not doc.get("isPullRequest"):
+            raise MalformedRequest(f"discussion {num} of {repo_id} is not a pull request")
+        return doc
+
+    def commit_to(self, repo_id: str, num: int, title: str, message: str, parent: str | None,
+                  adds: dict, deletes: list[str], author: str | None = None) -> Commit:
+        """A commit on ``refs/pr/<num>``: the first one starts from the merge base, the next ones
+        from the pull request's head. A closed or merged pull request takes none."""
+        doc = self.pull_request(repo_id, num)
+        if doc["status"] not in ("open", "draft"):
+            raise NotOpen(f"pull request {num} is {doc['status']}: reopen it before pushing to it")
+        ref = Ref("pr", str(num))
+        base_commit = doc.get("baseCommit")
+
+        def make(head):
+            start = head or base_commit
+            if parent and parent != start:
+                raise CommitConflict(f"parent commit {parent} is not the head of {ref.full} ({start})")
+            files = self.repos.files_after(repo_id, start, adds, deletes)
+            return self.repos._put_commit(repo_id, start, title, message, files, author=author)
+
+        made = self.repos.move_ref(repo_id, ref, make)
+
+        def record(d):
+            d["events"].append(_event("commit", author or d["author"]["name"], {"subject": title, "oid": made.id}))
+            if d["status"] == "draft":
+                d["status"] = "open"
+
+        self.change(repo_id, num, record)
+        return made
+
+    def conflicts(self, repo_id: str, doc: dict) -> list[str]:
+        head = self.repos.head(repo_id, Ref("pr", str(doc["num"])))
+        base_head = self.repos.head(repo_id, branch(doc["base"]))
+        get = self.repos.get_commit
+        if head is None or base_head is None or doc["status"] == "merged":
+            return []
+        base = get(repo_id, doc.get("baseCommit"))
+        return sorted(conflicting_paths(base.files if base else {}, get(repo_id, base_head).files,
+                                        get(repo_id, head).files))
+
+    def merge(self, repo_id: str, num: int, author: str, comment: str | None = None) -> Commit:
+        """Merge pull request ``num`` into its branch (a 409 naming the paths that conflict, or if it
+        is not open), then mark it merged with the merge commit's id."""
+        doc = self.pull_request(repo_id, num)
+        if doc["status"] not in ("open", "draft"):
+            raise NotOpen(f"pull request {num} is {doc['status']}")
+        head = self.repos.head(repo_id, Ref("pr", str(num)))
+        if head is None:
+            raise NotOpen(f"pull request {num} has no commit to merge yet")
+        if comment and comment.strip():
+            self.comment(repo_id, num, author, comment)
+        made = self.repos.merge(repo_id, branch(doc["base"]), head, doc.get("baseCommit"),
+                                f"Merge pull request #{num}: {doc['title']}", author=author)
+
+        def record(d):
+            if d["status"] != "merged":  # another server merged it at the same moment: keep the first record
+                d["events"].append(_event("status-change", author, {"status": "merged"}))
+                d.update(status="merged", mergeCommitId=made.id)
+
+        self.change(repo_id, num, record)
+        return made
