@@ -144,12 +144,15 @@ class Discussions:
 
     def open_pull_request(self, repo_id: str, title: str, description: str, author: str, base: str = "main",
                           base_commit: str | None = None) -> dict:
-        """A pull request onto branch ``base``; its ref is created by its first commit."""
+        """A pull request onto branch ``base``, its ref ``refs/pr/<n>`` starting at the branch's head
+        (or ``base_commit``): commits pushed to the ref are what it proposes."""
         if base_commit is None:
             base_commit = self.repos.head(repo_id, branch(base))
         if base_commit is None:
             raise RevisionNotFound(f"branch {base} not found in {repo_id}")
-        return self.create(repo_id, title, description, author, True, base, base_commit)
+        doc = self.create(repo_id, title, description, author, True, base, base_commit)
+        self.repos.create_ref(repo_id, Ref("pr", str(doc["num"])), base_commit)
+        return doc
 
     def pull_request(self, repo_id: str, num: int) -> dict:
         doc = self.get(repo_id, num)
@@ -201,7 +204,7 @@ class Discussions:
         if doc["status"] not in ("open", "draft"):
             raise NotOpen(f"pull request {num} is {doc['status']}")
         head = self.repos.head(repo_id, Ref("pr", str(num)))
-        if head is None:
+        if head is None or head == doc.get("baseCommit"):
             raise NotOpen(f"pull request {num} has no commit to merge yet")
         if comment and comment.strip():
             self.comment(repo_id, num, author, comment)

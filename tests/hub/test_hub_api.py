@@ -1,0 +1,405 @@
+"""The whole hub API through the stock huggingface_hub client in a subprocess, on the local store and
+on ``--storage s3://`` (SeaweedFS): refs, commits, pull requests, repo admin, datasets and cards
+(zoo/hub/read.py, write.py, admin.py, threads.py, cards.py over zoo/store/repos.py, discussions.py).
+
+Every refusal is checked as the typed error the client raises for it."""
+
+import json
+import uuid
+
+import pytest
+
+from conftest import TOKEN, HubServer, hub_client
+
+ALICE, READER = "alice-token", "reader-token"
+
+#: a helper every client script starts with: the name of the error a call raises (and its status)
+PRELUDE = f"""
+import json, os, hashlib
+from huggingface_hub import (HfApi, HfFileSystem, hf_hub_download, CommitOperationAdd, CommitOperationCopy,
+                             CommitOperationDelete, ModelCard, DatasetCard)
+api = HfApi(token={TOKEN!r})
+anon = HfApi(token=False)
+
+def err(fn, *a, **k):
+    try:
+        fn(*a, **k)
+    except Exception as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        return type(e).__name__ + (f":{{status}}" if status else "")
+    return None
+"""
+
+
+@pytest.fixture(scope="module", params=["local", pytest.param("s3", marks=pytest.mark.slow)])
+def api_hub(request, tmp_path_factory):
+    """One server per store for the module (each test uses its own repo names): TOKEN writes
+    everything, ALICE writes alice/* only, READER reads private repos and writes nothing."""
+    tokens = tmp_path_factory.mktemp("tokens") / "tokens.txt"
+    tokens.write_text(f"{TOKEN}\n{ALICE} user=alice repos=alice/*\n{READER} user=ci role=read\n")
+    extra, env = [], None
+    if request.param == "s3":
+        seaweed = request.getfixturevalue("seaweed")
+        extra, env = ["--storage", f"s3://{seaweed.bucket()}/api-{uuid.uuid4().hex[:8]}"], seaweed.env
+    server = HubServer(tmp_path_factory.mktemp("api"), "--token-file", str(tokens), *extra, env=env)
+    yield server
+    server.stop()
+
+
+def run(hub, code: str, tmp_path, **env):
+    return hub_client(hub, PRELUDE + code, tmp_path, HF_HUB_DISABLE_XET="1", **env)
+
+
+def test_branches_tags_and_every_read_at_any_revision(api_hub, tmp_path):
+    got = run(api_hub, """
+r = "acme/refs"
+api.create_repo(r)
+c1 = api.upload_file(path_or_fileobj=b"v1", path_in_repo="w.txt", repo_id=r).oid
+api.create_branch(r, branch="dev")
+api.create_branch(r, branch="old", revision=c1)
+c2 = api.upload_file(path_or_fileobj=b"dev", path_in_repo="sub/w.txt", repo_id=r, revision="dev").oid
+api.create_tag(r, tag="v1.0", revision="dev", tag_message="release")
+api.create_branch(r, branch="feature/x", revision="v1.0")
+refs = api.list_repo_refs(r)
+out = {
+    "branches": sorted((b.name, b.target_commit) for b in refs.branches),
+    "tags": [(t.name, t.ref, t.target_commit) for t in refs.tags],
+    "dev_file": open(hf_hub_download(r, "sub/w.txt", revision="dev"), "rb").read().decode(),
+    "tag_file": open(hf_hub_download(r, "sub/w.txt", revision="v1.0"), "rb").read().decode(),
+    "slash_branch": open(hf_hub_download(r, "sub/w.txt", revision="feature/x"), "rb").read().decode(),
+    "short_sha": api.model_info(r, revision=c2[:7]).sha,
+    "info_dev": api.model_info(r, revision="dev").sha,
+    "files_old": api.list_repo_files(r, revision="old"),
+    "tree_tag": sorted(e.path for e in api.list_repo_tree(r, revision="v1.0", recursive=True)),
+    "commits_dev": [c.title for c in api.list_repo_commits(r, revision="dev")],
+    "fs_dev": HfFileSystem(token=False).cat(f"{r}@dev/sub/w.txt").decode(),
+    "main_untouched": api.list_repo_files(r),
+    "branch_twice": err(api.create_branch, r, branch="dev"),
+    "branch_twice_ok": err(api.create_branch, r, branch="dev", exist_ok=True),
+    "tag_twice": err(api.create_tag, r, tag="v1.0"),
+    "bad_branch": err(api.create_branch, r, branch="bad..name"),
+    "unknown_start": err(api.create_branch, r, branch="x", revision="nope"),
+    "commit_to_tag": err(api.upload_file, path_or_fileobj=b"x", path_in_repo="t", repo_id=r, revision="v1.0"),
+    "commit_to_missing_branch": err(api.upload_file, path_or_fileobj=b"x", path_in_repo="t", repo_id=r, revision="nope"),
+    "delete_main": err(api.delete_branch, r, branch="main"),
+}
+api.delete_tag(r, tag="v1.0")
+api.delete_branch(r, branch="old")
+out["after_delete"] = [[b.name for b in api.list_repo_refs(r).branches], [t.name for t in api.list_repo_refs(r).tags]]
+out["gone_tag"] = err(api.model_info, r, revision="v1.0")
+out["gone_branch_download"] = err(hf_hub_download, r, "w.txt", revision="old", cache_dir=os.path.join(os.environ["HF_HOME"], "c2"))
+out["delete_gone_tag"] = err(api.delete_tag, r, tag="v1.0")
+out["c1"], out["c2"] = c1, c2
+print(json.dumps(out))
+""", tmp_path)
+    c1, c2 = got["c1"], got["c2"]
+    assert got["branches"] == [["dev", c2], ["feature/x", c2], ["main", c1], ["old", c1]]
+    assert got["tags"] == [["v1.0", "refs/tags/v1.0", c2]]
+    assert got["dev_file"] == got["tag_file"] == got["slash_branch"] == got["fs_dev"] == "dev"
+    assert got["short_sha"] == got["info_dev"] == c2
+    assert got["files_old"] == got["main_untouched"] == ["w.txt"] and got["tree_tag"] == ["sub", "sub/w.txt", "w.txt"]
+    assert got["commits_dev"][0] == "Upload sub/w.txt with huggingface_hub" and len(got["commits_dev"]) == 3
+    assert got["branch_twice"] == got["tag_twice"] == "HfHubHTTPError:409" and got["branch_twice_ok"] is None
+    assert got["bad_branch"] == "BadRequestError:400" and got["commit_to_tag"] == "BadRequestError:400"
+    assert got["unknown_start"] == got["commit_to_missing_branch"] == "RevisionNotFoundError:404"
+    assert got["delete_main"] == "BadRequestError:400"
+    assert got["after_delete"] == [["dev", "feature/x", "main"], []]
+    assert got["gone_tag"] == got["gone_branch_download"] == got["delete_gone_tag"] == "RevisionNotFoundError:404"
+
+
+def test_paths_info_copies_conflicts_and_super_squash(api_hub, tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(uuid.uuid4().bytes * (11 * 1024 * 1024 // 16))  # over 10 MB: an LFS file
+    got = run(api_hub, f"""
+r = "acme/ops"
+api.create_repo(r)
+api.create_commit(r, operations=[CommitOperationAdd("weights/big.bin", {str(big)!r}),
+                                 CommitOperationAdd("cfg/a.json", b'{{"a": 1}}')], commit_message="first")
+head = api.model_info(r).sha
+info = api.get_paths_info(r, ["cfg", "cfg/a.json", "weights/big.bin", "missing.txt"])
+c = api.create_commit(r, operations=[CommitOperationCopy("weights/big.bin", "copy/big.bin"),
+                                     CommitOperationCopy("cfg/a.json", "copy/a.json"),
+                                     CommitOperationDelete("cfg/")], commit_message="copies")
+fs = HfFileSystem(token={TOKEN!r})
+fs.cp(f"{{r}}/copy/a.json", f"{{r}}/fs/a.json")
+files = api.list_repo_files(r)
+infos = {{s.rfilename: (s.size, s.lfs.sha256 if s.lfs else None) for s in api.model_info(r, files_metadata=True).siblings}}
+stale = err(api.create_commit, r, operations=[CommitOperationAdd("x", b"x")], commit_message="late", parent_commit=head)
+before = [x.commit_id for x in api.list_repo_commits(r)]
+api.super_squash_history(r, commit_message="squashed")
+after = api.list_repo_commits(r)
+print(json.dumps({{"info": [(type(i).__name__, i.path, getattr(i, "size", None), bool(getattr(i, "lfs", None))) for i in info],
+                  "files": files, "infos": infos, "stale": stale, "before": len(before),
+                  "after": [(x.title, x.commit_id) for x in after], "files_after": api.list_repo_files(r),
+                  "old_commit": open(hf_hub_download(r, "cfg/a.json", revision=head), "rb").read().decode(),
+                  "copy_bytes": hashlib.sha256(open(hf_hub_download(r, "copy/big.bin"), "rb").read()).hexdigest()}}))
+""", tmp_path)
+    sha = __import__("hashlib").sha256(big.read_bytes()).hexdigest()
+    assert got["info"] == [["RepoFolder", "cfg", None, False], ["RepoFile", "cfg/a.json", 8, False],
+                           ["RepoFile", "weights/big.bin", big.stat().st_size, True]]
+    assert got["files"] == ["copy/a.json", "copy/big.bin", "fs/a.json", "weights/big.bin"]
+    assert got["infos"]["copy/big.bin"] == got["infos"]["weights/big.bin"] == [big.stat().st_size, sha]
+    assert got["copy_bytes"] == sha
+    assert got["stale"] == "HfHubHTTPError:409"
+    assert got["before"] == 4 and len(got["after"]) == 1 and got["after"][0][0] == "squashed"
+    assert got["files_after"] == got["files"]
+    assert got["old_commit"] == '{"a": 1}'  # a squashed-away commit still resolves by id
+
+
+def test_pull_requests_review_merge_and_conflicts(api_hub, tmp_path):
+    got = run(api_hub, """
+r = "acme/prs"
+api.create_repo(r)
+base = api.upload_file(path_or_fileobj=b'{"lr": 0.1}', path_in_repo="config.json", repo_id=r).oid
+pr = api.create_commit(r, operations=[CommitOperationAdd("head.safetensors", b"new head")],
+                       commit_message="A new head", commit_description="trained on digits", create_pr=True)
+main_during = api.list_repo_files(r)
+pr_file = open(hf_hub_download(r, "head.safetensors", revision=pr.pr_revision), "rb").read().decode()
+second = api.create_commit(r, operations=[CommitOperationAdd("notes.md", b"more\\n")], commit_message="notes",
+                           revision=pr.pr_revision)
+api.upload_file(path_or_fileobj=b"main moved", path_in_repo="other.txt", repo_id=r)  # main moves meanwhile
+api.comment_discussion(r, pr.pr_num, "looks good")
+details = api.get_discussion_details(r, pr.pr_num)
+refs = api.list_repo_refs(r, include_pull_requests=True)
+api.merge_pull_request(r, pr.pr_num, comment="merging")
+merged = api.get_discussion_details(r, pr.pr_num)
+merge_sha = api.model_info(r).sha
+history = [x.title for x in api.list_repo_commits(r)][:3]
+after_merge = api.list_repo_files(r)
+push_merged = err(api.create_commit, r, operations=[CommitOperationAdd("late", b"x")], commit_message="late",
+                  revision=pr.pr_revision)
+# a conflict: the pull request and main both change config.json
+c = api.create_commit(r, operations=[CommitOperationAdd("config.json", b'{"lr": 0.01}')], commit_message="lower lr",
+                      create_pr=True)
+api.upload_file(path_or_fileobj=b'{"lr": 0.5}', path_in_repo="config.json", repo_id=r)
+conflicts = api.get_discussion_details(r, c.pr_num).conflicting_files
+merge_conflict = err(api.merge_pull_request, r, c.pr_num)
+api.change_discussion_status(r, c.pr_num, "closed", comment="superseded")
+# a plain discussion, and an empty pull request filled afterwards
+d = api.create_discussion(r, "Which dataset?", description="asking")
+api.rename_discussion(r, d.num, "Which dataset was it?")
+api.change_discussion_status(r, d.num, "closed")
+empty = api.create_pull_request(r, "draft head")
+api.create_commit(r, operations=[CommitOperationAdd("draft.txt", b"d")], commit_message="fill", revision=empty.git_reference)
+listed = [(x.num, x.title, x.status, x.is_pull_request) for x in api.get_repo_discussions(r)]
+only_open_prs = [x.num for x in api.get_repo_discussions(r, discussion_type="pull_request", discussion_status="open")]
+print(json.dumps({"pr": [pr.pr_num, pr.pr_revision, pr.pr_url.endswith(f"/{r}/discussions/1")], "main_during": main_during,
+    "pr_file": pr_file, "details": [details.title, details.status, details.target_branch, details.is_pull_request,
+    details.conflicting_files, [e.type for e in details.events], "+more" in details.diff, "b/head.safetensors" in details.diff],
+    "refs_pr": [(p.name, p.ref, p.target_commit == second.oid) for p in refs.pull_requests],
+    "merged": [merged.status, merged.merge_commit_oid == merge_sha], "after_merge": after_merge,
+    "history": history, "push_merged": push_merged,
+    "conflicts": conflicts, "merge_conflict": merge_conflict, "config_kept": open(hf_hub_download(r, "config.json"), "rb").read().decode(),
+    "listed": listed, "only_open_prs": only_open_prs,
+    "missing_discussion": err(api.get_discussion_details, r, 99), "comment_missing": err(api.comment_discussion, r, 99, "x")}))
+""", tmp_path)
+    assert got["pr"] == [1, "refs/pr/1", True]
+    assert got["main_during"] == ["config.json"] and got["pr_file"] == "new head"
+    title, status, target, is_pr, conflicts, events, diff_text, diff_lfs = got["details"]
+    assert (title, status, target, is_pr, conflicts) == ("A new head", "open", "refs/heads/main", True, [])
+    assert events == ["comment", "commit", "commit", "comment"] and diff_text and diff_lfs
+    assert got["refs_pr"] == [["1", "refs/pr/1", True]]
+    assert got["merged"] == ["merged", True]
+    assert got["after_merge"] == ["config.json", "head.safetensors", "notes.md", "other.txt"]
+    assert got["history"][0] == "Merge pull request #1: A new head"
+    assert got["push_merged"] == "HfHubHTTPError:409"
+    assert got["conflicts"] == ["config.json"] and got["merge_conflict"] == "HfHubHTTPError:409"
+    assert got["config_kept"] == '{"lr": 0.5}'
+    assert got["listed"] == [[4, "draft head", "open", True], [3, "Which dataset was it?", "closed", False],
+                             [2, "lower lr", "closed", True], [1, "A new head", "merged", True]]
+    assert got["only_open_prs"] == [4]
+    assert got["missing_discussion"] == got["comment_missing"] == "HfHubHTTPError:404"
+
+
+def test_repo_admin_private_gated_move_duplicate_delete(api_hub, tmp_path):
+    got = run(api_hub, f"""
+r = "acme/admin"
+api.create_repo(r)
+api.upload_file(path_or_fileobj=b"w", path_in_repo="w.bin", repo_id=r)
+api.create_discussion(r, "kept through the move")
+api.update_repo_settings(r, private=True)
+reader = HfApi(token={READER!r})
+alice = HfApi(token={ALICE!r})
+cache = lambda n: os.path.join(os.environ["HF_HOME"], n)
+out = {{"private_anon": [err(anon.model_info, r), err(hf_hub_download, r, "w.bin", token=False, cache_dir=cache("a")),
+                         err(anon.list_repo_refs, r), err(anon.list_repo_commits, r), err(anon.get_paths_info, r, ["w.bin"]),
+                         err(lambda: list(anon.list_repo_tree(r))), err(lambda: list(anon.get_repo_discussions(r))),
+                         err(anon.auth_check, r)],
+       "private_listed": [r in [m.id for m in anon.list_models(author="acme")], r in [m.id for m in api.list_models(author="acme")]],
+       "private_reader": [reader.model_info(r).private, err(reader.auth_check, r)],
+       "reader_write": err(reader.upload_file, path_or_fileobj=b"x", path_in_repo="x", repo_id=r),
+       "alice_other_ns": [err(alice.create_repo, "acme/hers"), err(alice.auth_check, r, write=True)]}}
+alice.create_repo("hers")  # no namespace: her own
+out["alice"] = [alice.whoami()["name"], alice.model_info("alice/hers").id, err(alice.auth_check, "alice/hers", write=True)]
+api.update_repo_settings(r, private=False, gated="auto")
+out["gated"] = [anon.model_info(r).gated, err(hf_hub_download, r, "w.bin", token=False, cache_dir=cache("b")),
+                err(anon.auth_check, r), err(api.auth_check, r),
+                open(hf_hub_download(r, "w.bin", token={TOKEN!r}, cache_dir=cache("c")), "rb").read().decode()]
+api.update_repo_settings(r, gated=False)
+api.move_repo(r, "team/moved")
+out["moved"] = [err(api.model_info, r), api.list_repo_files("team/moved"), len(api.list_repo_commits("team/moved")),
+                [d.title for d in api.get_repo_discussions("team/moved")]]
+out["move_onto_existing"] = err(api.move_repo, "team/moved", "alice/hers")
+dup = api.duplicate_repo("team/moved", "team/copy", private=True)
+out["dup"] = [dup.repo_id, api.list_repo_files("team/copy"), api.model_info("team/copy").private,
+              [c.title for c in api.list_repo_commits("team/copy")][0], err(api.duplicate_repo, "team/moved", "team/copy")]
+api.delete_repo("team/copy")
+out["deleted"] = [err(api.model_info, "team/copy"), err(api.delete_repo, "team/copy"),
+                  err(api.delete_repo, "team/copy", missing_ok=True), err(alice.delete_repo, "team/moved"),
+                  err(HfApi(token="wrong").delete_repo, "team/moved"), api.list_repo_files("team/moved")]
+print(json.dumps(out))
+""", tmp_path)
+    nf = "RepositoryNotFoundError:404"
+    assert got["private_anon"] == [nf] * 8
+    assert got["private_listed"] == [False, True]
+    assert got["private_reader"] == [True, None]
+    assert got["reader_write"] == "HfHubHTTPError:403"
+    assert got["alice_other_ns"] == ["HfHubHTTPError:403", nf]  # a private repo she may not read: as if absent
+    assert got["alice"] == ["alice", "alice/hers", None]
+    assert got["gated"] == ["auto", "GatedRepoError:401", "GatedRepoError:401", None, "w"]
+    assert got["moved"] == [nf, ["w.bin"], 2, ["kept through the move"]]
+    assert got["move_onto_existing"] == "HfHubHTTPError:409"
+    assert got["dup"] == ["team/copy", ["w.bin"], True, "Duplicate from team/moved", "HfHubHTTPError:409"]
+    assert got["deleted"] == [nf, nf, None, "HfHubHTTPError:403", "HfHubHTTPError:401", ["w.bin"]]
+
+
+def test_dataset_repos_and_typed_errors_for_what_is_missing(api_hub, tmp_path):
+    got = run(api_hub, """
+r = "acme/digits-csv"
+api.create_repo(r, repo_type="dataset")
+DatasetCard("---\\nlicense: cc-by-4.0\\ntags: [tabular]\\npretty_name: Digits\\n---\\n# Digits\\n").push_to_hub(r, token=api.token)
+api.upload_folder(repo_id=r, repo_type="dataset", folder_path=os.environ["DATA"], path_in_repo="data")
+api.create_branch(r, repo_type="dataset", branch="v2")
+api.upload_file(path_or_fileobj=b"x,y\\n", path_in_repo="data/extra.csv", repo_id=r, repo_type="dataset", revision="v2")
+fs = HfFileSystem(token=False)
+info = api.dataset_info(r)
+cache = lambda n: os.path.join(os.environ["HF_HOME"], n)
+print(json.dumps({
+    "info": [info.id, info.card_data.get("pretty_name"), info.tags, sorted(s.rfilename for s in info.siblings)],
+    "listed": [d.id for d in anon.list_datasets(search="digits")], "models_do_not_list_it": [m.id for m in anon.list_models(search="digits")],
+    "download": open(hf_hub_download(r, "data/train.csv", repo_type="dataset"), "rb").read().decode(),
+    "fs": [fs.ls(f"datasets/{r}/data", detail=False), fs.glob(f"datasets/{r}@v2/data/*.csv"),
+           fs.cat(f"datasets/{r}/data/train.csv").decode()],
+    "refs": [b.name for b in api.list_repo_refs(r, repo_type="dataset").branches],
+    "card": DatasetCard.load(r, repo_type="dataset").data.license,
+    "missing_file": err(hf_hub_download, r, "nope.csv", repo_type="dataset", cache_dir=cache("a")),
+    "missing_repo": err(hf_hub_download, "acme/nope", "x.csv", repo_type="dataset", cache_dir=cache("b")),
+    "missing_model_file": err(hf_hub_download, "acme/nope", "x", cache_dir=cache("c")),
+    "missing_revision": err(hf_hub_download, r, "data/train.csv", repo_type="dataset", revision="v9", cache_dir=cache("d")),
+    "dataset_as_model": err(api.model_info, r),
+    "space_create": err(api.create_repo, "acme/app", repo_type="space", space_sdk="gradio"),
+    "space_info": err(api.space_info, "acme/app"),
+    "unknown_api": err(lambda: list(api.list_repo_likers(r, repo_type="dataset"))),
+}))
+""", tmp_path, DATA=str(_csv_folder(tmp_path)))
+    assert got["info"][:3] == ["acme/digits-csv", "Digits", ["tabular", "license:cc-by-4.0"]]
+    assert got["info"][3] == ["README.md", "data/test.csv", "data/train.csv"]
+    assert got["listed"] == ["acme/digits-csv"] and got["models_do_not_list_it"] == []
+    assert got["download"] == "pixel,label\n0,3\n"
+    fs_ls, fs_glob, fs_cat = got["fs"]
+    assert fs_ls == [f"datasets/acme/digits-csv/data/{n}" for n in ("test.csv", "train.csv")]
+    assert sorted(fs_glob) == [f"datasets/acme/digits-csv@v2/data/{n}" for n in ("extra.csv", "test.csv", "train.csv")]
+    assert fs_cat == "pixel,label\n0,3\n" and got["refs"] == ["main", "v2"] and got["card"] == "cc-by-4.0"
+    assert got["missing_file"] == "RemoteEntryNotFoundError:404"
+    assert got["missing_repo"] == got["missing_model_file"] == got["dataset_as_model"] == "RepositoryNotFoundError:404"
+    assert got["missing_revision"] == "RevisionNotFoundError:404"
+    assert got["space_create"] == "BadRequestError:400" and got["space_info"] == "RepositoryNotFoundError:404"
+    assert got["unknown_api"] == "HfHubHTTPError:404"
+
+
+def _csv_folder(tmp_path):
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    (folder / "train.csv").write_text("pixel,label\n0,3\n")
+    (folder / "test.csv").write_text("pixel,label\n1,4\n")
+    return folder
+
+
+def test_model_cards_round_trip_and_validate_without_a_token(api_hub, tmp_path):
+    got = run(api_hub, """
+r = "acme/carded"
+api.create_repo(r)
+card = ModelCard("---\\nlibrary_name: timm\\npipeline_tag: image-classification\\nlicense: apache-2.0\\n"
+                 "tags: [transfer, digits]\\nbase_model: timm/tf_efficientnet_lite0.in1k\\n---\\n# A digits head\\n")
+card.validate()  # posts to HF_ENDPOINT's validate-yaml, with no token
+card.push_to_hub(r, token=api.token)
+info = api.model_info(r)
+loaded = ModelCard.load(r)
+bad = ModelCard("---\\nlicense: 5\\n---\\n# x\\n")
+wrong_type = ModelCard("---\\nlibrary_name: [a, b]\\n---\\n# x\\n")
+print(json.dumps({"info": [info.library_name, info.pipeline_tag, info.tags, info.card_data["base_model"]],
+                  "loaded": [loaded.data.license, loaded.text.strip()],
+                  "filtered": [m.id for m in anon.list_models(filter="digits")],
+                  "bad": err(bad.validate), "wrong_type": err(wrong_type.validate)}))
+""", tmp_path)
+    assert got["info"] == ["timm", "image-classification",
+                           ["transfer", "digits", "timm", "image-classification", "license:apache-2.0"],
+                           "timm/tf_efficientnet_lite0.in1k"]
+    assert got["loaded"] == ["apache-2.0", "# A digits head"]
+    assert got["filtered"] == ["acme/carded"]
+    assert got["bad"] == got["wrong_type"] == "ValueError"
+
+
+@pytest.mark.slow  # two servers on SeaweedFS
+def test_writes_on_a_branch_and_merges_from_two_servers_lose_no_commit(seaweed, tmp_path_factory, tmp_path):
+    """Two servers on one S3 store: two writers commit to one branch through different servers
+    while pull requests are merged into it through both; every commit is in the branch's history."""
+    tokens = tmp_path_factory.mktemp("tokens") / "tokens.txt"
+    tokens.write_text(f"{TOKEN}\n")
+    storage = f"s3://{seaweed.bucket()}/race-{uuid.uuid4().hex[:8]}"
+    servers = [HubServer(tmp_path_factory.mktemp(f"race{i}"), "--storage", storage, "--token-file", str(tokens),
+                         env=seaweed.env) for i in range(2)]
+    try:
+        got = run(servers[0], f"""
+import threading
+urls = {json.dumps([s.url for s in servers])}
+apis = [HfApi(endpoint=u, token={TOKEN!r}) for u in urls]
+r = "acme/race"
+apis[0].create_repo(r)
+apis[0].create_branch(r, branch="dev")
+prs = [apis[i].create_commit(r, operations=[CommitOperationAdd(f"pr{{i}}.txt", b"pr")], commit_message=f"pr {{i}}",
+                             create_pr=True, revision="dev").pr_num for i in range(2)]
+made, errors = [], []
+def write(i):
+    api_ = apis[i % 2]
+    for n in range(8):
+        try:
+            made.append(api_.upload_file(path_or_fileobj=f"{{i}}-{{n}}".encode(), path_in_repo=f"w{{i}}/{{n}}.txt",
+                                         repo_id=r, revision="dev").oid)
+        except Exception as e:
+            errors.append(repr(e))
+def merge(i):
+    try:
+        apis[i].merge_pull_request(r, prs[i])
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=write, args=(i,)) for i in range(2)] + [threading.Thread(target=merge, args=(i,)) for i in range(2)]
+for t in threads: t.start()
+for t in threads: t.join()
+history = [c.commit_id for c in apis[1].list_repo_commits(r, revision="dev")]
+print(json.dumps({{"made": made, "errors": errors, "history": history,
+                  "files": apis[1].list_repo_files(r, revision="dev"),
+                  "merged": [apis[0].get_discussion_details(r, n).status for n in prs]}}))
+""", tmp_path)
+    finally:
+        for s in servers:
+            s.stop()
+    assert got["errors"] == [] and len(got["made"]) == 16
+    assert set(got["made"]) <= set(got["history"])  # no writer's commit lost to a race
+    assert len(got["history"]) == 16 + 2 + 1  # the writes, two merges, and the repo's first commit (where dev starts)
+    assert sorted(got["files"]) == sorted(["pr0.txt", "pr1.txt"] + [f"w{i}/{n}.txt" for i in range(2) for n in range(8)])
+    assert got["merged"] == ["merged", "merged"]
+
+
+def test_validate_yaml_explains_what_is_wrong(api_hub):
+    import requests
+
+    def check(content):
+        r = requests.post(api_hub.url + "/api/validate-yaml", json={"content": content, "repoType": "model"}, timeout=30)
+        return r.status_code, r.headers.get("X-Error-Message", "")
+
+    assert check("---\nlicense: mit\n---\n# ok\n") == (200, "")
+    status, message = check("---\ntags: [unclosed\n---\n")
+    assert status == 400 and "not valid YAML" in message
+    assert check("---\nlicense: mit\n# never closed\n") == (400, "the metadata block opened by '---' is never closed by another '---' line")
+    assert check("---\n- a\n- b\n---\n") == (400, "the metadata must be a mapping of fields, not a list")
