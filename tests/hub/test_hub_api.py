@@ -89,6 +89,13 @@ out["after_delete"] = [[b.name for b in api.list_repo_refs(r).branches], [t.name
 out["gone_tag"] = err(api.model_info, r, revision="v1.0")
 out["gone_branch_download"] = err(hf_hub_download, r, "w.txt", revision="old", cache_dir=os.path.join(os.environ["HF_HOME"], "c2"))
 out["delete_gone_tag"] = err(api.delete_tag, r, tag="v1.0")
+import subprocess, sys
+hf = os.path.join(os.path.dirname(sys.executable), "hf")  # the hf CLI creates the branch it uploads to
+local = os.path.join(os.environ["HF_HOME"], "cli.txt")
+open(local, "w").write("from the cli")
+subprocess.run([hf, "upload", r, local, "cli.txt", "--revision", "cli/branch", "--token", api.token], check=True,
+               capture_output=True)
+out["cli"] = open(hf_hub_download(r, "cli.txt", revision="cli/branch"), "rb").read().decode()
 out["c1"], out["c2"] = c1, c2
 print(json.dumps(out))
 """, tmp_path)
@@ -104,6 +111,7 @@ print(json.dumps(out))
     assert got["unknown_start"] == got["commit_to_missing_branch"] == "RevisionNotFoundError:404"
     assert got["delete_main"] == "BadRequestError:400"
     assert got["after_delete"] == [["dev", "feature/x", "main"], []]
+    assert got["cli"] == "from the cli"
     assert got["gone_tag"] == got["gone_branch_download"] == got["delete_gone_tag"] == "RevisionNotFoundError:404"
 
 

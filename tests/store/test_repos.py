@@ -1,0 +1,118 @@
+"""Repos, refs, merges and discussions over a directory store (zoo/store/repos.py, discussions.py):
+the rules the hub's answers rest on, without a server."""
+
+import threading
+
+import pytest
+
+from zoo.errors import CommitConflict, MalformedRequest, RefExists, RevisionNotFound
+from zoo.store.discussions import Discussions, NotOpen
+from zoo.store.objects import LocalStorage
+from zoo.store.repos import MAIN, Ref, RepoStore, branch, check_ref_name, conflicting_paths
+
+
+def rec(sha: str) -> dict:
+    return {"sha256": sha * 64, "size": 1, "lfs": True}
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = RepoStore(LocalStorage(tmp_path))
+    s.create("acme/m")
+    return s
+
+
+def test_revisions_resolve_by_branch_tag_pr_ref_and_commit_prefix(store):
+    c1 = store.apply("acme/m", "one", "", None, {"a": rec("a")}, [])
+    store.create_ref("acme/m", branch("dev"), c1.id)
+    store.create_ref("acme/m", Ref("tags", "v1"), c1.id)
+    c2 = store.apply("acme/m", "two", "", None, {"b": rec("b")}, [], ref=branch("dev"))
+    assert store.parse_revision("acme/m", "main") == (MAIN, c1.id)
+    assert store.parse_revision("acme/m", "refs/heads/dev") == (branch("dev"), c2.id)
+    assert store.parse_revision("acme/m", "v1") == (Ref("tags", "v1"), c1.id)
+    assert store.parse_revision("acme/m", c2.id[:8]) == (None, c2.id)
+    assert store.parse_revision("acme/m", c2.id) == (None, c2.id)
+    for missing in ("nope", "refs/pr/1", "refs/tags/dev", "0" * 40, ""):
+        with pytest.raises(RevisionNotFound):
+            store.parse_revision("acme/m", missing)
+    with pytest.raises(RefExists):
+        store.create_ref("acme/m", branch("dev"), c1.id)
+    with pytest.raises(MalformedRequest):
+        store.apply("acme/m", "x", "", None, {}, [], ref=Ref("tags", "v1"))
+    assert sorted(store.refs("acme/m")["heads"]) == [("dev", c2.id), ("main", c1.id)]
+
+
+@pytest.mark.parametrize("name", ["", "a..b", "-x", "x/", "x.lock", "refs/heads/x", "a b", "a~1", "a%2F", "@", "a//b"])
+def test_branch_names_git_would_refuse_are_refused(name):
+    with pytest.raises(MalformedRequest):
+        check_ref_name(name)
+
+
+def test_a_store_from_before_branches_keeps_its_main(tmp_path):
+    storage = LocalStorage(tmp_path)
+    store = RepoStore(storage)
+    store.create("acme/old")
+    head = store.head("acme/old")
+    storage.put("repos/acme/old/refs/main", head.encode())  # the old layout: main alone, at refs/main
+    storage.delete("repos/acme/old/refs/heads/main")
+    assert store.head("acme/old") == head and store.refs("acme/old")["heads"] == [("main", head)]
+    new = store.apply("acme/old", "next", "", head, {"x": rec("c")}, [])
+    assert new.parent == head and store.head("acme/old") == new.id  # moved to refs/heads/main, history kept
+
+
+def test_merge_applies_the_pull_requests_changes_over_a_moved_branch(store):
+    base = store.apply("acme/m", "base", "", None, {"keep": rec("a"), "gone": rec("b"), "both": rec("c")}, [])
+    threads = Discussions(store)
+    pr = threads.open_pull_request("acme/m", "change", "", "zoo")
+    threads.commit_to("acme/m", pr["num"], "pr", "", None, {"new": rec("d")}, ["gone"])
+    store.apply("acme/m", "main moves", "", None, {"other": rec("e")}, [])
+    merged = threads.merge("acme/m", pr["num"], "zoo")
+    assert sorted(merged.files) == ["both", "keep", "new", "other"] and merged.merged and merged.parent != base.id
+    assert threads.get("acme/m", pr["num"])["status"] == "merged"
+    with pytest.raises(NotOpen):
+        threads.merge("acme/m", pr["num"], "zoo")
+    # both sides change one path: refused, nothing moves
+    pr2 = threads.open_pull_request("acme/m", "conflict", "", "zoo")
+    threads.commit_to("acme/m", pr2["num"], "pr", "", None, {"both": rec("f")}, [])
+    head = store.apply("acme/m", "main too", "", None, {"both": rec("0")}, []).id
+    assert threads.conflicts("acme/m", threads.get("acme/m", pr2["num"])) == ["both"]
+    with pytest.raises(CommitConflict, match="both"):
+        threads.merge("acme/m", pr2["num"], "zoo")
+    assert store.head("acme/m") == head
+
+
+def test_conflicting_paths_only_where_both_sides_differ():
+    base = {"a": rec("1"), "b": rec("2")}
+    assert conflicting_paths(base, {"a": rec("3"), "b": rec("2")}, {"a": rec("3"), "b": rec("4")}) == []
+    assert conflicting_paths(base, {"b": rec("2")}, {"a": rec("5"), "b": rec("2")}) == ["a"]  # deleted vs changed
+
+
+def test_threads_opened_at_once_get_distinct_numbers(tmp_path):
+    store = RepoStore(LocalStorage(tmp_path), "dataset")
+    store.create("acme/d")
+    nums, errors = [], []
+
+    def open_some(server: int):
+        threads = Discussions(RepoStore(LocalStorage(tmp_path), "dataset"))  # another server's handle
+        try:
+            for i in range(10):
+                nums.append(threads.create("acme/d", f"s{server} {i}", "", "zoo", False)["num"])
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=open_some, args=(i,)) for i in range(2)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert not errors and sorted(nums) == list(range(1, 21))
+    assert (tmp_path / "datasets" / "acme" / "d" / "discussions" / "20.json").is_file()
+
+
+def test_squash_keeps_the_files_and_delete_removes_every_key(store, tmp_path):
+    store.apply("acme/m", "one", "", None, {"a": rec("a")}, [])
+    store.apply("acme/m", "two", "", None, {"b": rec("b")}, [])
+    squashed = store.squash("acme/m", MAIN, "squashed")
+    assert squashed.parent is None and sorted(squashed.files) == ["a", "b"] and len(store.history("acme/m")) == 1
+    store.delete("acme/m")
+    assert not store.exists("acme/m") and not list((tmp_path / "repos").rglob("*.json"))
