@@ -71,6 +71,12 @@ _LAZY = {
     "HubError": "errors",
     "MalformedRequest": "errors",
     "EntryNotFound": "errors",
+    "RepoNotFound": "errors",
+    "RevisionNotFound": "errors",
+    "RefExists": "errors",
+    "Forbidden": "errors",
+    "DiscussionNotFound": "errors",
+    "NotOpen": "errors",
     "CommitConflict": "errors",
     "RequestTooLarge": "errors",
 }

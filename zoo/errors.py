@@ -33,6 +33,8 @@ Grouped the way callers catch them::
         +-- RevisionNotFound       404: no such branch, tag, pull-request ref or commit
         +-- RefExists              409: that branch, tag, repo or pull request exists already
         +-- Forbidden              403: a valid token without the right to do this
+        +-- DiscussionNotFound     404: no such discussion or pull request
+        +-- NotOpen                409: a pull request closed or merged, or with nothing to merge
         +-- CommitConflict         409: the parent is not the head any more, or a path clash
         +-- RequestTooLarge        413: a body over the server's limit
 
@@ -251,6 +253,18 @@ class Forbidden(HubError):
     """A valid token without the right to do this (read-only, or another namespace's repo)."""
 
     status = 403
+
+
+class DiscussionNotFound(HubError, LookupError):
+    """Discussion or pull request ``n`` does not exist in the repo."""
+
+    status = 404
+
+
+class NotOpen(HubError):
+    """A change a closed or merged pull request cannot take (a commit, a merge, a status change)."""
+
+    status = 409
 
 
 class RequestTooLarge(HubError):

@@ -122,8 +122,10 @@ def test_paths_info_copies_conflicts_and_super_squash(api_hub, tmp_path):
 r = "acme/ops"
 api.create_repo(r)
 api.create_commit(r, operations=[CommitOperationAdd("weights/big.bin", {str(big)!r}),
-                                 CommitOperationAdd("cfg/a.json", b'{{"a": 1}}')], commit_message="first")
+                                 CommitOperationAdd("cfg/a.json", b'{{"a": 1}}'),
+                                 CommitOperationAdd("cfg/deep/b.json", b'{{}}')], commit_message="first")
 head = api.model_info(r).sha
+nested = [e.path for e in api.list_repo_tree(r, path_in_repo="cfg/deep")]  # the client quotes it whole: cfg%2Fdeep
 info = api.get_paths_info(r, ["cfg", "cfg/a.json", "weights/big.bin", "missing.txt"])
 c = api.create_commit(r, operations=[CommitOperationCopy("weights/big.bin", "copy/big.bin"),
                                      CommitOperationCopy("cfg/a.json", "copy/a.json"),
@@ -136,13 +138,14 @@ stale = err(api.create_commit, r, operations=[CommitOperationAdd("x", b"x")], co
 before = [x.commit_id for x in api.list_repo_commits(r)]
 api.super_squash_history(r, commit_message="squashed")
 after = api.list_repo_commits(r)
-print(json.dumps({{"info": [(type(i).__name__, i.path, getattr(i, "size", None), bool(getattr(i, "lfs", None))) for i in info],
+print(json.dumps({{"nested": nested, "info": [(type(i).__name__, i.path, getattr(i, "size", None), bool(getattr(i, "lfs", None))) for i in info],
                   "files": files, "infos": infos, "stale": stale, "before": len(before),
                   "after": [(x.title, x.commit_id) for x in after], "files_after": api.list_repo_files(r),
                   "old_commit": open(hf_hub_download(r, "cfg/a.json", revision=head), "rb").read().decode(),
                   "copy_bytes": hashlib.sha256(open(hf_hub_download(r, "copy/big.bin"), "rb").read()).hexdigest()}}))
 """, tmp_path)
     sha = __import__("hashlib").sha256(big.read_bytes()).hexdigest()
+    assert got["nested"] == ["cfg/deep/b.json"]
     assert got["info"] == [["RepoFolder", "cfg", None, False], ["RepoFile", "cfg/a.json", 8, False],
                            ["RepoFile", "weights/big.bin", big.stat().st_size, True]]
     assert got["files"] == ["copy/a.json", "copy/big.bin", "fs/a.json", "weights/big.bin"]
@@ -298,8 +301,11 @@ print(json.dumps({
     "space_create": err(api.create_repo, "acme/app", repo_type="space", space_sdk="gradio"),
     "space_info": err(api.space_info, "acme/app"),
     "unknown_api": err(lambda: list(api.list_repo_likers(r, repo_type="dataset"))),
+    "lfs": [api.upload_file(path_or_fileobj=os.environ["BIG"], path_in_repo="big.bin", repo_id=r, repo_type="dataset") and None,
+            [s.lfs.sha256 for s in api.dataset_info(r, files_metadata=True).siblings if s.rfilename == "big.bin"],
+            hashlib.sha256(open(hf_hub_download(r, "big.bin", repo_type="dataset"), "rb").read()).hexdigest()],
 }))
-""", tmp_path, DATA=str(_csv_folder(tmp_path)))
+""", tmp_path, DATA=str(_csv_folder(tmp_path)), BIG=str(_big_file(tmp_path)))
     assert got["info"][:3] == ["acme/digits-csv", "Digits", ["tabular", "license:cc-by-4.0"]]
     assert got["info"][3] == ["README.md", "data/test.csv", "data/train.csv"]
     assert got["listed"] == ["acme/digits-csv"] and got["models_do_not_list_it"] == []
@@ -313,6 +319,15 @@ print(json.dumps({
     assert got["missing_revision"] == "RevisionNotFoundError:404"
     assert got["space_create"] == "BadRequestError:400" and got["space_info"] == "RepositoryNotFoundError:404"
     assert got["unknown_api"] == "HfHubHTTPError:404"
+    big = __import__("hashlib").sha256(_big_file(tmp_path).read_bytes()).hexdigest()
+    assert got["lfs"] == [None, [big], big]  # over 10 MB: the LFS batch API of a dataset repo
+
+
+def _big_file(tmp_path):
+    path = tmp_path / "big.bin"
+    if not path.exists():
+        path.write_bytes(uuid.uuid4().bytes * (10_600_000 // 16))
+    return path
 
 
 def _csv_folder(tmp_path):
@@ -411,3 +426,21 @@ def test_validate_yaml_explains_what_is_wrong(api_hub):
     assert status == 400 and "not valid YAML" in message
     assert check("---\nlicense: mit\n# never closed\n") == (400, "the metadata block opened by '---' is never closed by another '---' line")
     assert check("---\n- a\n- b\n---\n") == (400, "the metadata must be a mapping of fields, not a list")
+
+
+def test_encoded_nul_unknown_routes_and_bad_token_files_are_refused_with_a_message(api_hub, tmp_path):
+    import requests
+
+    from conftest import run_zoo
+
+    r = requests.get(api_hub.url + "/api/models/acme/x/revision/a%00b", timeout=30)
+    assert r.status_code == 400 and "encoded NUL" in r.headers["X-Error-Message"]
+    r = requests.get(api_hub.url + "/api/nothing-here", timeout=30)
+    assert r.status_code == 404 and r.headers["X-Error-Message"] == "zoo serve has no endpoint GET /api/nothing-here"
+    assert "X-Error-Code" not in r.headers
+    r = requests.post(api_hub.url + "/api/models/acme/x/commit/main", headers={"authorization": "Bearer nope"}, timeout=30)
+    assert r.status_code == 401 and r.headers["X-Error-Message"] == "Invalid credentials in Authorization header"
+    bad = tmp_path / "tokens.txt"
+    bad.write_text("ok-token\nother role=admin\n")
+    result = run_zoo("serve", "--token-file", str(bad), "--port", "1")
+    assert result.returncode == 2 and "line 2: role must be read or write, not 'admin'" in result.stderr

@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from zoo.errors import CommitConflict, MalformedRequest, RefExists, RevisionNotFound
-from zoo.store.discussions import Discussions, NotOpen
+from zoo.errors import CommitConflict, MalformedRequest, NotOpen, RefExists, RevisionNotFound
+from zoo.store.discussions import Discussions
 from zoo.store.objects import LocalStorage
 from zoo.store.repos import MAIN, Ref, RepoStore, branch, check_ref_name, conflicting_paths
 

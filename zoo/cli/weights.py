@@ -195,7 +195,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8080, help="TCP port to listen on")
     p.add_argument("--cache", metavar="DIR", help="cache root to serve (default: ZOO_HOME)")
-    p.add_argument("--token-file", metavar="F", help="tokens allowed to write (one per line); without it nobody can")
+    p.add_argument("--token-file", metavar="F",
+                   help="tokens allowed to write, one per line, each optionally with user=NAME, role=read|write "
+                        "and repos=PATTERN[,PATTERN]; without it nobody can")
     p.add_argument("--upstream", metavar="URL", help="pull-through: fetch misses once from this hub, verified")
     p.add_argument("--read-only", action="store_true", help="refuse every write")
     p.add_argument("--private", action="store_true", help="reads need a token too")

@@ -28,10 +28,10 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from zoo.errors import HubError, ObjectNotFound, StorageError
+from zoo.errors import DiscussionNotFound, HubError, ObjectNotFound, StorageError
 from zoo.hub.cards import card_data, info_fields
 from zoo.hub.served import Repo, RepoFile, ServedRepos
-from zoo.store.discussions import DiscussionNotFound, iso
+from zoo.store.discussions import iso
 from zoo.store.repos import Ref
 from zoo.util.paths import is_safe_relpath
 
@@ -58,6 +58,11 @@ def repo_id_of(request: Request) -> str:
 
 def revision_of(request: Request, name: str = "revision", default: str = "main") -> str:
     return request.path_params.get(name, default).replace(SLASH, "/")
+
+
+def path_of(request: Request) -> str:
+    """The file or folder path of the route (HfFileSystem quotes a tree path whole: 'a%2Fb')."""
+    return request.path_params.get("path", "").replace(SLASH, "/")
 
 
 def identity_of(request: Request):
@@ -98,7 +103,7 @@ def repo_at_revision(served: ServedRepos, request: Request) -> Repo | JSONRespon
 
 
 def resolve(served: ServedRepos, request: Request) -> Response:
-    path = request.path_params["path"]
+    path = path_of(request)
     if bad_path(path):
         return hub_error(400, None, f"invalid file path {path!r}")
     repo = repo_at_revision(served, request)
@@ -240,7 +245,7 @@ def tree(served: ServedRepos, request: Request) -> Response:
     repo = repo_at_revision(served, request)
     if isinstance(repo, Response):
         return repo
-    prefix = request.path_params.get("path", "").strip("/")
+    prefix = path_of(request).strip("/")
     if prefix and bad_path(prefix):
         return hub_error(400, None, f"invalid path {prefix!r}")
     recursive = request.query_params.get("recursive", "false").lower() == "true"

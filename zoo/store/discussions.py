@@ -17,23 +17,12 @@ import json
 import secrets
 import time
 
-from zoo.errors import CommitConflict, HubError, MalformedRequest, PreconditionFailed, RevisionNotFound
+from zoo.errors import (CommitConflict, DiscussionNotFound, MalformedRequest, NotOpen, PreconditionFailed,
+                        RevisionNotFound)
 from zoo.store.objects import json_update
 from zoo.store.repos import Commit, Ref, RepoStore, branch, conflicting_paths
 
 STATUSES = ("open", "closed", "merged", "draft")
-
-
-class DiscussionNotFound(HubError, LookupError):
-    """Discussion ``n`` does not exist in the repo (a 404)."""
-
-    status = 404
-
-
-class NotOpen(HubError):
-    """A change a closed or merged pull request cannot take (a commit, a merge)."""
-
-    status = 409
 
 
 def iso(ts: float) -> str:
