@@ -444,3 +444,36 @@ def test_encoded_nul_unknown_routes_and_bad_token_files_are_refused_with_a_messa
     bad.write_text("ok-token\nother role=admin\n")
     result = run_zoo("serve", "--token-file", str(bad), "--port", "1")
     assert result.returncode == 2 and "line 2: role must be read or write, not 'admin'" in result.stderr
+
+
+def test_odd_or_hostile_card_yaml_never_breaks_model_info(api_hub, tmp_path):
+    import requests
+
+    laughs = ["---", "a0: &a0 [" + ",".join(["lol"] * 100) + "]"]
+    laughs += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}]" for i in range(1, 20)] + ["---", "# boom"]
+    bomb = "\n".join(laughs).encode()
+    got = run(api_hub, f"""
+api.create_repo("acme/odd")
+api.upload_file(path_or_fileobj=b"---\\ndate: 2024-05-01\\n2020-01-01: key\\nscore: .nan\\ntags: [ok]\\n---\\n# odd\\n",
+                path_in_repo="README.md", repo_id="acme/odd")
+api.create_repo("acme/laughs", private=True)
+refused = err(api.upload_file, path_or_fileobj={bomb!r}, path_in_repo="README.md", repo_id="acme/laughs")
+print(json.dumps([api.model_info("acme/odd").card_data.to_dict(), refused]))
+""", tmp_path)
+    assert got == [{"date": "2024-05-01", "2020-01-01": "key", "score": "nan", "tags": ["ok"]}, "ValueError"]
+    # a client that skips the check commits it anyway: the server still answers, without the metadata
+    import base64
+
+    body = "\n".join(json.dumps(line) for line in [
+        {"key": "header", "value": {"summary": "laughs"}},
+        {"key": "file", "value": {"path": "README.md", "content": base64.b64encode(bomb).decode(), "encoding": "base64"}}])
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    assert requests.post(api_hub.url + "/api/models/acme/laughs/commit/main", data=body, headers=auth, timeout=30).ok
+    info = requests.get(api_hub.url + "/api/models/acme/laughs", headers=auth, timeout=30)
+    assert info.status_code == 200 and info.json()["cardData"] == {}
+    r = requests.post(api_hub.url + "/api/validate-yaml", json={"content": "\n".join(laughs)}, timeout=30)
+    assert r.status_code == 400 and r.json()["errors"] == [{"message": "the metadata block uses 38 YAML aliases; at most 32"}]
+    stats = requests.get(api_hub.url + "/api/zoo/stats", timeout=30).json()  # a private repo's name is not shown
+    assert "acme/odd" in stats["repos"] and "acme/laughs" not in stats["repos"]
+    assert "acme/laughs" in requests.get(api_hub.url + "/api/zoo/stats", headers={"authorization": f"Bearer {TOKEN}"},
+                                         timeout=30).json()["repos"]

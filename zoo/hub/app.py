@@ -91,7 +91,8 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
         repo_id = f"{p['org']}/{p['name']}"
         if not REPO_ID_RE.match(repo_id):
             return read.hub_error(400, None, "invalid repo id")
-        info = hub.served.info(repo_id, kind)
+        request.state.record = hub.served.record(repo_id, kind)  # read once per request: handlers reuse it
+        info = request.state.record or {}
         if info.get("private") and not (identity and identity.can_read(repo_id)):
             return read.hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
         if write and identity is not None and not identity.can_write(repo_id):
@@ -110,7 +111,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
                 return refused
             p = request.path_params
             try:
-                if handler is read.resolve and hub.served.info(f"{p['org']}/{p['name']}", kind).get("gated") \
+                if handler is read.resolve and (request.state.record or {}).get("gated") \
                         and not (identity and identity.can_read(f"{p['org']}/{p['name']}")):
                     return read.hub_error(401, "GatedRepo", f"Access to {p['org']}/{p['name']} is restricted: "
                                           "send a token that may read it (HF_TOKEN)")
@@ -165,10 +166,23 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
     async def stats(request: Request):
         if hub.private and not hub.auth.valid(request):
             return read.hub_error(401, None, "this hub is private")
-        return JSONResponse({"requests": dict(hub.served.counts), "bytes_out": hub.served.bytes_out,
-                             "bytes_in": hub.served.bytes_in,
+        identity = hub.auth.identity(request)
+
+        def visible(kind: str) -> list[str]:  # a private repo's name is not for everyone
+            return [r for r in hub.served.repo_ids(kind)
+                    if not hub.served.info(r, kind).get("private") or identity and identity.can_read(r)]
+
+        repos, datasets = await run_in_threadpool(visible, "model"), await run_in_threadpool(visible, "dataset")
+        shown = set(repos) | {f"datasets/{d}" for d in datasets}
+
+        def counted(key: str) -> bool:  # "GET org/name/path" or "GET datasets/org/name/path"
+            parts = key.partition(" ")[2].split("/")
+            return "/".join(parts[:3] if parts[0] == "datasets" else parts[:2]) in shown
+
+        return JSONResponse({"requests": {k: n for k, n in hub.served.counts.items() if counted(k)},
+                             "bytes_out": hub.served.bytes_out, "bytes_in": hub.served.bytes_in,
                              "upstream": dict(hub.upstream.fetches) if hub.upstream else {},
-                             "repos": hub.served.repo_ids(), "datasets": hub.served.repo_ids("dataset")})
+                             "repos": repos, "datasets": datasets})
 
     async def home(request: Request):
         if hub.private and not hub.auth.valid(request):

@@ -10,6 +10,7 @@ types must have their types. Parsed blocks are kept per README sha256: a blob ne
 from __future__ import annotations
 
 import logging
+from datetime import date, datetime
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +22,15 @@ TYPED = {"license": (str, list), "tags": (list,), "library_name": (str,), "pipel
          "metrics": (str, list), "thumbnail": (str,), "pretty_name": (str,)}
 
 
+#: the most YAML aliases a metadata block may use: each one may double what the JSON answer holds
+#: (a "billion laughs" block is a few hundred bytes of YAML and gigabytes of JSON)
+MAX_ALIASES = 32
+
+
 def front_matter(text: str):
-    """The YAML between a leading ``---`` line and the next one, parsed (safe loader); None if the
-    README has no such block. A block that does not parse raises ``ValueError`` saying where."""
+    """The YAML between a leading ``---`` line and the next one, parsed (safe loader) into plain
+    JSON values (dates as ISO text, keys as text); None if the README has no such block. A block
+    that does not parse, or that leans on aliases, raises ``ValueError`` saying why."""
     import yaml
 
     lines = text.lstrip("\ufeff").splitlines()
@@ -33,10 +40,40 @@ def front_matter(text: str):
         end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
     except StopIteration:
         raise ValueError("the metadata block opened by '---' is never closed by another '---' line") from None
+    block = "\n".join(lines[1:end])
     try:
-        return yaml.safe_load("\n".join(lines[1:end])) or {}
+        aliases = sum(isinstance(event, yaml.AliasEvent) for event in yaml.parse(block, Loader=yaml.SafeLoader))
+        if aliases > MAX_ALIASES:
+            raise ValueError(f"the metadata block uses {aliases} YAML aliases; at most {MAX_ALIASES}")
+        return _plain(yaml.safe_load(block), [MAX_NODES, MAX_TEXT]) or {}
     except yaml.YAMLError as exc:
         raise ValueError(f"the metadata block is not valid YAML: {exc}") from None
+
+
+#: the most values, and characters of text, a metadata block may expand to (aliases expanded)
+MAX_NODES, MAX_TEXT = 100_000, 4_000_000
+
+
+def _plain(value, budget: list[int], depth: int = 0):
+    """``value`` as JSON takes it: dates and times as ISO text, mapping keys as text; its expanded
+    size is counted against ``budget`` (values, characters), so shared aliases cannot blow it up."""
+    budget[0] -= 1
+    if isinstance(value, str):
+        budget[1] -= len(value)
+    if depth > 64 or budget[0] < 0 or budget[1] < 0:
+        raise ValueError("the metadata block expands to too much (aliases, or nesting over 64 levels)")
+    if isinstance(value, dict):
+        return {str(k) if not isinstance(k, (date, datetime)) else k.isoformat(): _plain(v, budget, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, budget, depth + 1) for v in value]
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+        return str(value)  # JSON has no NaN or infinity
+    if isinstance(value, bytes):  # !!binary
+        return None
+    return value
 
 
 def problems(data) -> list[str]:

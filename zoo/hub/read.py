@@ -93,10 +93,10 @@ def bad_path(path: str) -> bool:
 def repo_at_revision(served: ServedRepos, request: Request) -> Repo | JSONResponse:
     """The repo named by the path, at the path's revision (default main); else the hub's error."""
     repo_id, kind = repo_id_of(request), kind_of(request)
-    if not served.exists(repo_id, kind):
-        return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
     revision = revision_of(request)
-    repo = served.at(repo_id, revision, kind)
+    repo = served.at(repo_id, revision, kind, getattr(request.state, "record", False))
+    if repo is None and not served.exists(repo_id, kind):
+        return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
     if repo is None:
         return hub_error(404, "RevisionNotFound", f"Revision {revision} not found in {repo_id}")
     return repo
@@ -117,7 +117,7 @@ def resolve(served: ServedRepos, request: Request) -> Response:
     headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{entry.etag}"'}
     if entry.lfs:
         headers.update({"X-Linked-Size": str(entry.size), "X-Linked-Etag": f'"{entry.sha256}"'})
-    served.count(f"{request.method} {repo.repo_id}/{entry.path}")
+    served.count(f"{request.method} {'datasets/' if repo.kind == 'dataset' else ''}{repo.repo_id}/{entry.path}")
     if remote:
         if entry.lfs and blobs.redirect:  # the store serves the bytes: a cross-origin redirect, as the Hub's CDN does
             return Response(status_code=302, headers={**headers, "Location": blobs.url(entry.sha256)})

@@ -160,23 +160,30 @@ class ServedRepos:
 
     def info(self, repo_id: str, kind: str = "model") -> dict:
         """An uploaded repo's record (private, gated); {} for any other repo."""
-        return self.stores[kind].info(repo_id) if REPO_ID_RE.match(repo_id) else {}
+        return self.record(repo_id, kind) or {}
 
-    def at(self, repo_id: str, revision: str = "main", kind: str = "model") -> Repo | None:
+    def record(self, repo_id: str, kind: str = "model") -> dict | None:
+        """An uploaded repo's record; None if no repo of that id was uploaded."""
+        return self.stores[kind].record(repo_id) if REPO_ID_RE.match(repo_id) else None
+
+    def at(self, repo_id: str, revision: str = "main", kind: str = "model", record: dict | None | bool = False
+           ) -> Repo | None:
         """The repo's files at ``revision`` (a branch, tag, pull-request ref or commit id); None if
-        either is unknown."""
+        either is unknown. ``record``: the repo's record if the caller read it already (None: absent)."""
         if not REPO_ID_RE.match(repo_id):
             return None
         store = self.stores[kind]
-        if kind != "model" or store.exists(repo_id):
+        info = store.record(repo_id) if record is False else record
+        if info is not None:
             commit = store.commit(repo_id, revision)
             if commit is None:
                 return None
-            info = store.info(repo_id)
             files = {p: RepoFile(p, r["sha256"], r["size"], self.cache.blob_path(r["sha256"]), r.get("lfs", True),
                                  r.get("oid"), self.shared) for p, r in commit.files.items()}
             return Repo(repo_id, files, commit.date, commit.id, bool(info.get("private")), True, kind,
                         info.get("gated") or False)
+        if kind != "model":
+            return None
         # on S3 the store's record alone is the repo, so every server reports the same commit; a
         # file this server pulled through before is shared on its first miss (zoo/hub/upstream.py)
         repo = self.pulled_through(repo_id) or self.derived().get(repo_id)

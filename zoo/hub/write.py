@@ -117,13 +117,17 @@ async def validate_yaml(hub, request: Request) -> Response:
     data = await _json(request)
     if not isinstance(data, dict) or not isinstance(data.get("content"), str):
         return hub_error(400, None, "expected JSON {content: the README text, repoType}")
+    if len(data["content"]) > cards.README_MAX:
+        return hub_error(413, None, f"a card over {cards.README_MAX // 1024} KiB")
     try:
         block = cards.front_matter(data["content"])
+        found = cards.problems(block) if block is not None else []
     except ValueError as exc:
-        return hub_error(400, None, str(exc))
-    found = cards.problems(block) if block is not None else []
-    if found:
-        return hub_error(400, None, "; ".join(found))
+        found = [str(exc)]
+    if found:  # the client lists each of "errors" in its ValueError
+        refused = hub_error(400, None, "; ".join(found))
+        return JSONResponse({"error": "; ".join(found), "errors": [{"message": m} for m in found], "warnings": []},
+                            status_code=400, headers={k: v for k, v in refused.headers.items() if k.startswith("x-")})
     return JSONResponse({"errors": [], "warnings": []})
 
 

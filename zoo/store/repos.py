@@ -132,8 +132,12 @@ class RepoStore:
         return sorted(k[len(self.folder) + 1:-len("/repo.json")] for k in keys
                       if k.endswith("/repo.json") and k.count("/") == 3)
 
+    def record(self, repo_id: str) -> dict | None:
+        """The repo's record (created, private, gated), None if the repo does not exist."""
+        return self._json(self._key(repo_id, "repo.json"))
+
     def info(self, repo_id: str) -> dict:
-        return self._json(self._key(repo_id, "repo.json")) or {}
+        return self.record(repo_id) or {}
 
     def create(self, repo_id: str, private: bool = False, author: str | None = None) -> bool:
         """Create an empty repo (with an empty first commit on main); False if it already exists."""
@@ -220,8 +224,8 @@ class RepoStore:
             if COMMIT_RE.match(revision) and self._json(self._key(repo_id, "commits", f"{revision}.json")):
                 return None, revision
             candidates = [branch(revision), Ref("tags", revision)]
-        for ref in candidates:
-            if ref.name and "%" not in ref.name and (cid := self._read_ref(repo_id, ref)):
+        for ref in candidates:  # a name no ref could have is not looked up (nor made into a key)
+            if (ref.kind == "pr" or not _BAD_REF.search(ref.name)) and (cid := self._read_ref(repo_id, ref)):
                 return ref, cid
         if SHORT_COMMIT_RE.match(revision):
             found = [k.rsplit("/", 1)[-1][:-5] for k in self.storage.list(self._key(repo_id, "commits", revision))]
@@ -259,7 +263,7 @@ class RepoStore:
     def delete_ref(self, repo_id: str, ref: Ref) -> None:
         if ref == MAIN:
             raise MalformedRequest("the main branch cannot be deleted")
-        if self._read_ref(repo_id, ref) is None:
+        if ref.kind != "pr" and _BAD_REF.search(ref.name) or self._read_ref(repo_id, ref) is None:
             raise RevisionNotFound(f"{ref.full} not found in {repo_id}")
         self.storage.delete(self._key(repo_id, ref.key))
 
