@@ -477,3 +477,92 @@ print(json.dumps([api.model_info("acme/odd").card_data.to_dict(), refused]))
     assert "acme/odd" in stats["repos"] and "acme/laughs" not in stats["repos"]
     assert "acme/laughs" in requests.get(api_hub.url + "/api/zoo/stats", headers={"authorization": f"Bearer {TOKEN}"},
                                          timeout=30).json()["repos"]
+
+
+def test_what_a_token_may_not_reach_and_what_it_may(api_hub, tmp_path):
+    """A known sha256 is not a file; a gated diff is not public; a private repo is never told from a
+    missing one; a duplicate stays private; LFS into private repos works; duplicating needs only read."""
+    import requests
+
+    gated, mine = tmp_path / "gated.bin", tmp_path / "mine.bin"
+    gated.write_bytes(uuid.uuid4().bytes * (10_600_000 // 16))
+    mine.write_bytes(uuid.uuid4().bytes * (10_600_000 // 16))
+    got = run(api_hub, f"""
+api.create_repo("acme/gated")
+api.upload_file(path_or_fileobj={str(gated)!r}, path_in_repo="m.bin", repo_id="acme/gated")
+api.create_commit("acme/gated", operations=[CommitOperationAdd("secret.txt", b"SECRET\\\\n")], commit_message="s",
+                  create_pr=True)
+api.update_repo_settings("acme/gated", gated="auto")
+api.create_repo("acme/secret", private=True)
+api.upload_file(path_or_fileobj={str(mine)!r}, path_in_repo="m.bin", repo_id="acme/secret")  # LFS, private
+api.create_repo("acme/secret", repo_type="dataset", private=True)
+api.upload_file(path_or_fileobj={str(mine)!r}, path_in_repo="d.bin", repo_id="acme/secret", repo_type="dataset")
+api.create_repo("acme/public")
+api.upload_file(path_or_fileobj=b"p", path_in_repo="p.txt", repo_id="acme/public")
+alice = HfApi(token={ALICE!r})
+alice.create_repo("alice/honest")
+alice.upload_file(path_or_fileobj={str(gated)!r}, path_in_repo="m.bin", repo_id="alice/honest")  # she has the bytes
+dup = api.duplicate_repo("acme/secret", "acme/secret-copy")
+print(json.dumps({{"dup_private": api.model_info("acme/secret-copy").private,
+                  "dup_anon": err(anon.model_info, "acme/secret-copy"),
+                  "dataset_private": [s.rfilename for s in api.dataset_info("acme/secret").siblings],
+                  "alice_dup": [alice.duplicate_repo("acme/public", "alice/pub").repo_id, alice.list_repo_files("alice/pub")],
+                  "honest": hashlib.sha256(open(hf_hub_download("alice/honest", "m.bin"), "rb").read()).hexdigest()}}))
+""", tmp_path)
+    sha = __import__("hashlib").sha256(gated.read_bytes()).hexdigest()
+    assert got == {"dup_private": True, "dup_anon": "RepositoryNotFoundError:404", "dataset_private": ["d.bin"],
+                   "alice_dup": ["alice/pub", ["p.txt"]], "honest": sha}
+    url, alice = api_hub.url, {"authorization": f"Bearer {ALICE}"}
+    assert requests.get(f"{url}/acme/gated/resolve/main/m.bin", timeout=30).status_code == 401
+    # naming the gated file's sha256 (its tree is public) in a commit of her own repo: refused
+    assert requests.post(f"{url}/api/repos/create", json={"name": "steal", "organization": "alice"}, headers=alice,
+                         timeout=30).ok
+    lines = [{"key": "header", "value": {"summary": "steal"}}, {"key": "lfsFile", "value": {"path": "m.bin", "oid": sha}}]
+    r = requests.post(f"{url}/api/models/alice/steal/commit/main", data="\n".join(map(json.dumps, lines)),
+                      headers=alice, timeout=30)
+    assert r.status_code == 400 and "was not uploaded to alice/steal" in r.headers["X-Error-Message"]
+    batch = requests.post(f"{url}/alice/steal.git/info/lfs/objects/batch", headers=alice, timeout=30, json={
+        "operation": "upload", "objects": [{"oid": sha, "size": gated.stat().st_size}]}).json()
+    assert "upload" in batch["objects"][0]["actions"]  # not "already stored": she must send the bytes
+    # a pull request's diff shows contents: not to those the gate keeps out
+    assert requests.get(f"{url}/api/models/acme/gated/discussions/1", timeout=30).json()["diff"] == ""
+    assert "+SECRET" in requests.get(f"{url}/api/models/acme/gated/discussions/1", timeout=30,
+                                     headers={"authorization": f"Bearer {TOKEN}"}).json()["diff"]
+    # a private repo she may not see answers as a missing one; a public one she may not write: 403
+    answers = [requests.post(f"{url}/api/models/{r}/branch/x", headers=alice, timeout=30)
+               for r in ("acme/secret", "acme/never-made", "acme/public")]
+    assert [(a.status_code, a.headers.get("X-Error-Code")) for a in answers] == [
+        (404, "RepoNotFound"), (404, "RepoNotFound"), (403, None)]
+    assert requests.put(f"{url}/api/zoo/lfs/acme/secret/{'a' * 64}/1?sig=1.x", data=b"x", timeout=30).status_code == 401
+
+
+def test_bodies_of_the_wrong_shape_are_a_400_not_a_500(api_hub):
+    import requests
+
+    auth, url = {"authorization": f"Bearer {TOKEN}"}, api_hub.url
+    assert requests.post(f"{url}/api/repos/create", json={"name": "acme/shapes"}, headers=auth, timeout=30).ok
+    header = json.dumps({"key": "header", "value": {"summary": "s"}})
+    pr = requests.post(f"{url}/api/models/acme/shapes/commit/main?create_pr=1", headers=auth, timeout=30,
+                       data=header + "\n" + json.dumps({"key": "file", "value": {"path": "a", "content": "YQ=="}}))
+    assert pr.ok and pr.json()["pullRequestUrl"].endswith("/acme/shapes/discussions/1")
+    calls = [
+        ("DELETE", "/api/repos/delete", {"name": "acme/shapes", "type": ["model"]}),
+        ("POST", "/api/repos/create", {"name": "acme/x", "type": {"a": 1}}),
+        ("POST", "/api/repos/move", {"fromRepo": "acme/shapes", "toRepo": 5}),
+        ("POST", "/api/models/acme/shapes/discussions/1/status", {"status": "closed", "comment": 5}),
+        ("POST", "/api/models/acme/shapes/discussions/1/merge", {"comment": ["x"]}),
+        ("POST", "/api/models/acme/shapes/discussions/1/comment", {"comment": None}),
+        ("POST", "/api/models/acme/shapes/discussions", {"title": 7}),
+        ("POST", "/api/models/acme/shapes/branch/dev", {"startingPoint": 1}),
+        ("POST", "/api/models/acme/shapes/tag/main", {"tag": None}),
+        ("PUT", "/api/models/acme/shapes/settings", {"gated": "sometimes"}),
+    ]
+    for method, path, body in calls:
+        r = requests.request(method, url + path, json=body, headers=auth, timeout=30)
+        assert r.status_code == 400, (path, r.status_code, r.text)
+    r = requests.get(f"{url}/api/models/acme/shapes/discussions?p=" + "9" * 4300, timeout=30)
+    assert r.status_code == 400
+    lines = [header, json.dumps({"key": "lfsFile", "value": {"path": "m", "oid": "a" * 64, "size": 1.0}})]
+    assert requests.post(f"{url}/api/models/acme/shapes/commit/main", data="\n".join(lines), headers=auth,
+                         timeout=30).status_code == 400
+    assert "Traceback" not in api_hub.log_text()

@@ -116,3 +116,117 @@ def test_squash_keeps_the_files_and_delete_removes_every_key(store, tmp_path):
     assert squashed.parent is None and sorted(squashed.files) == ["a", "b"] and len(store.history("acme/m")) == 1
     store.delete("acme/m")
     assert not store.exists("acme/m") and not list((tmp_path / "repos").rglob("*.json"))
+
+
+def _pr_with_commit(store):
+    threads = Discussions(store)
+    pr = threads.open_pull_request("acme/m", "head", "", "zoo")
+    threads.commit_to("acme/m", pr["num"], "one", "", None, {"a": rec("a")}, [])
+    return threads, pr["num"]
+
+
+def test_a_commit_pushed_while_merging_keeps_the_pull_request_open(store):
+    threads, num = _pr_with_commit(store)
+    real_merge = store.merge
+
+    def merge_while_someone_pushes(*args, **kwargs):  # the push lands between the head read and the record
+        made = real_merge(*args, **kwargs)
+        Discussions(store).commit_to("acme/m", num, "late", "", None, {"late": rec("b")}, [])
+        return made
+
+    store.merge = merge_while_someone_pushes
+    with pytest.raises(NotOpen, match="stays open"):
+        threads.merge("acme/m", num, "zoo")
+    store.merge = real_merge
+    assert threads.get("acme/m", num)["status"] == "open" and "merging" not in threads.get("acme/m", num)
+    threads.merge("acme/m", num, "zoo")  # the second merge lands the late commit
+    assert sorted(store.commit("acme/m", "main").files) == ["a", "late"]
+    assert threads.get("acme/m", num)["status"] == "merged"
+
+
+@pytest.mark.parametrize("merged", ["before the push lands", "after it landed"])
+def test_a_commit_racing_a_merge_is_merged_or_refused_never_lost(store, merged):
+    threads, num = _pr_with_commit(store)
+    real_move = store.move_ref
+
+    def racing(repo_id, ref, make, attempts=50):
+        if ref.kind != "pr":
+            return real_move(repo_id, ref, make, attempts)
+        store.move_ref = real_move
+
+        def make_then_merge(head):
+            commit = make(head)
+            if merged == "before the push lands":  # the merge reads the head the push is replacing
+                Discussions(store).merge("acme/m", num, "other")
+            return commit
+
+        made = real_move(repo_id, ref, make_then_merge, attempts)
+        if merged == "after it landed":
+            Discussions(store).merge("acme/m", num, "other")
+        return made
+
+    store.move_ref = racing
+    late = None
+    try:
+        late = threads.commit_to("acme/m", num, "late", "", None, {"late": rec("b")}, [])
+    except NotOpen as exc:
+        assert "is on refs/pr/1 but not merged" in str(exc)
+    assert threads.get("acme/m", num)["status"] == "merged"
+    assert ("late" in store.commit("acme/m", "main").files) == (late is not None) == (merged == "after it landed")
+
+
+def test_merge_claims_block_a_second_merge_and_a_close_until_they_go_stale(store):
+    import time
+
+    threads, num = _pr_with_commit(store)
+    threads.change("acme/m", num, lambda d: d.update(merging={"by": "other", "at": time.time(), "id": "x"}))
+    with pytest.raises(NotOpen, match="being merged by other"):
+        threads.merge("acme/m", num, "zoo")
+    with pytest.raises(NotOpen, match="being merged"):
+        threads.set_status("acme/m", num, "zoo", "closed")
+    threads.change("acme/m", num, lambda d: d["merging"].update(at=time.time() - 3600))  # that server died
+    threads.merge("acme/m", num, "zoo")
+    with pytest.raises(NotOpen, match="merged"):
+        threads.set_status("acme/m", num, "zoo", "closed")
+    with pytest.raises(MalformedRequest):
+        threads.comment("acme/m", num, "zoo", 5)
+
+
+def test_a_repo_knows_only_the_lfs_objects_that_reached_it(tmp_path):
+    storage = LocalStorage(tmp_path)
+    store = RepoStore(storage)
+    for repo in ("acme/a", "acme/b"):
+        store.create(repo)
+    store.apply("acme/a", "w", "", None, {"w": rec("c")}, [])  # a repo from before the record: its commit names it
+    assert store.knows_blob("acme/a", "c" * 64) and (tmp_path / "repos/acme/a/lfs" / ("c" * 64)).is_file()
+    assert not store.knows_blob("acme/b", "c" * 64)
+    store.mark_blob("acme/b", "c" * 64)
+    assert store.knows_blob("acme/b", "c" * 64)
+
+
+def test_move_refuses_writes_to_the_source_while_copying_and_create_clears_leftovers(tmp_path):
+    storage = LocalStorage(tmp_path)
+    store = RepoStore(storage)
+    store.create("acme/src")
+    head = store.apply("acme/src", "w", "", None, {"w": rec("a")}, []).id
+    real_put = storage.put
+    seen = []
+
+    def put(key, data, **kw):
+        if key == "repos/acme/dst/refs/heads/main":  # mid-copy: the source refuses writes now
+            try:
+                store.writable("acme/src")
+            except RefExists as exc:
+                seen.append(str(exc))
+        return real_put(key, data, **kw)
+
+    storage.put = put
+    store.move("acme/src", "acme/dst")
+    storage.put = real_put
+    assert seen == ["acme/src is being moved to acme/dst: write there once the move is done"]
+    assert store.head("acme/dst") == head and not store.exists("acme/src")
+    assert not list((tmp_path / "repos/acme/src").rglob("*.json"))
+    # a key a landing write left behind is not inherited by a new repo of that id
+    storage.put("repos/acme/src/refs/heads/stray", head.encode())
+    store.create("acme/src")
+    assert [n for n, _ in store.refs("acme/src")["heads"]] == ["main"]

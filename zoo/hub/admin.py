@@ -35,16 +35,16 @@ async def _body(request: Request) -> dict:
 
 
 def _store(hub, request: Request):
+    """The path's repo store and id, if the repo takes writes (RepoNotFound; 409 while moved)."""
     repo_id, kind = repo_id_of(request), kind_of(request)
     store = hub.served.stores[kind]
-    if not store.exists(repo_id):
-        raise RepoNotFound(f"Repository {repo_id} not found")
+    store.writable(repo_id)
     return store, repo_id
 
 
 async def create_branch(hub, request: Request) -> Response:
     data = await _body(request)
-    store, repo_id = _store(hub, request)
+    store, repo_id = await run_in_threadpool(_store, hub, request)
     name = check_ref_name(revision_of(request, "branch"))
     start = data.get("startingPoint") or "main"
     if not isinstance(start, str):
@@ -59,14 +59,14 @@ async def create_branch(hub, request: Request) -> Response:
 
 
 async def delete_branch(hub, request: Request) -> Response:
-    store, repo_id = _store(hub, request)
+    store, repo_id = await run_in_threadpool(_store, hub, request)
     await run_in_threadpool(store.delete_ref, repo_id, branch(revision_of(request, "branch")))
     return JSONResponse({})
 
 
 async def create_tag(hub, request: Request) -> Response:
     data = await _body(request)
-    store, repo_id = _store(hub, request)
+    store, repo_id = await run_in_threadpool(_store, hub, request)
     name = check_ref_name(data.get("tag"), "tag")
     revision = revision_of(request)
 
@@ -79,14 +79,14 @@ async def create_tag(hub, request: Request) -> Response:
 
 
 async def delete_tag(hub, request: Request) -> Response:
-    store, repo_id = _store(hub, request)
+    store, repo_id = await run_in_threadpool(_store, hub, request)
     await run_in_threadpool(store.delete_ref, repo_id, Ref("tags", revision_of(request)))
     return JSONResponse({})
 
 
 async def super_squash(hub, request: Request) -> Response:
     data = await _body(request)
-    store, repo_id = _store(hub, request)
+    store, repo_id = await run_in_threadpool(_store, hub, request)
     name = revision_of(request, "branch")
     message = data.get("message") or f"Super-squash branch '{name}'"
     if not isinstance(message, str):
@@ -116,17 +116,26 @@ async def move_repo(hub, request: Request) -> Response:
 
 async def duplicate_repo(hub, request: Request) -> Response:
     """A new repo whose main is one commit holding the source's main files (its history, branches
-    and discussions stay behind, as on the Hub); the blobs are shared, no byte is copied."""
+    and discussions stay behind, as on the Hub); the blobs are shared, no byte is copied. It is as
+    private and as gated as the source unless the request says otherwise (the client's default).
+    The caller needs read access to the source and write access to the new repo."""
     data = await _body(request)
-    store, src = _store(hub, request)
+    store, src = await run_in_threadpool(_store, hub, request)
     kind = kind_of(request)
     dst, _ = body_repo(hub, request, {"name": data.get("repository"), "type": kind})
-    private = data.get("visibility") == "private" or bool(data.get("private"))
+    source = await run_in_threadpool(store.info, src)
+    private = data["visibility"] == "private" if data.get("visibility") in ("private", "public") \
+        else bool(data.get("private", source.get("private")))
 
     def duplicate():
         files = store.commit(src, "main").files
         if not store.create(dst, private, user_of(request)):
             raise RefExists(f"Repository {dst} exists already")
+        if source.get("gated"):
+            store.update_settings(dst, gated=source["gated"])
+        for rec in files.values():  # the new repo may name the source's LFS objects from now on
+            if rec.get("lfs", True):
+                store.mark_blob(dst, rec["sha256"])
         store.apply(dst, f"Duplicate from {src}", "", None, files, [], author=user_of(request))
 
     await run_in_threadpool(duplicate)
@@ -135,7 +144,7 @@ async def duplicate_repo(hub, request: Request) -> Response:
 
 async def update_settings(hub, request: Request) -> Response:
     data = await _body(request)
-    store, repo_id = _store(hub, request)
+    store, repo_id = await run_in_threadpool(_store, hub, request)
     if not identity_of(request).can_write(repo_id):
         raise Forbidden(f"this token may not change the settings of {repo_id}")
     settings = {}

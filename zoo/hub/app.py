@@ -82,20 +82,27 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
     hub = Hub(served, auth, read_only, private, max_upload_mb * 1024 * 1024,
               Upstream(upstream.rstrip("/")) if upstream else None)
 
-    def guard(request: Request, kind: str, identity, write: bool) -> Response | None:
-        """The refusal a repo in the path earns before its handler runs: a bad id (400), a private
-        repo the caller may not read (RepoNotFound, as if absent), a write the token may not do (403)."""
+    def guard(request: Request, kind: str, identity, needs: str | None) -> Response | None:
+        """The refusal a repo in the path earns before its handler runs: a bad id (400); a private
+        repo the caller may not read, or a write the caller may do to no repo of that id, is a
+        RepoNotFound as if absent (the answer never tells a private repo from a missing one); a write
+        to a repo the caller sees but may not write is a 403. ``needs``: "read", "write" or None."""
         p = request.path_params
         if "org" not in p:
             return None
         repo_id = f"{p['org']}/{p['name']}"
         if not REPO_ID_RE.match(repo_id):
             return read.hub_error(400, None, "invalid repo id")
+        if needs is None:
+            return None
         request.state.record = hub.served.record(repo_id, kind)  # read once per request: handlers reuse it
         info = request.state.record or {}
-        if info.get("private") and not (identity and identity.can_read(repo_id)):
+        readable = not info.get("private") or bool(identity and identity.can_read(repo_id))
+        if not readable:
             return read.hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
-        if write and identity is not None and not identity.can_write(repo_id):
+        if needs == "write" and identity is not None and not identity.can_write(repo_id):
+            if request.state.record is None and not hub.served.exists(repo_id, kind):
+                return read.hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
             return read.hub_error(403, None, f"this token may not write {repo_id} (its repos= patterns, or role=read)")
         return None
 
@@ -106,7 +113,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
             request.state.identity, request.state.authorized = identity, identity is not None
             if hub.private and identity is None:
                 return read.hub_error(401, None, "this hub is private: send a token (HF_TOKEN)")
-            refused = guard(request, kind, identity, False)
+            refused = guard(request, kind, identity, "read")
             if refused is not None:
                 return refused
             p = request.path_params
@@ -134,7 +141,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
             return response
         return endpoint
 
-    def writer(handler, kind: str = "model", signed: bool = False):
+    def writer(handler, kind: str = "model", signed: bool = False, needs: str | None = "write"):
         async def endpoint(request: Request):
             request.scope["zoo.kind"] = kind
             if hub.read_only:
@@ -145,7 +152,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
                 if bearer(request):  # the client shows this message as it is, not as "repo not found"
                     return read.hub_error(401, None, "Invalid credentials in Authorization header")
                 return read.hub_error(401, None, "writes need a valid token (HF_TOKEN, or token=)")
-            refused = guard(request, kind, identity, not signed)
+            refused = guard(request, kind, identity, None if signed else needs)
             if refused is not None:
                 return refused
             try:
@@ -233,7 +240,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
             Route(api + "/tag/{revision}", writer(admin.delete_tag, kind), methods=["DELETE"]),
             Route(api + "/super-squash/{branch}", writer(admin.super_squash, kind), methods=["POST"]),
             Route(api + "/settings", writer(admin.update_settings, kind), methods=["PUT"]),
-            Route(api + "/duplicate", writer(admin.duplicate_repo, kind), methods=["POST"]),
+            Route(api + "/duplicate", writer(admin.duplicate_repo, kind, needs="read"), methods=["POST"]),
             Route(repo + ".git/info/lfs/objects/batch", writer(write.lfs_batch, kind), methods=["POST"]),
             Route(api + "/xet-write-token/{revision}", xet_token),
             Route(api + "/xet-read-token/{revision}", xet_token),
@@ -245,7 +252,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
         Route("/api/repos/move", writer(admin.move_repo), methods=["POST"]),
         Route("/api/validate-yaml", validate_yaml, methods=["POST"]),
         Route("/api/zoo/lfs/{org}/{name}/{oid}/{size}", writer(write.lfs_upload, signed=True), methods=["PUT"]),
-        Route("/api/zoo/lfs-verify/{org}/{name}", writer(write.lfs_verify), methods=["POST"]),
+        Route("/api/zoo/lfs-verify/{org}/{name}", writer(write.lfs_verify, needs=None), methods=["POST"]),
         Route("/api/zoo/stats", stats),
         Route("/{rest:path}", unknown, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
     ]

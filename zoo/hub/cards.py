@@ -42,16 +42,24 @@ def front_matter(text: str):
         raise ValueError("the metadata block opened by '---' is never closed by another '---' line") from None
     block = "\n".join(lines[1:end])
     try:
-        aliases = sum(isinstance(event, yaml.AliasEvent) for event in yaml.parse(block, Loader=yaml.SafeLoader))
+        aliases, depth = 0, 0
+        for event in yaml.parse(block, Loader=yaml.SafeLoader):  # events only: no recursion, no values yet
+            aliases += isinstance(event, yaml.AliasEvent)
+            depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
+            if depth > MAX_DEPTH:
+                raise ValueError(f"the metadata block nests deeper than {MAX_DEPTH} levels")
         if aliases > MAX_ALIASES:
             raise ValueError(f"the metadata block uses {aliases} YAML aliases; at most {MAX_ALIASES}")
         return _plain(yaml.safe_load(block), [MAX_NODES, MAX_TEXT]) or {}
     except yaml.YAMLError as exc:
         raise ValueError(f"the metadata block is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"the metadata block nests deeper than {MAX_DEPTH} levels") from None
 
 
-#: the most values, and characters of text, a metadata block may expand to (aliases expanded)
-MAX_NODES, MAX_TEXT = 100_000, 4_000_000
+#: the most values, and characters of text, a metadata block may expand to (aliases expanded),
+#: and how deep its lists and mappings may nest
+MAX_NODES, MAX_TEXT, MAX_DEPTH = 100_000, 4_000_000, 64
 
 
 def _plain(value, budget: list[int], depth: int = 0):
@@ -60,13 +68,15 @@ def _plain(value, budget: list[int], depth: int = 0):
     budget[0] -= 1
     if isinstance(value, str):
         budget[1] -= len(value)
-    if depth > 64 or budget[0] < 0 or budget[1] < 0:
-        raise ValueError("the metadata block expands to too much (aliases, or nesting over 64 levels)")
+    if depth > MAX_DEPTH or budget[0] < 0 or budget[1] < 0:
+        raise ValueError(f"the metadata block expands to too much (aliases, or nesting over {MAX_DEPTH} levels)")
     if isinstance(value, dict):
-        return {str(k) if not isinstance(k, (date, datetime)) else k.isoformat(): _plain(v, budget, depth + 1)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v, budget, depth + 1) for v in value]
+        return {_key(k): _plain(v, budget, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):  # !!omap and !!pairs are tuples, !!set a set
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return [_plain(v, budget, depth + 1) for v in items]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2 ** 63:
+        return None  # JSON readers lose it anyway, and Python will not print one over 4300 digits
     if isinstance(value, (date, datetime)):
         return value.isoformat()
     if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
@@ -74,6 +84,14 @@ def _plain(value, budget: list[int], depth: int = 0):
     if isinstance(value, bytes):  # !!binary
         return None
     return value
+
+
+def _key(k) -> str:
+    if isinstance(k, (date, datetime)):
+        return k.isoformat()
+    if isinstance(k, (list, tuple, set, frozenset, dict)) or isinstance(k, int) and abs(k) > 2 ** 63:
+        return repr(type(k).__name__)
+    return str(k)
 
 
 def problems(data) -> list[str]:

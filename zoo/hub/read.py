@@ -369,10 +369,10 @@ def discussions(served: ServedRepos, request: Request) -> Response:
     repo_id, kind = found
     q = request.query_params
     kind_filter, status, author = q.get("type", "all"), q.get("status", "all"), q.get("author")
-    try:
-        page = max(int(q.get("p", "0") or 0), 0)
-    except ValueError:
-        return hub_error(400, None, "p must be a page number")
+    text = q.get("p", "0") or "0"
+    if not text.isascii() or not text.isdigit() or len(text) > 6:
+        return hub_error(400, None, "p must be a page number (0 to 999999)")
+    page = int(text)
     docs = [d for d in reversed(served.discussions[kind].all(repo_id))
             if (kind_filter == "all" or d["isPullRequest"] == (kind_filter == "pull_request"))
             and (status == "all" or d["status"] == status) and (not author or d["author"]["name"] == author)]
@@ -400,7 +400,12 @@ def discussion(served: ServedRepos, request: Request) -> Response:
         out["filesWithConflicts"] = threads.conflicts(repo_id, doc)
         head = store.get_commit(repo_id, store.head(repo_id, Ref("pr", str(doc["num"]))))
         base = store.get_commit(repo_id, doc.get("baseCommit"))
-        out["diff"] = _diff(served, base.files if base else {}, head.files if head else {}) if head else ""
+        identity = identity_of(request)
+        gated = (getattr(request.state, "record", None) or {}).get("gated")
+        if gated and not (identity and identity.can_read(repo_id)):  # the diff shows file contents
+            out["diff"] = ""
+        else:
+            out["diff"] = _diff(served, base.files if base else {}, head.files if head else {}) if head else ""
     return JSONResponse(out)
 
 

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from zoo.errors import MalformedRequest, RepoNotFound
+from zoo.errors import MalformedRequest
 from zoo.hub.admin import _body
 from zoo.hub.read import kind_of, repo_id_of, user_of
 from zoo.hub.write import repo_url
@@ -18,8 +18,7 @@ from zoo.hub.write import repo_url
 
 def _threads(hub, request: Request):
     repo_id, kind = repo_id_of(request), kind_of(request)
-    if not hub.served.stores[kind].exists(repo_id):
-        raise RepoNotFound(f"Repository {repo_id} not found")
+    hub.served.stores[kind].writable(repo_id)
     return hub.served.discussions[kind], repo_id
 
 
@@ -32,7 +31,7 @@ def _num(request: Request) -> int:
 
 async def create(hub, request: Request) -> Response:
     data = await _body(request)
-    threads, repo_id = _threads(hub, request)
+    threads, repo_id = await run_in_threadpool(_threads, hub, request)
     title, description = data.get("title"), data.get("description") or ""
     if not isinstance(description, str):
         raise MalformedRequest("description must be text")
@@ -46,7 +45,7 @@ async def create(hub, request: Request) -> Response:
 async def change(hub, request: Request) -> Response:
     """comment, title, status or merge, by the last segment of the path."""
     data = await _body(request)
-    threads, repo_id = _threads(hub, request)
+    threads, repo_id = await run_in_threadpool(_threads, hub, request)
     num, what, user = _num(request), request.path_params["what"], user_of(request)
     if what == "comment":
         event = await run_in_threadpool(threads.comment, repo_id, num, user, data.get("comment"))

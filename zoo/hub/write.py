@@ -81,6 +81,8 @@ def body_repo(hub, request: Request, data: dict, name_key: str = "name") -> tupl
     """The (repo id, type) a JSON body names (``name`` + ``organization``, or ``org/name``), which
     the caller's token must be allowed to write; the namespace defaults to the token's user."""
     kind = data.get("type") or "model"
+    if not isinstance(kind, str):
+        raise MalformedRequest("type must be model or dataset")
     if kind == "space":
         raise MalformedRequest(SPACES_REFUSED)
     if kind not in URL_PREFIX:
@@ -135,10 +137,10 @@ def _repo_id(request: Request) -> str:
     return repo_id_of(request)
 
 
-def _writable_repo(hub, request: Request) -> str | Response:
+def _writable_repo(hub, request: Request) -> str:
+    """The path's repo, if it takes writes (RepoNotFound if absent, 409 while it is being moved)."""
     repo_id = _repo_id(request)
-    if not hub.served.stores[kind_of(request)].exists(repo_id):
-        return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found (create it first)")
+    hub.served.stores[kind_of(request)].writable(repo_id)
     return repo_id
 
 
@@ -154,9 +156,7 @@ def target_ref(hub, request: Request, repo_id: str) -> Ref:
 
 
 async def preupload(hub, request: Request) -> Response:
-    repo_id = _writable_repo(hub, request)
-    if isinstance(repo_id, Response):
-        return repo_id
+    await run_in_threadpool(_writable_repo, hub, request)
     data = await _json(request)
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         return hub_error(400, None, "expected {files: [...]}")
@@ -171,46 +171,61 @@ async def preupload(hub, request: Request) -> Response:
     return JSONResponse({"files": out})
 
 
+def _lfs_scope(kind: str, repo_id: str) -> str:
+    """What an upload link signs: the repo, with its type (a dataset and a model may share an id)."""
+    return f"datasets/{repo_id}" if kind == "dataset" else repo_id
+
+
+def _lfs_kind(request: Request) -> str:
+    return "dataset" if request.query_params.get("kind") == "dataset" else "model"
+
+
 async def lfs_batch(hub, request: Request) -> Response:
-    repo_id = _repo_id(request)
-    if not hub.served.stores[kind_of(request)].exists(repo_id):
-        return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
+    """The LFS batch API: an upload link per object this repo has not received. An object the store
+    holds for another repo is uploaded again (the bytes prove the client has them) rather than
+    answered "already stored": a sha256 read from a gated repo's file list must not become its file."""
+    repo_id, kind = _repo_id(request), kind_of(request)
+    store = hub.served.stores[kind]
+    await run_in_threadpool(store.writable, repo_id)
     data = await _json(request)
     if not isinstance(data, dict) or data.get("operation") != "upload" or not isinstance(data.get("objects"), list):
         return hub_error(400, None, "expected an LFS upload batch")
     base, out = _base(request), []
+    scope, typed = _lfs_scope(kind, repo_id), "&kind=dataset" if kind == "dataset" else ""
     for obj in data["objects"]:
         obj = _table(obj, "each of objects")
         oid, size = obj.get("oid", ""), obj.get("size")
-        if not SHA256_RE.match(str(oid)) or not isinstance(size, int) or size < 0:
+        if not SHA256_RE.match(str(oid)) or type(size) is not int or size < 0:
             out.append({"oid": oid, "size": size, "error": {"code": 422, "message": "bad oid or size"}})
         elif size > hub.max_upload:
             out.append({"oid": oid, "size": size, "error": {"code": 413, "message": f"over the {hub.max_upload} byte limit"}})
-        elif hub.served.blobs.has(oid, size):
-            out.append({"oid": oid, "size": size})  # already stored: no actions
+        elif hub.served.blobs.has(oid, size) and await run_in_threadpool(store.knows_blob, repo_id, oid):
+            out.append({"oid": oid, "size": size})  # this repo has it: no actions
         elif hub.served.blobs.direct_upload(size):  # S3: the bytes go to the store, verify reads them back
             staged, url = await run_in_threadpool(hub.served.blobs.stage, oid, size)
-            sig = hub.auth.sign(repo_id, staged, size)
+            sig = hub.auth.sign(scope, staged, size)
             out.append({"oid": oid, "size": size, "authenticated": True, "actions": {
                 "upload": {"href": url},
-                "verify": {"href": f"{base}/api/zoo/lfs-verify/{repo_id}?staged={staged}&sig={sig}"}}})
+                "verify": {"href": f"{base}/api/zoo/lfs-verify/{repo_id}?staged={staged}&sig={sig}{typed}"}}})
         else:
-            sig = hub.auth.sign(repo_id, oid, size)
+            sig = hub.auth.sign(scope, oid, size)
             out.append({"oid": oid, "size": size, "authenticated": True, "actions": {
-                "upload": {"href": f"{base}/api/zoo/lfs/{repo_id}/{oid}/{size}?sig={sig}"},
-                "verify": {"href": f"{base}/api/zoo/lfs-verify/{repo_id}"}}})
+                "upload": {"href": f"{base}/api/zoo/lfs/{repo_id}/{oid}/{size}?sig={sig}{typed}"},
+                "verify": {"href": f"{base}/api/zoo/lfs-verify/{repo_id}" + ("?kind=dataset" if typed else "")}}})
     return JSONResponse({"transfer": "basic", "objects": out}, media_type="application/vnd.git-lfs+json")
 
 
 async def lfs_upload(hub, request: Request) -> Response:
-    """PUT of one LFS object to the href the batch handed out (authorized by its signature)."""
+    """PUT of one LFS object to the href the batch handed out (authorized by its signature alone:
+    the client sends no token here, so no other check may run first)."""
     p = request.path_params
-    repo_id, oid = _repo_id(request), p["oid"]
+    repo_id, oid, kind = _repo_id(request), p["oid"], _lfs_kind(request)
     try:
         size = int(p["size"])
     except ValueError:
         return hub_error(400, None, "bad size")
-    if not SHA256_RE.match(oid) or not hub.auth.check_signature(repo_id, oid, size, request.query_params.get("sig", "")):
+    if not SHA256_RE.match(oid) or not REPO_ID_RE.match(repo_id) or not hub.auth.check_signature(
+            _lfs_scope(kind, repo_id), oid, size, request.query_params.get("sig", "")):
         return hub_error(401, None, "invalid or missing upload signature")
     declared = request.headers.get("content-length") or "0"
     if not declared.isascii() or not declared.isdigit():
@@ -229,6 +244,7 @@ async def lfs_upload(hub, request: Request) -> Response:
             hub.served.bytes_in += len(chunk)
         await run_in_threadpool(writer.commit, oid, size)
         await run_in_threadpool(hub.served.blobs.stored, oid)
+        await run_in_threadpool(hub.served.stores[kind].mark_blob, repo_id, oid)
     except CorruptBlobError as exc:
         return hub_error(400, None, f"refused: {exc}")
     finally:
@@ -240,6 +256,10 @@ async def lfs_upload(hub, request: Request) -> Response:
 async def lfs_verify(hub, request: Request) -> Response:
     """The client's call after its upload: for a direct (presigned) upload, the server reads back
     what landed in the store and hashes it before any commit may refer to it."""
+    repo_id, kind = _repo_id(request), _lfs_kind(request)
+    if not identity_of(request).can_write(repo_id):
+        return hub_error(403, None, f"this token may not write {repo_id}")
+    store = hub.served.stores[kind]
     data = await _json(request)
     data = _table(data if data is not None else {}, "the verify body")
     oid, size = data.get("oid", ""), data.get("size")
@@ -247,8 +267,8 @@ async def lfs_verify(hub, request: Request) -> Response:
         return hub_error(400, None, "expected {oid, size}")
     staged = request.query_params.get("staged")
     if staged is not None:
-        if not isinstance(size, int) or not hub.auth.check_signature(_repo_id(request), staged, size,
-                                                                     request.query_params.get("sig", "")):
+        if type(size) is not int or not hub.auth.check_signature(_lfs_scope(kind, repo_id), staged, size,
+                                                                 request.query_params.get("sig", "")):
             return hub_error(401, None, "invalid or missing verify signature")
         try:
             await run_in_threadpool(hub.served.blobs.adopt, staged, oid, size)
@@ -256,7 +276,8 @@ async def lfs_verify(hub, request: Request) -> Response:
             return hub_error(404, None, f"object {oid} was not uploaded")
         except CorruptBlobError as exc:
             return hub_error(400, None, f"refused: {exc}")
-    if not hub.served.blobs.has(oid):
+        await run_in_threadpool(store.mark_blob, repo_id, oid)
+    if not hub.served.blobs.has(oid) or not await run_in_threadpool(store.knows_blob, repo_id, oid):
         return hub_error(404, None, f"object {oid} was not uploaded")
     return JSONResponse({"ok": True})
 
@@ -314,9 +335,7 @@ def _drop_fresh(hub, fresh: list[str]) -> None:
 
 
 async def commit(hub, request: Request) -> Response:
-    repo_id = _writable_repo(hub, request)
-    if isinstance(repo_id, Response):
-        return repo_id
+    repo_id = await run_in_threadpool(_writable_repo, hub, request)
     ref = await run_in_threadpool(target_ref, hub, request, repo_id)  # a bad revision fails before any upload
     fresh: list[str] = []
     try:
@@ -348,10 +367,14 @@ async def _commit(hub, request: Request, repo_id: str, ref: Ref, fresh: list[str
                     return hub_error(400, None, f"{path}: content is not base64")
             elif key == "lfsFile":  # an upload, or a copy of a file the store holds (no size then)
                 oid, size = value.get("oid", ""), value.get("size")
+                if size is not None and type(size) is not int:
+                    return hub_error(400, None, f"{path}: size must be an integer")
                 if size is None and SHA256_RE.match(str(oid)):
                     size = await run_in_threadpool(blobs.size, oid)
-                if not SHA256_RE.match(str(oid)) or size is None or not await run_in_threadpool(blobs.has, oid, size):
-                    return hub_error(400, None, f"{path}: LFS object {oid} was not uploaded (or has another size)")
+                if not SHA256_RE.match(str(oid)) or size is None or not await run_in_threadpool(blobs.has, oid, size) \
+                        or not await run_in_threadpool(hub.served.stores[kind_of(request)].knows_blob, repo_id, oid):
+                    return hub_error(400, None, f"{path}: LFS object {oid} was not uploaded to {repo_id} "
+                                                "(or has another size)")
                 adds[path] = {"sha256": oid, "size": size, "lfs": True}
             elif key in ("deletedFile", "deletedFolder"):
                 deletes.append(path.rstrip("/") + "/" if key == "deletedFolder" else path)

@@ -23,6 +23,13 @@ from zoo.store.objects import json_update
 from zoo.store.repos import Commit, Ref, RepoStore, branch, conflicting_paths
 
 STATUSES = ("open", "closed", "merged", "draft")
+COMMENT_MAX = 65536
+
+
+def _optional_text(value, what: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise MalformedRequest(f"{what} must be text")
+    return value
 
 
 def iso(ts: float) -> str:
@@ -108,8 +115,8 @@ class Discussions:
         return event
 
     def comment(self, repo_id: str, num: int, author: str, text: str) -> dict:
-        if not isinstance(text, str) or not text.strip():
-            raise MalformedRequest("a comment needs some text")
+        if not isinstance(text, str) or not text.strip() or len(text) > COMMENT_MAX:
+            raise MalformedRequest(f"a comment needs some text (at most {COMMENT_MAX} characters)")
         return self.add_event(repo_id, num, comment_event(author, text))
 
     def rename(self, repo_id: str, num: int, author: str, title: str) -> dict:
@@ -120,14 +127,24 @@ class Discussions:
                               title=title.strip())
 
     def set_status(self, repo_id: str, num: int, author: str, status: str, comment: str | None = None) -> dict:
+        """Close or reopen; a merged pull request (or one being merged) keeps its status, checked
+        inside the compare-and-swap, so a close racing a merge never overwrites "merged"."""
         if status not in ("open", "closed"):
             raise MalformedRequest(f"status must be 'open' or 'closed', not {status!r}")
-        doc = self.get(repo_id, num)
-        if doc["status"] == "merged":
-            raise NotOpen(f"pull request {num} is merged: its status cannot change")
-        if comment and comment.strip():
-            self.comment(repo_id, num, author, comment)
-        return self.add_event(repo_id, num, _event("status-change", author, {"status": status}), status=status)
+        comment = _optional_text(comment, "comment")
+        event = _event("status-change", author, {"status": status})
+
+        def change(doc):
+            if doc["status"] == "merged" or _merging(doc):
+                raise NotOpen(f"pull request {num} is {'merged' if doc['status'] == 'merged' else 'being merged'}: "
+                              "its status cannot change")
+            if comment and comment.strip():
+                doc["events"].append(comment_event(author, comment))
+            doc["events"].append(event)
+            doc["status"] = status
+
+        self.change(repo_id, num, change)
+        return event
 
     # --- pull requests ------------------------------------------------------------------------
 
@@ -151,8 +168,9 @@ class Discussions:
 
     def commit_to(self, repo_id: str, num: int, title: str, message: str, parent: str | None,
                   adds: dict, deletes: list[str], author: str | None = None) -> Commit:
-        """A commit on ``refs/pr/<num>``: the first one starts from the merge base, the next ones
-        from the pull request's head. A closed or merged pull request takes none."""
+        """A commit on ``refs/pr/<num>`` (its head, or the merge base before the first one). A closed
+        or merged pull request takes none; a commit that lands while the pull request is being merged
+        either is in the merge or leaves it open (:meth:`merge`), so no pushed commit is silently dropped."""
         doc = self.pull_request(repo_id, num)
         if doc["status"] not in ("open", "draft"):
             raise NotOpen(f"pull request {num} is {doc['status']}: reopen it before pushing to it")
@@ -169,12 +187,24 @@ class Discussions:
         made = self.repos.move_ref(repo_id, ref, make)
 
         def record(d):
+            if d["status"] == "closed" or d["status"] == "merged" and made.id not in self._chain(repo_id, d):
+                raise NotOpen(f"pull request {num} was {d['status']} while this commit was pushed: {made.id} is on "
+                              f"{ref.full} but not merged; reopen it or open another pull request")
             d["events"].append(_event("commit", author or d["author"]["name"], {"subject": title, "oid": made.id}))
             if d["status"] == "draft":
                 d["status"] = "open"
 
         self.change(repo_id, num, record)
         return made
+
+    def _chain(self, repo_id: str, doc: dict) -> set[str]:
+        """The pull request's commits up to the head it was merged at."""
+        out, cid = set(), doc.get("mergedHead")
+        while cid and cid != doc.get("baseCommit") and len(out) < 10_000:
+            out.add(cid)
+            commit = self.repos.get_commit(repo_id, cid)
+            cid = commit.parent if commit else None
+        return out
 
     def conflicts(self, repo_id: str, doc: dict) -> list[str]:
         head = self.repos.head(repo_id, Ref("pr", str(doc["num"])))
@@ -187,23 +217,62 @@ class Discussions:
                                         get(repo_id, head).files))
 
     def merge(self, repo_id: str, num: int, author: str, comment: str | None = None) -> Commit:
-        """Merge pull request ``num`` into its branch (a 409 naming the paths that conflict, or if it
-        is not open), then mark it merged with the merge commit's id."""
-        doc = self.pull_request(repo_id, num)
-        if doc["status"] not in ("open", "draft"):
-            raise NotOpen(f"pull request {num} is {doc['status']}")
-        head = self.repos.head(repo_id, Ref("pr", str(num)))
-        if head is None or head == doc.get("baseCommit"):
-            raise NotOpen(f"pull request {num} has no commit to merge yet")
-        if comment and comment.strip():
-            self.comment(repo_id, num, author, comment)
-        made = self.repos.merge(repo_id, branch(doc["base"]), head, doc.get("baseCommit"),
-                                f"Merge pull request #{num}: {doc['title']}", author=author)
+        """Merge pull request ``num`` into its branch and mark it merged.
+
+        The pull request is first claimed (``merging``, by compare-and-swap: a second merge of it at
+        the same time is a 409), its head read only then, so a commit pushed before the claim is in
+        the merge. One pushed during the merge is found when the result is recorded: the pull
+        request then stays open (409 saying so) and a second merge lands the rest. A path the
+        branch changed too is a 409 naming it, with nothing moved."""
+        comment = _optional_text(comment, "comment")
+        self.pull_request(repo_id, num)
+        claim = {"by": author, "at": time.time(), "id": secrets.token_hex(8)}
+
+        def take(doc):
+            if doc["status"] not in ("open", "draft"):
+                raise NotOpen(f"pull request {num} is {doc['status']}")
+            if _merging(doc):
+                raise NotOpen(f"pull request {num} is being merged by {doc['merging']['by']}")
+            doc["merging"] = claim
+
+        def release(doc):
+            if (doc.get("merging") or {}).get("id") == claim["id"]:
+                doc.pop("merging")
+
+        doc = self.change(repo_id, num, take)
+        try:
+            head = self.repos.head(repo_id, Ref("pr", str(num)))
+            if head is None or head == doc.get("baseCommit"):
+                raise NotOpen(f"pull request {num} has no commit to merge yet")
+            made = self.repos.merge(repo_id, branch(doc["base"]), head, doc.get("baseCommit"),
+                                    f"Merge pull request #{num}: {doc['title']}", author=author)
+        except BaseException:
+            self.change(repo_id, num, release)
+            raise
+        late: list[str] = []
 
         def record(d):
-            if d["status"] != "merged":  # another server merged it at the same moment: keep the first record
-                d["events"].append(_event("status-change", author, {"status": "merged"}))
-                d.update(status="merged", mergeCommitId=made.id)
+            release(d)
+            now = self.repos.head(repo_id, Ref("pr", str(num)))
+            if now != head:  # pushed while merging: not in this merge, so the pull request stays open
+                late.append(now)
+                return
+            if comment and comment.strip():
+                d["events"].append(comment_event(author, comment))
+            d["events"].append(_event("status-change", author, {"status": "merged"}))
+            d.update(status="merged", mergeCommitId=made.id, mergedHead=head)
 
         self.change(repo_id, num, record)
+        if late:
+            raise NotOpen(f"merged {head[:12]} into {doc['base']} as {made.id[:12]}, but {late[0][:12]} was pushed "
+                          f"to pull request {num} meanwhile: it stays open; merge it again to land the rest")
         return made
+
+
+#: a merge claim older than this is from a server that died mid-merge: it no longer blocks
+MERGE_CLAIM_SECONDS = 120
+
+
+def _merging(doc: dict) -> bool:
+    claim = doc.get("merging")
+    return bool(claim) and time.time() - claim.get("at", 0) < MERGE_CLAIM_SECONDS

@@ -140,18 +140,29 @@ class RepoStore:
         return self.record(repo_id) or {}
 
     def create(self, repo_id: str, private: bool = False, author: str | None = None) -> bool:
-        """Create an empty repo (with an empty first commit on main); False if it already exists."""
+        """Create an empty repo (with an empty first commit on main); False if it already exists.
+        The record is claimed first (create-if-absent: one creator wins); keys a deleted repo of the
+        same id left behind (a write that landed during its delete) are cleared before main is set."""
         body = json.dumps({"created": time.time(), "private": private, "gated": False}).encode()
         try:
             self.storage.put(self._key(repo_id, "repo.json"), body, if_none_match=True)
         except PreconditionFailed:
             return False
+        for key in self.storage.list(self._key(repo_id) + "/"):
+            if key != self._key(repo_id, "repo.json"):
+                self.storage.delete(key)
         commit = self._put_commit(repo_id, None, "initial commit", "", {}, author=author)
-        try:
-            self.storage.put(self._key(repo_id, MAIN.key), commit.id.encode(), if_none_match=True)
-        except PreconditionFailed:
-            pass  # a concurrent first commit landed: it is as good as ours
+        self.storage.put(self._key(repo_id, MAIN.key), commit.id.encode())
         return True
+
+    def writable(self, repo_id: str) -> dict:
+        """The record of a repo that takes writes: RepoNotFound if absent, a 409 while it is moved."""
+        record = self.record(repo_id)
+        if record is None:
+            raise RepoNotFound(f"Repository {repo_id} not found (create it first)")
+        if record.get("moving_to"):
+            raise RefExists(f"{repo_id} is being moved to {record['moving_to']}: write there once the move is done")
+        return record
 
     def update_settings(self, repo_id: str, **settings) -> dict:
         """Change ``private`` / ``gated`` in the repo's record (compare-and-swap: concurrent changes both land)."""
@@ -164,36 +175,76 @@ class RepoStore:
         return json_update(self.storage, self._key(repo_id, "repo.json"), change)
 
     def delete(self, repo_id: str) -> None:
-        """Delete the repo and everything under it (its record first, so it stops existing at once).
+        """Delete the repo and everything under it (its record first, so it stops existing at once;
+        then its keys, listed again until none is left, so a write that was landing is swept too).
         Blobs are shared by content: ``zoo cache prune`` removes those no commit names any more."""
         key = self._key(repo_id, "repo.json")
         if self.storage.get(key) is None:
             raise RepoNotFound(f"Repository {repo_id} not found")
         self.storage.delete(key)
-        for k in self.storage.list(self._key(repo_id) + "/"):
-            self.storage.delete(k)
+        self._sweep(repo_id)
+
+    def _sweep(self, repo_id: str) -> None:
+        for _ in range(5):
+            keys = [k for k in self.storage.list(self._key(repo_id) + "/") if not k.endswith("/repo.json")]
+            if not keys:
+                return
+            for k in keys:
+                self.storage.delete(k)
 
     def move(self, src: str, dst: str) -> None:
         """Rename ``src`` to ``dst`` (another org, another name), history, refs and discussions
         included. ``dst`` is claimed first (a 409 if it exists), so two moves or a create racing for
-        one name never mix their keys; readers of ``dst`` see no revision until the copy is done."""
+        one name never mix their keys; ``src`` is marked as moving, so new writes to it are refused
+        (409) while its keys are copied; the copy is repeated until its refs stand still, and only
+        then is ``src`` deleted. Readers of ``dst`` see no revision until the copy is done."""
         info = self._json(self._key(src, "repo.json"))
         if info is None:
             raise RepoNotFound(f"Repository {src} not found")
+        if info.get("moving_to"):
+            raise RefExists(f"{src} is being moved to {info['moving_to']} already")
         try:
             self.storage.put(self._key(dst, "repo.json"), json.dumps({**info, "moving_from": src}).encode(),
                              if_none_match=True)
         except PreconditionFailed:
             raise RefExists(f"Repository {dst} exists already") from None
+        json_update(self.storage, self._key(src, "repo.json"), lambda doc: {**(doc or info), "moving_to": dst})
         prefix = self._key(src) + "/"
-        for k in self.storage.list(prefix):
-            rest = k[len(prefix):]
-            if rest != "repo.json":
-                obj = self.storage.get(k)
-                if obj is not None:
+        copied: dict[str, bytes] = {}
+        for _ in range(10):  # a write that passed its check before the mark may still land: copy it too
+            changed = False
+            for k in self.storage.list(prefix):
+                rest = k[len(prefix):]
+                obj = self.storage.get(k) if rest != "repo.json" else None
+                if obj is not None and copied.get(rest) != obj.data:
                     self.storage.put(self._key(dst, rest), obj.data)
+                    copied[rest], changed = obj.data, True
+            if not changed:
+                break
         self.storage.put(self._key(dst, "repo.json"), json.dumps({**info, "moved_from": src}).encode())
-        self.delete(src)
+        self.storage.delete(self._key(src, "repo.json"))
+        self._sweep(src)
+
+    # --- which LFS objects a repo may name ----------------------------------------------------
+
+    def mark_blob(self, repo_id: str, sha256: str) -> None:
+        """Record that ``sha256``'s bytes reached this repo (uploaded and verified, or copied from a
+        repo the writer may read): a commit of it may then name the object without sending it."""
+        self.storage.put(self._key(repo_id, "lfs", sha256), b"")
+
+    def knows_blob(self, repo_id: str, sha256: str) -> bool:
+        """Whether a commit of this repo may name LFS object ``sha256`` without uploading it: its
+        bytes reached this repo, or a commit of it names the object already (a repo from before
+        the record: found once, then recorded). Knowing a blob's sha256 is not enough: a gated or
+        private repo lists its files' oids, and the store keeps each blob once for all repos."""
+        if self.storage.size(self._key(repo_id, "lfs", sha256)) is not None:
+            return True
+        for key in self.storage.list(self._key(repo_id, "commits") + "/"):
+            files = (self._json(key) or {}).get("files") or {}
+            if any(r.get("sha256") == sha256 and r.get("lfs", True) for r in files.values() if isinstance(r, dict)):
+                self.mark_blob(repo_id, sha256)
+                return True
+        return False
 
     # --- refs -------------------------------------------------------------------------------
 
