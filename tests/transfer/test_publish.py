@@ -170,3 +170,42 @@ def test_the_readme_is_rendered_for_its_repo_and_an_unchanged_run_makes_no_commi
     assert header.tags[0] == "handwriting" and "transfer-learning" in header.tags
     assert header.base_model == "timm/tf_efficientnet_lite0.in1k" and header.license == "mit"  # the user's choice
     assert header.eval_results[0].metric_value == read_run(run).metrics["val_accuracy"]
+
+
+def test_a_head_tried_on_a_branch_reviewed_as_a_pull_request_merged_and_tagged(small_run, small_home, hub_rw, tmp_path):
+    """The team workflow on a self-hosted hub: publish to a branch (main untouched), open a pull
+    request, merge it with the stock client, tag the release; each revision loads by its URI."""
+    from huggingface_hub import HfApi
+
+    from zoo.errors import PublishError
+    from zoo.transfer.publish import publish
+
+    api = HfApi(endpoint=hub_rw.url, token=TOKEN)
+    api.create_repo("zootest/team")
+    api.upload_file(path_or_fileobj=b"# team heads\n", path_in_repo="NOTES.md", repo_id="zootest/team")
+    trial = publish(small_run[0], "zootest/team", endpoint=hub_rw.url, token=TOKEN, branch="try/digits")
+    assert trial.revision == "try/digits" and trial.uri == "hf://zootest/team@try%2Fdigits"
+    assert api.list_repo_files("zootest/team") == ["NOTES.md"]  # main untouched
+    assert sorted(api.list_repo_files("zootest/team", revision="try/digits")) == sorted(["NOTES.md", *RUN_FILES])
+    r = run_zoo("publish", str(small_run[0]), "--repo", "zootest/team", "--endpoint", hub_rw.url, "--token", TOKEN,
+                "--create-pr")
+    assert r.returncode == 0, r.stderr
+    out = " ".join(r.stdout.split())
+    assert "(refs/pr/1)" in out and "zoo.load('hf://zootest/team@refs%2Fpr%2F1')" in out
+    assert f"pull request for review: {hub_rw.url}/zootest/team/discussions/1" in out
+    assert api.get_discussion_details("zootest/team", 1).status == "open"
+    assert api.list_repo_files("zootest/team") == ["NOTES.md"]  # still: the pull request waits for review
+    api.merge_pull_request("zootest/team", 1)
+    release = publish(small_run[0], "zootest/team", endpoint=hub_rw.url, token=TOKEN, tag="v1")
+    assert release.changed == () and release.tag == "v1"  # merged already: nothing to commit, the tag is set
+    refs = api.list_repo_refs("zootest/team")
+    assert [(t.name, t.target_commit) for t in refs.tags] == [("v1", release.commit)]
+    with pytest.raises(PublishError, match="tag v1 of zootest/team names commit"):
+        api.upload_file(path_or_fileobj=b"# more\n", path_in_repo="NOTES.md", repo_id="zootest/team")
+        publish(small_run[0], "zootest/team", endpoint=hub_rw.url, token=TOKEN, tag="v1")
+    with pytest.raises(zoo.UsageError, match="tag the release once the pull request is merged"):
+        publish(small_run[0], "zootest/team", endpoint=hub_rw.url, token=TOKEN, tag="v2", create_pr=True)
+    code = ("import json, zoo\n"
+            "print(json.dumps([zoo.load(u).class_names for u in ['hf://zootest/team@v1', 'hf://zootest/team@refs%2Fpr%2F1']]))")
+    # the base is in small_home already: this fetches the two revisions of the run only
+    assert hub_client(hub_rw, code, tmp_path, ZOO_HOME=str(small_home)) == [[str(i) for i in range(10)]] * 2

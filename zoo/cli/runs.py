@@ -52,11 +52,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from zoo.transfer.publish import publish
 
-    done = publish(args.run_dir, args.repo, endpoint=args.endpoint, private=args.private, token=args.token)
+    done = publish(args.run_dir, args.repo, endpoint=args.endpoint, private=args.private, token=args.token,
+                   branch=args.branch, create_pr=args.create_pr, tag=args.tag)
     what = (f"commit {done.commit[:12]}: {', '.join(done.changed)}" if done.changed
             else f"unchanged since commit {done.commit[:12]}: no new commit")
-    console().print(f"published {args.run_dir} to {done.endpoint}/{done.repo_id} ({what}); "
-                    f"load it with zoo.load('hf://{done.repo_id}')")
+    where = f"{done.endpoint}/{done.repo_id}" + ("" if done.revision == "main" else f" ({done.revision})")
+    console().print(f"published {args.run_dir} to {where} ({what}); load it with zoo.load('{done.uri}')")
+    if done.pr_url:
+        console().print(f"pull request for review: {done.pr_url}")
+    if done.tag:
+        console().print(f"tagged {done.tag}: zoo.load('hf://{done.repo_id}@{done.tag}')")
     return 0
 
 
@@ -118,4 +123,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--endpoint", default=None, help="hub URL (default $HF_ENDPOINT or https://huggingface.co)")
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.add_argument("--token", default=None, help="access token (default: HF_TOKEN / huggingface_hub's stored token)")
+    p.add_argument("--branch", default="main", metavar="B",
+                   help="commit to branch B (created from main if missing) to try a head without touching main")
+    p.add_argument("--create-pr", action="store_true",
+                   help="open a pull request onto the branch instead of committing to it, for review")
+    p.add_argument("--tag", metavar="T", help="tag the published commit (a release); refused if T names another commit")
     p.set_defaults(run=cmd_publish)

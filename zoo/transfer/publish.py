@@ -40,9 +40,19 @@ from zoo.weights.pull import pull
 class Published:
     repo_id: str
     endpoint: str
-    commit: str  # main after publishing: the new commit, or the one that held these files already
+    commit: str  # the branch after publishing: the new commit, or the one that held these files already
     url: str
     changed: tuple[str, ...] = ()  # the files committed; empty: nothing changed, no commit was made
+    revision: str = "main"  # where the files are: the branch, or the pull request's ref (refs/pr/N)
+    pr_url: str | None = None  # the pull request opened for review (--create-pr)
+    tag: str | None = None
+
+    @property
+    def uri(self) -> str:
+        """What ``zoo.load`` takes to load what was published (the revision quoted if not main)."""
+        from urllib.parse import quote
+
+        return f"hf://{self.repo_id}" + ("" if self.revision == "main" else f"@{quote(self.revision, safe='')}")
 
 
 def _hub_error(exc: Exception, endpoint: str, repo_id: str) -> PublishError:
@@ -88,13 +98,13 @@ def _files_to_upload(folder: Path, repo_id: str, endpoint: str) -> tuple[dict[st
     return files, description
 
 
-def _remote_files(api, repo_id: str) -> tuple[str | None, dict[str, tuple[str | None, str | None]]]:
-    """main's commit (None for a repo nobody committed to) and its files: path -> (sha256 of an
-    LFS file, git blob id)."""
+def _remote_files(api, repo_id: str, revision: str = "main") -> tuple[str | None, dict[str, tuple[str | None, str | None]]]:
+    """The branch's commit (None for a repo nobody committed to) and its files: path -> (sha256 of
+    an LFS file, git blob id)."""
     from huggingface_hub.errors import RevisionNotFoundError  # lazy: huggingface_hub only when publishing
 
     try:
-        info = api.model_info(repo_id, files_metadata=True)
+        info = api.model_info(repo_id, revision=revision, files_metadata=True)
     except RevisionNotFoundError:
         return None, {}
     return info.sha, {s.rfilename: (s.lfs.sha256 if s.lfs else None, s.blob_id) for s in info.siblings or ()}
@@ -111,14 +121,22 @@ def _same(local: Path | bytes, remote: tuple[str | None, str | None] | None) -> 
 
 
 def publish(run: str | os.PathLike, repo_id: str, *, endpoint: str | None = None, private: bool = False,
-            token: str | None = None, message: str | None = None) -> Published:
+            token: str | None = None, message: str | None = None, branch: str = "main", create_pr: bool = False,
+            tag: str | None = None) -> Published:
     """Upload a run directory (or a merged export) to ``repo_id`` in one commit of the files that
     changed, creating the repo if needed; no commit when none did. Refuses a run whose weights or
-    card.toml no longer match what it recorded (an edited README is published as edited)."""
+    card.toml no longer match what it recorded (an edited README is published as edited).
+
+    ``branch``: commit there (created from main if it does not exist), to try a head without
+    touching main. ``create_pr``: open a pull request onto the branch instead, for review (its
+    ref, ``refs/pr/N``, loads like a branch). ``tag``: tag the commit published (a release); a tag
+    that names another commit already is refused."""
     from huggingface_hub import CommitOperationAdd, HfApi, constants  # lazy: huggingface_hub only when publishing
 
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise UsageError(f"--repo must be ORG/NAME, not {repo_id!r}")
+    if tag and create_pr:
+        raise UsageError("--tag with --create-pr: tag the release once the pull request is merged")
     endpoint = (endpoint or config.hf_endpoint()).rstrip("/")
     files, description = _files_to_upload(Path(run), repo_id, endpoint)
     if config.offline():
@@ -130,18 +148,41 @@ def publish(run: str | os.PathLike, repo_id: str, *, endpoint: str | None = None
     constants.HF_HUB_DISABLE_XET = xet_was or _is_zoo_hub(endpoint)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        head, remote = _remote_files(api, repo_id)
+        if branch != "main":
+            api.create_branch(repo_id, branch=branch, exist_ok=True)
+        head, remote = _remote_files(api, repo_id, branch)
         changed = {path: local for path, local in files.items() if not _same(local, remote.get(path))}
         if not changed:
-            return Published(repo_id, endpoint, head, f"{endpoint}/{repo_id}/commit/{head}")
-        operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=local if isinstance(local, bytes) else str(local))
-                      for path, local in sorted(changed.items())]
-        info = api.create_commit(repo_id, operations, commit_message=message or description, parent_commit=head)
+            done = Published(repo_id, endpoint, head, f"{endpoint}/{repo_id}/commit/{head}", revision=branch)
+        else:
+            operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=local if isinstance(local, bytes) else str(local))
+                          for path, local in sorted(changed.items())]
+            info = api.create_commit(repo_id, operations, commit_message=message or description, parent_commit=head,
+                                     revision=branch, create_pr=create_pr)
+            done = Published(repo_id, endpoint, info.oid, info.commit_url, tuple(sorted(changed)),
+                             info.pr_revision or branch, info.pr_url)
+        if tag:
+            _tag(api, repo_id, tag, done.commit)
+            done = Published(**{**done.__dict__, "tag": tag})
+    except (PublishError, UsageError):
+        raise
     except Exception as exc:  # deliberate: httpx, OSError and huggingface_hub's errors all mean the hub said no
         raise _hub_error(exc, endpoint, repo_id) from exc
     finally:
         constants.HF_HUB_DISABLE_XET = xet_was
-    return Published(repo_id, endpoint, info.oid, info.commit_url, tuple(sorted(changed)))
+    return done
+
+
+def _tag(api, repo_id: str, tag: str, commit: str) -> None:
+    """Tag ``commit``; a tag already there is fine, one on another commit is refused (a release
+    name means one set of weights)."""
+    existing = {t.name: t.target_commit for t in api.list_repo_refs(repo_id).tags}
+    if tag in existing:
+        if existing[tag] != commit:
+            raise PublishError(f"tag {tag} of {repo_id} names commit {existing[tag][:12]} already; pick another "
+                               "tag (a release name means one set of weights)")
+        return
+    api.create_tag(repo_id, tag=tag, revision=commit)
 
 
 def is_published_uri(text: str) -> bool:
