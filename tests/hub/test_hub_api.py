@@ -82,6 +82,10 @@ out = {
     "commit_to_tag": err(api.upload_file, path_or_fileobj=b"x", path_in_repo="t", repo_id=r, revision="v1.0"),
     "commit_to_missing_branch": err(api.upload_file, path_or_fileobj=b"x", path_in_repo="t", repo_id=r, revision="nope"),
     "delete_main": err(api.delete_branch, r, branch="main"),
+    "exists": [api.repo_exists(r), api.repo_exists("acme/nope"), api.revision_exists(r, "dev"),
+               api.revision_exists(r, "nope"), api.file_exists(r, "sub/w.txt", revision="v1.0"),
+               api.file_exists(r, "sub/w.txt"), api.file_exists(r, "w.txt", revision=c1)],
+    "tree_expanded": sorted(e.path for e in api.list_repo_tree(r, revision="dev", expand=True)),
 }
 api.delete_tag(r, tag="v1.0")
 api.delete_branch(r, branch="old")
@@ -110,6 +114,8 @@ print(json.dumps(out))
     assert got["bad_branch"] == "BadRequestError:400" and got["commit_to_tag"] == "BadRequestError:400"
     assert got["unknown_start"] == got["commit_to_missing_branch"] == "RevisionNotFoundError:404"
     assert got["delete_main"] == "BadRequestError:400"
+    assert got["exists"] == [True, False, True, False, True, False, True]
+    assert got["tree_expanded"] == ["sub", "w.txt"]
     assert got["after_delete"] == [["dev", "feature/x", "main"], []]
     assert got["cli"] == "from the cli"
     assert got["gone_tag"] == got["gone_branch_download"] == got["delete_gone_tag"] == "RevisionNotFoundError:404"

@@ -10,7 +10,7 @@ import torch
 import zoo
 from zoo.transfer.runs import RUN_FILES, read_run
 
-from conftest import TOKEN, hub_client, run_zoo
+from conftest import TOKEN, hub_client, run_zoo, zoo_cli
 
 LOAD_AND_PREDICT = """
 import json, sys, torch, zoo
@@ -63,22 +63,23 @@ def test_publish_then_load_from_an_empty_home_gives_identical_predictions(small_
     assert "it/s" not in pulled.stderr and "Fetching" not in pulled.stderr, pulled.stderr
 
 
-def test_a_modified_run_or_a_wrong_token_is_refused(small_run, hub_rw, tmp_path):
+def test_a_modified_run_or_a_wrong_token_is_refused(small_run, hub_rw, tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     shutil.copytree(small_run[0], run)
-    r = run_zoo("publish", str(run), "--repo", "zootest/x", "--endpoint", hub_rw.url, "--token", "wrong")
+    r = zoo_cli(capsys, "publish", str(run), "--repo", "zootest/x", "--endpoint", hub_rw.url, "--token", "wrong")
     assert r.returncode == 1 and "--token" in r.stderr and "Traceback" not in r.stderr
     card = (run / "card.toml").read_text()
     (run / "card.toml").write_text(card.replace('strategy = "head"', 'strategy = "full"', 1))
-    r = run_zoo("publish", str(run), "--repo", "zootest/x", "--endpoint", hub_rw.url, "--token", TOKEN)
+    r = zoo_cli(capsys, "publish", str(run), "--repo", "zootest/x", "--endpoint", hub_rw.url, "--token", TOKEN)
     assert r.returncode == 1 and "card.toml was changed after the run was written" in r.stderr
     (run / "card.toml").write_text(card)
     data = bytearray((run / "metrics.json").read_bytes())
     (run / "metrics.json").write_bytes(bytes(data.replace(b'"val_accuracy": 0.', b'"val_accuracy": 1.', 1)))
-    r = run_zoo("publish", str(run), "--repo", "zootest/x", "--endpoint", hub_rw.url, "--token", TOKEN)
+    r = zoo_cli(capsys, "publish", str(run), "--repo", "zootest/x", "--endpoint", hub_rw.url, "--token", TOKEN)
     assert r.returncode == 1 and "metrics.json was changed after the run was written" in r.stderr
     assert "zootest/x" not in hub_rw.stats_full()["repos"]  # refused before the hub was asked anything
-    r = run_zoo("predict", "hf://zootest/nothing-here", str(run / "card.toml"), env={"HF_ENDPOINT": hub_rw.url})
+    monkeypatch.setenv("HF_ENDPOINT", hub_rw.url)
+    r = zoo_cli(capsys, "predict", "hf://zootest/nothing-here", str(run / "card.toml"))
     assert r.returncode == 1 and "zootest/nothing-here" in r.stderr and "Traceback" not in r.stderr
 
 

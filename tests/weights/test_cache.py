@@ -12,7 +12,7 @@ from zoo.weights.cache import Cache, CacheError, CorruptBlobError
 from zoo.util.hashing import sha256_file, sha256_files
 from zoo.util.tempfiles import HOST, owner_of
 
-from conftest import run_zoo
+from conftest import zoo_cli
 
 
 def test_writer_commits_only_a_matching_hash(tmp_path):
@@ -141,18 +141,18 @@ def test_prune_keeps_what_is_referenced(tmp_path):
     assert cache.has_blob(files["new"]) and cache.has_blob(files["pinned"])
 
 
-def test_cache_cli(monkeypatch, isolated_env):
-    env = {"ZOO_HOME": str(isolated_env), "ZOO_OFFLINE": "1"}
-    assert run_zoo("cache", "path", env=env).stdout.strip() == str(isolated_env)
-    assert run_zoo("pull", "efficientnet_lite0", "-q", env=env).returncode == 0
-    ls = run_zoo("cache", "ls", env=env).stdout
+def test_cache_cli(monkeypatch, isolated_env, capsys):
+    monkeypatch.setenv("ZOO_OFFLINE", "1")  # in this process: the real parser and commands, no start-up per call
+    assert zoo_cli(capsys, "cache", "path").stdout.strip() == str(isolated_env)
+    assert zoo_cli(capsys, "pull", "efficientnet_lite0", "-q").returncode == 0
+    ls = zoo_cli(capsys, "cache", "ls").stdout
     assert "tf_efficientnet_lite0.bundled_in1k" in ls and "18.8" in ls
-    assert run_zoo("cache", "rm", "efficientnet_lite0", env=env).returncode == 0
-    assert "empty" in run_zoo("cache", "ls", env=env).stdout
+    assert zoo_cli(capsys, "cache", "rm", "efficientnet_lite0").returncode == 0
+    assert "empty" in zoo_cli(capsys, "cache", "ls").stdout
     assert not list((isolated_env / "blobs").glob("[0-9a-f]*"))
-    bad = run_zoo("cache", "rm", "efficientnet_lite0", env=env)
+    bad = zoo_cli(capsys, "cache", "rm", "efficientnet_lite0")
     assert bad.returncode == 2 and "not in the cache" in bad.stderr
-    assert run_zoo("cache", "prune", "--older-than", "30d", env=env).returncode == 0
+    assert zoo_cli(capsys, "cache", "prune", "--older-than", "30d").returncode == 0
 
 
 def test_prune_spares_fresh_blobs_and_names_it_did_not_write(tmp_path):
@@ -208,12 +208,12 @@ def test_prune_covers_every_area_of_zoo_home(tmp_path):
     assert staging.name in removed["temp"] and not staging.exists()
 
 
-def test_cache_ls_shows_each_area_with_its_size(isolated_env):
+def test_cache_ls_shows_each_area_with_its_size(isolated_env, monkeypatch, capsys):
     from zoo import home
 
-    env = {"ZOO_HOME": str(isolated_env), "ZOO_OFFLINE": "1"}
-    assert run_zoo("pull", "efficientnet_lite0", "-q", env=env).returncode == 0
-    ls = run_zoo("cache", "ls", env=env).stdout
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    assert zoo_cli(capsys, "pull", "efficientnet_lite0", "-q").returncode == 0
+    ls = zoo_cli(capsys, "cache", "ls").stdout
     for area in home.AREAS:
         assert f" {area.name} " in ls
     blobs_line = next(line for line in ls.splitlines() if f" {home.BLOBS} " in line)

@@ -14,7 +14,7 @@ from zoo.errors import PullError
 from zoo.weights.pull import open_weights, pull
 from zoo.weights.verify import pin, verify
 
-from conftest import run_zoo, tiny_hub_card, write_toml
+from conftest import run_zoo, tiny_hub_card, write_toml, zoo_cli
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_connection_dropped_mid_body_resumes_to_a_verified_file(hub, tiny_weight
     assert hub.stats()["GET zootest/tiny/model.safetensors"] == 2
 
 
-def test_corrupt_blob_is_refused_reported_and_repaired(monkeypatch):
+def test_corrupt_blob_is_refused_reported_and_repaired(monkeypatch, capsys):
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     path = pull("efficientnet_lite0")
     os.chmod(path, 0o644)
@@ -148,9 +148,9 @@ def test_corrupt_blob_is_refused_reported_and_repaired(monkeypatch):
         fh.write(b"\x00\x01\x02\x03")
     with pytest.raises(CorruptBlobError, match="corrupt.*expected sha256"):
         open_weights("efficientnet_lite0")
-    result = run_zoo("verify", env={"ZOO_HOME": os.environ["ZOO_HOME"], "ZOO_OFFLINE": "1"})
+    result = zoo_cli(capsys, "verify")
     assert result.returncode == 1 and "tf_efficientnet_lite0.bundled_in1k" in result.stdout and "CORRUPT" in result.stdout
-    result = run_zoo("verify", "--repair", env={"ZOO_HOME": os.environ["ZOO_HOME"], "ZOO_OFFLINE": "1"})
+    result = zoo_cli(capsys, "verify", "--repair")
     assert result.returncode == 0, result.stdout + result.stderr
     assert open_weights("efficientnet_lite0") == path
 
