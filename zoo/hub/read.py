@@ -6,7 +6,7 @@ for model repos (``/api/models/...``, ``/{repo}/resolve/...``) and dataset repos
   sha256, which becomes the client's blob name), ``Content-Length`` and HTTP Range (206).
 - ``GET /api/models`` (``?search=``), ``/api/models/{repo}[/revision/{rev}]``, ``.../tree/{rev}[/{path}]``,
   ``POST .../paths-info/{rev}``, ``.../refs`` (``?include_prs=1``), ``.../commits/{rev}``,
-  ``.../auth-check[/write]``, ``.../discussions[/{n}]``: the JSON huggingface_hub parses.
+  ``.../auth-check[/write]``: the JSON huggingface_hub parses (discussions: zoo/hub/threads.py).
 
 A revision is a branch, a tag, ``refs/pr/N`` or a commit id; clients send it percent-quoted
 (``refs%2Fpr%2F1``), which the server's path decoding would split, so the app keeps such slashes
@@ -19,7 +19,6 @@ and a path that tries to escape (``..``, absolute) is a 400.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from itertools import chain
@@ -28,19 +27,14 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from zoo.errors import DiscussionNotFound, HubError, ObjectNotFound, StorageError
+from zoo.errors import HubError, ObjectNotFound, StorageError
 from zoo.hub.cards import card_data, info_fields
 from zoo.hub.served import Repo, RepoFile, ServedRepos
 from zoo.store.discussions import iso
-from zoo.store.repos import Ref
 from zoo.util.paths import is_safe_relpath
 
 #: what an encoded slash ('%2F') in a path segment becomes before routing (zoo/hub/app.py)
 SLASH = "\x00"
-#: the Hub's page size for discussions
-DISCUSSIONS_PAGE = 50
-#: the largest text file a pull request's diff shows line by line
-DIFF_MAX = 256 * 1024
 
 
 class BlobResponse(FileResponse):
@@ -342,101 +336,3 @@ def auth_check(served: ServedRepos, request: Request) -> Response:
     if request.url.path.endswith("/write") and not (identity and identity.can_write(repo_id)):
         return hub_error(403, None, f"this token may not write {repo_id}")
     return JSONResponse({"ok": True})
-
-
-# --- discussions -----------------------------------------------------------------------------
-
-
-def _thread_summary(doc: dict, repo_id: str, kind: str) -> dict:
-    keep = ("num", "title", "status", "author", "createdAt", "isPullRequest")
-    return {**{k: doc[k] for k in keep}, "repo": {"name": repo_id, "type": kind},
-            "numComments": sum(e["type"] == "comment" for e in doc["events"]), "pinned": False}
-
-
-def _uploaded(served: ServedRepos, request: Request) -> tuple[str, str] | Response:
-    repo_id, kind = repo_id_of(request), kind_of(request)
-    if not served.exists(repo_id, kind):
-        return hub_error(404, "RepoNotFound", f"Repository {repo_id} not found")
-    if not served.stores[kind].exists(repo_id):
-        return hub_error(400, None, f"{repo_id} is a mirrored repo: discussions live on uploaded repos only")
-    return repo_id, kind
-
-
-def discussions(served: ServedRepos, request: Request) -> Response:
-    found = _uploaded(served, request)
-    if isinstance(found, Response):
-        return found
-    repo_id, kind = found
-    q = request.query_params
-    kind_filter, status, author = q.get("type", "all"), q.get("status", "all"), q.get("author")
-    text = q.get("p", "0") or "0"
-    if not text.isascii() or not text.isdigit() or len(text) > 6:
-        return hub_error(400, None, "p must be a page number (0 to 999999)")
-    page = int(text)
-    docs = [d for d in reversed(served.discussions[kind].all(repo_id))
-            if (kind_filter == "all" or d["isPullRequest"] == (kind_filter == "pull_request"))
-            and (status == "all" or d["status"] == status) and (not author or d["author"]["name"] == author)]
-    start = page * DISCUSSIONS_PAGE
-    return JSONResponse({"discussions": [_thread_summary(d, repo_id, kind) for d in docs[start:start + DISCUSSIONS_PAGE]],
-                         "count": len(docs), "start": start,
-                         "numClosedDiscussions": sum(d["status"] in ("closed", "merged") for d in docs)})
-
-
-def discussion(served: ServedRepos, request: Request) -> Response:
-    found = _uploaded(served, request)
-    if isinstance(found, Response):
-        return found
-    repo_id, kind = found
-    num = request.path_params["num"]
-    threads = served.discussions[kind]
-    try:
-        doc = threads.get(repo_id, int(num))
-    except (ValueError, DiscussionNotFound):
-        return hub_error(404, None, f"discussion {num} not found in {repo_id}")
-    out = {**_thread_summary(doc, repo_id, kind), "events": doc["events"]}
-    if doc["isPullRequest"]:
-        store = served.stores[kind]
-        out["changes"] = {"base": f"refs/heads/{doc['base']}", "mergeCommitId": doc.get("mergeCommitId")}
-        out["filesWithConflicts"] = threads.conflicts(repo_id, doc)
-        head = store.get_commit(repo_id, store.head(repo_id, Ref("pr", str(doc["num"]))))
-        base = store.get_commit(repo_id, doc.get("baseCommit"))
-        identity = identity_of(request)
-        gated = (getattr(request.state, "record", None) or {}).get("gated")
-        if gated and not (identity and identity.can_read(repo_id)):  # the diff shows file contents
-            out["diff"] = ""
-        else:
-            out["diff"] = _diff(served, base.files if base else {}, head.files if head else {}) if head else ""
-    return JSONResponse(out)
-
-
-def _text(served: ServedRepos, rec: dict | None) -> list[str] | None:
-    """A regular file's lines for a diff; an LFS file is shown as its pointer, as git shows it."""
-    if rec is None:
-        return []
-    if rec.get("lfs", True):
-        return f"version https://git-lfs.github.com/spec/v1\noid sha256:{rec['sha256']}\nsize {rec['size']}\n".splitlines(True)
-    if rec["size"] > DIFF_MAX:
-        return None
-    data = served.blobs.read(rec["sha256"])
-    try:
-        return data.decode("utf-8").splitlines(True) if data is not None else None
-    except UnicodeDecodeError:
-        return None
-
-
-def _diff(served: ServedRepos, before: dict, after: dict) -> str:
-    """What a pull request changes, as ``git diff`` prints it (binary files named, not shown)."""
-    out = []
-    for path in sorted(set(before) | set(after)):
-        a, b = before.get(path), after.get(path)
-        if (a or {}).get("sha256") == (b or {}).get("sha256"):
-            continue
-        out.append(f"diff --git a/{path} b/{path}\n")
-        old, new = _text(served, a), _text(served, b)
-        if old is None or new is None:
-            out.append(f"Binary files {'a/' + path if a else '/dev/null'} and {'b/' + path if b else '/dev/null'} differ\n")
-            continue
-        out += difflib.unified_diff(old, new, f"a/{path}" if a else "/dev/null", f"b/{path}" if b else "/dev/null")
-        if out and not out[-1].endswith("\n"):
-            out[-1] += "\n\\ No newline at end of file\n"
-    return "".join(out)
