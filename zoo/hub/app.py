@@ -113,7 +113,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
             request.state.identity, request.state.authorized = identity, identity is not None
             if hub.private and identity is None:
                 return read.hub_error(401, None, "this hub is private: send a token (HF_TOKEN)")
-            refused = guard(request, kind, identity, "read")
+            refused = await run_in_threadpool(guard, request, kind, identity, "read")  # store reads: off the loop
             if refused is not None:
                 return refused
             p = request.path_params
@@ -152,7 +152,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
                 if bearer(request):  # the client shows this message as it is, not as "repo not found"
                     return read.hub_error(401, None, "Invalid credentials in Authorization header")
                 return read.hub_error(401, None, "writes need a valid token (HF_TOKEN, or token=)")
-            refused = guard(request, kind, identity, None if signed else needs)
+            refused = await run_in_threadpool(guard, request, kind, identity, None if signed else needs)
             if refused is not None:
                 return refused
             try:
