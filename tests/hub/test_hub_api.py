@@ -572,3 +572,32 @@ def test_bodies_of_the_wrong_shape_are_a_400_not_a_500(api_hub):
     assert requests.post(f"{url}/api/models/acme/shapes/commit/main", data="\n".join(lines), headers=auth,
                          timeout=30).status_code == 400
     assert "Traceback" not in api_hub.log_text()
+
+
+def test_the_hf_cli_drives_refs_reviews_datasets_and_repo_admin(api_hub, tmp_path):
+    """The stock ``hf`` command (its own parser and commands, run in the client's process)."""
+    (tmp_path / "head.txt").write_text("a head")
+    got = run(api_hub, f"""
+from huggingface_hub.cli.hf import app
+def hf(*args):
+    try:
+        app(list(args), standalone_mode=False)
+    except SystemExit as e:
+        return e.code
+    return 0
+f = {str(tmp_path / "head.txt")!r}
+codes = [hf("repos", "create", "acme/cli"), hf("repos", "branch", "create", "acme/cli", "dev"),
+         hf("upload", "acme/cli", f, "head.txt", "--revision", "dev"),
+         hf("upload", "acme/cli", f, "head.txt", "--create-pr"), hf("discussions", "merge", "acme/cli", "1", "--yes"),
+         hf("repos", "tag", "create", "acme/cli", "v1"), hf("repos", "settings", "acme/cli", "--private"),
+         hf("repos", "create", "acme/cli-data", "--repo-type", "dataset"),
+         hf("upload", "acme/cli-data", f, "data/head.txt", "--repo-type", "dataset"),
+         hf("repos", "move", "acme/cli", "acme/cli-moved"), hf("repos", "delete", "acme/cli-data", "--repo-type", "dataset", "--yes")]
+refs = api.list_repo_refs("acme/cli-moved")
+print(json.dumps({{"codes": codes, "branches": sorted(b.name for b in refs.branches), "tags": [t.name for t in refs.tags],
+                  "main": api.list_repo_files("acme/cli-moved"), "private": api.model_info("acme/cli-moved").private,
+                  "merged": api.get_discussion_details("acme/cli-moved", 1).status,
+                  "dataset_gone": err(api.dataset_info, "acme/cli-data")}}))
+""", tmp_path, HF_TOKEN=TOKEN)
+    assert got == {"codes": [0] * 11, "branches": ["dev", "main"], "tags": ["v1"], "main": ["head.txt"], "private": True,
+                   "merged": "merged", "dataset_gone": "RepositoryNotFoundError:404"}
