@@ -175,8 +175,12 @@ pr_file = open(hf_hub_download(r, "head.safetensors", revision=pr.pr_revision), 
 second = api.create_commit(r, operations=[CommitOperationAdd("notes.md", b"more\\n")], commit_message="notes",
                            revision=pr.pr_revision)
 api.upload_file(path_or_fileobj=b"main moved", path_in_repo="other.txt", repo_id=r)  # main moves meanwhile
-api.comment_discussion(r, pr.pr_num, "looks good")
+said = api.comment_discussion(r, pr.pr_num, "looks god")
+fixed = api.edit_discussion_comment(r, pr.pr_num, said.id, "looks good")
+noise = api.comment_discussion(r, pr.pr_num, "spam")
+hidden = api.hide_discussion_comment(r, pr.pr_num, noise.id)
 details = api.get_discussion_details(r, pr.pr_num)
+comments = [(e.content, e.edited, e.hidden) for e in details.events if e.type == "comment"][1:]
 refs = api.list_repo_refs(r, include_pull_requests=True)
 api.merge_pull_request(r, pr.pr_num, comment="merging")
 merged = api.get_discussion_details(r, pr.pr_num)
@@ -201,7 +205,8 @@ api.create_commit(r, operations=[CommitOperationAdd("draft.txt", b"d")], commit_
 listed = [(x.num, x.title, x.status, x.is_pull_request) for x in api.get_repo_discussions(r)]
 only_open_prs = [x.num for x in api.get_repo_discussions(r, discussion_type="pull_request", discussion_status="open")]
 print(json.dumps({"pr": [pr.pr_num, pr.pr_revision, pr.pr_url.endswith(f"/{r}/discussions/1")], "main_during": main_during,
-    "pr_file": pr_file, "details": [details.title, details.status, details.target_branch, details.is_pull_request,
+    "pr_file": pr_file, "edit": [fixed.content, fixed.edited, len(fixed.edit_history), hidden.hidden], "comments": comments,
+    "details": [details.title, details.status, details.target_branch, details.is_pull_request,
     details.conflicting_files, [e.type for e in details.events], "+more" in details.diff, "b/head.safetensors" in details.diff],
     "refs_pr": [(p.name, p.ref, p.target_commit == second.oid) for p in refs.pull_requests],
     "merged": [merged.status, merged.merge_commit_oid == merge_sha], "after_merge": after_merge,
@@ -214,7 +219,9 @@ print(json.dumps({"pr": [pr.pr_num, pr.pr_revision, pr.pr_url.endswith(f"/{r}/di
     assert got["main_during"] == ["config.json"] and got["pr_file"] == "new head"
     title, status, target, is_pr, conflicts, events, diff_text, diff_lfs = got["details"]
     assert (title, status, target, is_pr, conflicts) == ("A new head", "open", "refs/heads/main", True, [])
-    assert events == ["comment", "commit", "commit", "comment"] and diff_text and diff_lfs
+    assert events == ["comment", "commit", "commit", "comment", "comment"] and diff_text and diff_lfs
+    assert got["edit"] == ["looks good", True, 2, True]
+    assert got["comments"] == [["looks good", True, False], ["spam", False, True]]
     assert got["refs_pr"] == [["1", "refs/pr/1", True]]
     assert got["merged"] == ["merged", True]
     assert got["after_merge"] == ["config.json", "head.safetensors", "notes.md", "other.txt"]

@@ -232,6 +232,8 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
             Route(api + "/discussions", writer(threads.create, kind), methods=["POST"]),
             Route(api + "/discussions/{num}", reader(threads.discussion, kind)),
             Route(api + "/discussions/{num}/{what}", writer(threads.change, kind), methods=["POST"]),
+            Route(api + "/discussions/{num}/comment/{comment}/{action}", writer(threads.edit_comment, kind),
+                  methods=["POST"]),
             Route(api + "/preupload/{revision}", writer(write.preupload, kind), methods=["POST"]),
             Route(api + "/commit/{revision}", writer(write.commit, kind), methods=["POST"]),
             Route(api + "/branch/{branch}", writer(admin.create_branch, kind), methods=["POST"]),

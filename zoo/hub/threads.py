@@ -72,6 +72,19 @@ async def change(hub, request: Request) -> Response:
     raise MalformedRequest(f"unknown discussion change {what!r}: comment, title, status or merge")
 
 
+async def edit_comment(hub, request: Request) -> Response:
+    """``edit_discussion_comment`` (``.../comment/{id}/edit``, ``{"content"}``) and
+    ``hide_discussion_comment`` (``.../comment/{id}/hide``)."""
+    data = await _body(request)
+    threads, repo_id = await run_in_threadpool(_threads, hub, request)
+    num, comment_id, action = _num(request), request.path_params["comment"], request.path_params["action"]
+    if action not in ("edit", "hide") or not comment_id.isalnum():
+        raise MalformedRequest(f"unknown comment change {action!r}: edit or hide")
+    event = await run_in_threadpool(threads.edit_comment, repo_id, num, comment_id, user_of(request),
+                                    data.get("content"), action == "hide")
+    return JSONResponse({"updatedComment": event})
+
+
 # --- reads ----------------------------------------------------------------------------------
 
 

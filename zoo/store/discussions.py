@@ -119,6 +119,30 @@ class Discussions:
             raise MalformedRequest(f"a comment needs some text (at most {COMMENT_MAX} characters)")
         return self.add_event(repo_id, num, comment_event(author, text))
 
+    def edit_comment(self, repo_id: str, num: int, comment_id: str, author: str, text: str | None,
+                     hide: bool = False) -> dict:
+        """Edit a comment's text (its history keeps every version) or hide it; the comment after."""
+        if not hide and (not isinstance(text, str) or not text.strip() or len(text) > COMMENT_MAX):
+            raise MalformedRequest(f"a comment needs some text (at most {COMMENT_MAX} characters)")
+        found: list[dict] = []
+
+        def change(doc):
+            event = next((e for e in doc["events"] if e["id"] == comment_id and e["type"] == "comment"), None)
+            if event is None:
+                raise DiscussionNotFound(f"no comment {comment_id} in discussion {num} of {repo_id}")
+            data = event["data"]
+            if hide:
+                data["hidden"] = True
+            else:
+                latest = comment_event(author, text)["data"]["latest"]
+                data["history"].insert(0, latest)
+                data.update(latest=latest, edited=True, numEdits=data.get("numEdits", 0) + 1,
+                            editors=list(dict.fromkeys([*data.get("editors", []), author])))
+            found.append(event)
+
+        self.change(repo_id, num, change)
+        return found[-1]
+
     def rename(self, repo_id: str, num: int, author: str, title: str) -> dict:
         if not isinstance(title, str) or not title.strip() or len(title) > 200:
             raise MalformedRequest("a title of 1 to 200 characters")
