@@ -19,7 +19,7 @@ import time
 
 from zoo.errors import (CommitConflict, DiscussionNotFound, MalformedRequest, NotOpen, PreconditionFailed,
                         RevisionNotFound)
-from zoo.store.objects import json_update
+from zoo.store.objects import get_many, json_update
 from zoo.store.repos import Commit, Ref, RepoStore, branch, conflicting_paths
 
 STATUSES = ("open", "closed", "merged", "draft")
@@ -66,11 +66,8 @@ class Discussions:
         return json.loads(obj.data)
 
     def all(self, repo_id: str) -> list[dict]:
-        out = []
-        for key in self.storage.list(self.repos._key(repo_id, "discussions") + "/"):
-            obj = self.storage.get(key)
-            if obj is not None:
-                out.append(json.loads(obj.data))
+        keys = self.storage.list(self.repos._key(repo_id, "discussions") + "/")
+        out = [json.loads(obj.data) for obj in get_many(self.storage, keys).values() if obj is not None]
         return sorted(out, key=lambda d: d["num"])
 
     def create(self, repo_id: str, title: str, description: str, author: str, pull_request: bool,

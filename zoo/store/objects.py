@@ -153,7 +153,8 @@ class S3Storage:
             # SigV4 presigned URLs: botocore would otherwise presign with SigV2, which AWS refuses
             # for buckets made since 2020 (S3-compatible stores take both)
             client = session.create_client("s3", region_name=region,  # AWS_ENDPOINT_URL and keys from the env
-                                           config=Config(signature_version="s3v4"))
+                                           config=Config(signature_version="s3v4",
+                                                         max_pool_connections=2 * GET_WORKERS))
         self.client = client
 
     def __repr__(self) -> str:
@@ -276,6 +277,21 @@ def open_storage(location: str | os.PathLike) -> LocalStorage | S3Storage:
     if "://" in text:
         raise UsageError(f"unsupported storage {text!r}; use s3://BUCKET/PREFIX or a directory")
     return LocalStorage(text)
+
+
+#: concurrent GETs :func:`get_many` makes on a shared store (each is a network round trip)
+GET_WORKERS = 16
+
+
+def get_many(storage, keys: list[str]) -> dict[str, Object | None]:
+    """``storage.get`` of every key: on S3 several at once (a hundred refs cost a few round trips,
+    not a hundred), on a directory one after another (a read there costs no wait)."""
+    if not getattr(storage, "shared", False) or len(keys) < 2:
+        return {k: storage.get(k) for k in keys}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(GET_WORKERS, len(keys))) as pool:  # botocore clients are thread-safe
+        return dict(zip(keys, pool.map(storage.get, keys)))
 
 
 def update(storage, key: str, change: Callable[[bytes | None], bytes], attempts: int = 100) -> bytes:

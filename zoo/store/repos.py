@@ -30,7 +30,7 @@ from zoo import home
 from zoo.cards.card import REPO_ID_RE
 from zoo.errors import (CommitConflict, EntryNotFound, InvalidRepoId, MalformedRequest, PreconditionFailed, RefExists,
                         RepoNotFound, RevisionNotFound)
-from zoo.store.objects import json_update, update
+from zoo.store.objects import get_many, json_update, update
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}\Z")
 SHORT_COMMIT_RE = re.compile(r"^[0-9a-f]{7,39}\Z")
@@ -239,8 +239,12 @@ class RepoStore:
         private repo lists its files' oids, and the store keeps each blob once for all repos."""
         if self.storage.size(self._key(repo_id, "lfs", sha256)) is not None:
             return True
-        for key in self.storage.list(self._key(repo_id, "commits") + "/"):
-            files = (self._json(key) or {}).get("files") or {}
+        keys = self.storage.list(self._key(repo_id, "commits") + "/")
+        for obj in get_many(self.storage, keys).values():
+            try:
+                files = json.loads(obj.data).get("files") or {} if obj else {}
+            except (ValueError, AttributeError):
+                continue
             if any(r.get("sha256") == sha256 and r.get("lfs", True) for r in files.values() if isinstance(r, dict)):
                 self.mark_blob(repo_id, sha256)
                 return True
@@ -285,15 +289,19 @@ class RepoStore:
         raise RevisionNotFound(f"Invalid rev id: {revision} is not a branch, tag or commit of {repo_id}")
 
     def refs(self, repo_id: str) -> dict[str, list[tuple[str, str]]]:
-        """Every ref, as {"heads": [(name, commit)], "tags": [...], "pr": [...]}."""
+        """Every ref, as {"heads": [(name, commit)], "tags": [...], "pr": [...]} (one LIST, then the
+        refs read at once)."""
         out: dict[str, list[tuple[str, str]]] = {"heads": [], "tags": [], "pr": []}
         prefix = self._key(repo_id, "refs") + "/"
+        found = {}
         for k in self.storage.list(prefix):
             kind, _, name = k[len(prefix):].partition("/")
             if kind in out and name and "/" not in name:
-                ref = Ref(kind, unquote(name))
-                if cid := self._read_ref(repo_id, ref):
-                    out[kind].append((ref.name, cid))
+                found[k] = Ref(kind, unquote(name))
+        for key, obj in get_many(self.storage, list(found)).items():
+            text = obj.data.decode(errors="replace").strip() if obj else ""
+            if COMMIT_RE.match(text):
+                out[found[key].kind].append((found[key].name, text))
         if not any(name == "main" for name, _ in out["heads"]) and (cid := self._read_ref(repo_id, MAIN)):
             out["heads"].append(("main", cid))  # legacy refs/main
         out["pr"].sort(key=lambda item: int(item[0]))
