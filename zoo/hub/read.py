@@ -117,6 +117,9 @@ def resolve(served: ServedRepos, request: Request) -> Response:
             return Response(status_code=302, headers={**headers, "Location": blobs.url(entry.sha256)})
         if entry.lfs:  # --proxy-downloads: the bytes pass through this server
             return _proxied(served, request, entry, headers)
+        if request.method == "HEAD":  # the commit recorded its size: no need to fetch the bytes
+            return Response(b"", headers={**headers, "Content-Length": str(entry.size)},
+                            media_type="application/octet-stream")
         data = blobs.read(entry.sha256)
         if data is None:
             return hub_error(404, "EntryNotFound", f"{path} not found in {repo.repo_id}", commit=repo.commit)
