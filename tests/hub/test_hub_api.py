@@ -608,3 +608,25 @@ print(json.dumps({{"codes": codes, "branches": sorted(b.name for b in refs.branc
 """, tmp_path, HF_TOKEN=TOKEN)
     assert got == {"codes": [0] * 11, "branches": ["dev", "main"], "tags": ["v1"], "main": ["head.txt"], "private": True,
                    "merged": "merged", "dataset_gone": "RepositoryNotFoundError:404"}
+
+
+def test_a_long_history_comes_a_page_at_a_time_and_whole_to_the_client(api_hub, tmp_path):
+    import base64
+
+    import requests
+
+    auth, url = {"authorization": f"Bearer {TOKEN}"}, api_hub.url
+    assert requests.post(f"{url}/api/repos/create", json={"name": "acme/long"}, headers=auth, timeout=30).ok
+    with requests.Session() as s:
+        for i in range(230):
+            body = "\n".join(json.dumps(x) for x in [
+                {"key": "header", "value": {"summary": f"c{i}"}},
+                {"key": "file", "value": {"path": "n.txt", "content": base64.b64encode(str(i).encode()).decode()}}])
+            assert s.post(f"{url}/api/models/acme/long/commit/main", data=body, headers=auth, timeout=30).ok
+    first = requests.get(f"{url}/api/models/acme/long/commits/main", timeout=30)
+    assert len(first.json()) == 100 and first.json()[0]["title"] == "c229" and 'rel="next"' in first.headers["Link"]
+    assert requests.get(f"{url}/api/models/acme/long/commits/main?limit=0", timeout=30).status_code == 400
+    got = run(api_hub, """
+print(json.dumps([c.title for c in api.list_repo_commits("acme/long")]))
+""", tmp_path)
+    assert got == [f"c{i}" for i in reversed(range(230))] + ["initial commit"]

@@ -314,17 +314,32 @@ def refs(served: ServedRepos, request: Request) -> Response:
     return JSONResponse(out)
 
 
+#: commits per page of ``list_repo_commits`` (the client follows the ``Link: rel="next"`` header)
+COMMITS_PAGE = 100
+
+
 def commits(served: ServedRepos, request: Request) -> Response:
+    """The history behind a revision, newest first, a page at a time: each page reads only its own
+    commits (one object each), and its ``Link`` header names the commit the next page starts at."""
     repo = repo_at_revision(served, request)
     if isinstance(repo, Response):
         return repo
-    if repo.uploaded:
-        history = served.stores[repo.kind].history(repo.repo_id, repo.commit)
-        items = [{"id": c.id, "title": c.title, "message": c.message,
-                  "authors": [{"user": c.author}] if c.author else [], "date": iso(c.date)} for c in history]
-    else:
-        items = [{"id": repo.commit, "title": "pulled by zoo", "message": "", "authors": [], "date": iso(repo.last_modified)}]
-    return JSONResponse(items)
+    if not repo.uploaded:
+        return JSONResponse([{"id": repo.commit, "title": "pulled by zoo", "message": "", "authors": [],
+                              "date": iso(repo.last_modified)}])
+    q = request.query_params
+    limit, cursor = q.get("limit", str(COMMITS_PAGE)), q.get("cursor")
+    if not limit.isascii() or not limit.isdigit() or not 0 < int(limit) <= 1000:
+        return hub_error(400, None, "limit must be a number from 1 to 1000")
+    if cursor is not None and not re.fullmatch(r"[0-9a-f]{40}", cursor):
+        return hub_error(400, None, "cursor must be a commit id")
+    page, after = served.stores[repo.kind].history_page(repo.repo_id, cursor or repo.commit, int(limit))
+    items = [{"id": c.id, "title": c.title, "message": c.message,
+              "authors": [{"user": c.author}] if c.author else [], "date": iso(c.date)} for c in page]
+    headers = {}
+    if after:
+        headers["Link"] = f'<{request.url.replace(query=f"cursor={after}&limit={limit}")}>; rel="next"'
+    return JSONResponse(items, headers=headers)
 
 
 def auth_check(served: ServedRepos, request: Request) -> Response:

@@ -354,6 +354,15 @@ class RepoStore:
             commit = self.get_commit(repo_id, commit.parent) if commit.parent else None
         return out
 
+    def history_page(self, repo_id: str, start: str, limit: int) -> tuple[list[Commit], str | None]:
+        """Up to ``limit`` commits from commit ``start`` back along first parents, and the id to
+        continue from (None at the first commit): a page of :meth:`history`, read no further."""
+        out, commit = [], self.get_commit(repo_id, start)
+        while commit is not None and len(out) < limit:
+            out.append(commit)
+            commit = self.get_commit(repo_id, commit.parent) if commit.parent else None
+        return out, commit.id if commit is not None else None
+
     def _put_commit(self, repo_id: str, parent: str | None, title: str, message: str, files: dict,
                     merged: str | None = None, author: str | None = None) -> Commit:
         date = time.time()
