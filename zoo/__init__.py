@@ -75,6 +75,7 @@ _LAZY = {
     "RevisionNotFound": "errors",
     "RefExists": "errors",
     "Forbidden": "errors",
+    "GatedRepo": "errors",
     "DiscussionNotFound": "errors",
     "NotOpen": "errors",
     "CommitConflict": "errors",

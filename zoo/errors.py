@@ -33,6 +33,7 @@ Grouped the way callers catch them::
         +-- RevisionNotFound       404: no such branch, tag, pull-request ref or commit
         +-- RefExists              409: that branch, tag, repo or pull request exists already
         +-- Forbidden              403: a valid token without the right to do this
+        +-- GatedRepo              401: a gated repo's files without a token that may read them
         +-- DiscussionNotFound     404: no such discussion or pull request
         +-- NotOpen                409: a pull request closed or merged, or with nothing to merge
         +-- CommitConflict         409: the parent is not the head any more, or a path clash
@@ -253,6 +254,13 @@ class Forbidden(HubError):
     """A valid token without the right to do this (read-only, or another namespace's repo)."""
 
     status = 403
+
+
+class GatedRepo(HubError):
+    """A gated repo's files (or a copy of them) asked for without a token that may read it."""
+
+    status = 401
+    code = "GatedRepo"
 
 
 class DiscussionNotFound(HubError, LookupError):

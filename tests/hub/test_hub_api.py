@@ -179,6 +179,7 @@ said = api.comment_discussion(r, pr.pr_num, "looks god")
 fixed = api.edit_discussion_comment(r, pr.pr_num, said.id, "looks good")
 noise = api.comment_discussion(r, pr.pr_num, "spam")
 hidden = api.hide_discussion_comment(r, pr.pr_num, noise.id)
+edit_hidden = err(api.edit_discussion_comment, r, pr.pr_num, noise.id, "sneaky")
 details = api.get_discussion_details(r, pr.pr_num)
 comments = [(e.content, e.edited, e.hidden) for e in details.events if e.type == "comment"][1:]
 refs = api.list_repo_refs(r, include_pull_requests=True)
@@ -205,7 +206,7 @@ api.create_commit(r, operations=[CommitOperationAdd("draft.txt", b"d")], commit_
 listed = [(x.num, x.title, x.status, x.is_pull_request) for x in api.get_repo_discussions(r)]
 only_open_prs = [x.num for x in api.get_repo_discussions(r, discussion_type="pull_request", discussion_status="open")]
 print(json.dumps({"pr": [pr.pr_num, pr.pr_revision, pr.pr_url.endswith(f"/{r}/discussions/1")], "main_during": main_during,
-    "pr_file": pr_file, "edit": [fixed.content, fixed.edited, len(fixed.edit_history), hidden.hidden], "comments": comments,
+    "pr_file": pr_file, "edit": [fixed.content, fixed.edited, len(fixed.edit_history), hidden.hidden, edit_hidden], "comments": comments,
     "details": [details.title, details.status, details.target_branch, details.is_pull_request,
     details.conflicting_files, [e.type for e in details.events], "+more" in details.diff, "b/head.safetensors" in details.diff],
     "refs_pr": [(p.name, p.ref, p.target_commit == second.oid) for p in refs.pull_requests],
@@ -220,8 +221,8 @@ print(json.dumps({"pr": [pr.pr_num, pr.pr_revision, pr.pr_url.endswith(f"/{r}/di
     title, status, target, is_pr, conflicts, events, diff_text, diff_lfs = got["details"]
     assert (title, status, target, is_pr, conflicts) == ("A new head", "open", "refs/heads/main", True, [])
     assert events == ["comment", "commit", "commit", "comment", "comment"] and diff_text and diff_lfs
-    assert got["edit"] == ["looks good", True, 2, True]
-    assert got["comments"] == [["looks good", True, False], ["spam", False, True]]
+    assert got["edit"] == ["looks good", True, 2, True, "HfHubHTTPError:409"]
+    assert got["comments"] == [["looks good", True, False], ["", False, True]]  # a hidden comment keeps no text
     assert got["refs_pr"] == [["1", "refs/pr/1", True]]
     assert got["merged"] == ["merged", True]
     assert got["after_merge"] == ["config.json", "head.safetensors", "notes.md", "other.txt"]
@@ -547,6 +548,10 @@ print(json.dumps({{"dup_private": api.model_info("acme/secret-copy").private,
     assert [(a.status_code, a.headers.get("X-Error-Code")) for a in answers] == [
         (404, "RepoNotFound"), (404, "RepoNotFound"), (403, None)]
     assert requests.put(f"{url}/api/zoo/lfs/acme/secret/{'a' * 64}/1?sig=1.x", data=b"x", timeout=30).status_code == 401
+    # nor is a copy a way around the gate
+    r = requests.post(f"{url}/api/models/acme/gated/duplicate", json={"repository": "alice/copy"}, headers=alice, timeout=30)
+    assert (r.status_code, r.headers.get("X-Error-Code")) == (401, "GatedRepo")
+    assert requests.get(f"{url}/api/models/alice/copy", timeout=30).headers["X-Error-Code"] == "RepoNotFound"
 
 
 def test_bodies_of_the_wrong_shape_are_a_400_not_a_500(api_hub):
@@ -575,6 +580,22 @@ def test_bodies_of_the_wrong_shape_are_a_400_not_a_500(api_hub):
         assert r.status_code == 400, (path, r.status_code, r.text)
     r = requests.get(f"{url}/api/models/acme/shapes/discussions?p=" + "9" * 4300, timeout=30)
     assert r.status_code == 400
+    # text no UTF-8 can hold (a lone surrogate, sent as a JSON escape) is refused, not stored
+    for path, body in [("/api/models/acme/shapes/discussions/1/title", '{"title": "a\\ud800"}'),
+                       ("/api/models/acme/shapes/discussions/1/comment", '{"comment": "\\udfff"}'),
+                       ("/api/models/acme/shapes/branch/x", '{"startingPoint": "\\ud800"}')]:
+        r = requests.post(url + path, data=body, headers={**auth, "content-type": "application/json"}, timeout=30)
+        assert r.status_code == 400, (path, r.status_code)
+    assert requests.get(f"{url}/api/models/acme/shapes/discussions", timeout=30).ok
+    # names and numbers as long as a client likes: a 4xx that says so, with a header a client can read
+    long_answers = [requests.get(f"{url}/api/models/acme/shapes/revision/" + "r" * 300, timeout=30),
+                    requests.post(f"{url}/api/repos/create", json={"name": "acme/" + "n" * 300}, headers=auth, timeout=30),
+                    requests.post(f"{url}/api/models/acme/shapes/discussions/{'9' * 5000}/comment", json={"comment": "x"},
+                                  headers=auth, timeout=30),
+                    requests.post(f"{url}/api/models/acme/shapes/tag/main", json={"tag": "t" * 70000}, headers=auth,
+                                  timeout=30)]
+    assert [a.status_code for a in long_answers] == [404, 400, 400, 400]
+    assert all(len(a.headers.get("X-Error-Message", "")) <= 1003 for a in long_answers)
     lines = [header, json.dumps({"key": "lfsFile", "value": {"path": "m", "oid": "a" * 64, "size": 1.0}})]
     assert requests.post(f"{url}/api/models/acme/shapes/commit/main", data="\n".join(lines), headers=auth,
                          timeout=30).status_code == 400
@@ -627,6 +648,7 @@ def test_a_long_history_comes_a_page_at_a_time_and_whole_to_the_client(api_hub, 
     assert len(first.json()) == 100 and first.json()[0]["title"] == "c229" and 'rel="next"' in first.headers["Link"]
     assert requests.get(f"{url}/api/models/acme/long/commits/main?limit=0", timeout=30).status_code == 400
     got = run(api_hub, """
-print(json.dumps([c.title for c in api.list_repo_commits("acme/long")]))
+api.create_branch("acme/long", branch="feat/y")  # the next page's link must carry the slash as sent
+print(json.dumps([[c.title for c in api.list_repo_commits("acme/long", revision=rev)] for rev in ("main", "feat/y")]))
 """, tmp_path)
-    assert got == [f"c{i}" for i in reversed(range(230))] + ["initial commit"]
+    assert got == [[f"c{i}" for i in reversed(range(230))] + ["initial commit"]] * 2

@@ -197,8 +197,11 @@ def test_a_repo_knows_only_the_lfs_objects_that_reached_it(tmp_path):
     store = RepoStore(storage)
     for repo in ("acme/a", "acme/b"):
         store.create(repo)
-    store.apply("acme/a", "w", "", None, {"w": rec("c")}, [])  # a repo from before the record: its commit names it
+    store.apply("acme/a", "w", "", None, {"w": rec("c")}, [])
+    assert not store.knows_blob("acme/a", "c" * 64)  # a commit the hub did not check (no record): not known
+    storage.delete("repos/acme/a/lfs-indexed")  # a repo from before the record: its commits are scanned once
     assert store.knows_blob("acme/a", "c" * 64) and (tmp_path / "repos/acme/a/lfs" / ("c" * 64)).is_file()
+    assert not store.knows_blob("acme/a", "d" * 64) and (tmp_path / "repos/acme/a/lfs-indexed").is_file()
     assert not store.knows_blob("acme/b", "c" * 64)
     store.mark_blob("acme/b", "c" * 64)
     assert store.knows_blob("acme/b", "c" * 64)
@@ -230,3 +233,92 @@ def test_move_refuses_writes_to_the_source_while_copying_and_create_clears_lefto
     storage.put("repos/acme/src/refs/heads/stray", head.encode())
     store.create("acme/src")
     assert [n for n, _ in store.refs("acme/src")["heads"]] == ["main"]
+
+
+def test_a_revert_pushed_during_a_merge_is_merged_by_the_next_merge(store):
+    store.apply("acme/m", "base", "", None, {"a": rec("a"), "x": rec("1")}, [])
+    threads = Discussions(store)
+    num = threads.open_pull_request("acme/m", "change", "", "zoo")["num"]
+    threads.commit_to("acme/m", num, "b", "", None, {"a": rec("b"), "n": rec("2")}, ["x"])
+    real_merge = store.merge
+
+    def merge_then_revert(*args, **kwargs):  # the push undoes the change while the merge lands it
+        made = real_merge(*args, **kwargs)
+        Discussions(store).commit_to("acme/m", num, "revert", "", None, {"a": rec("a"), "x": rec("1")}, ["n"])
+        return made
+
+    store.merge = merge_then_revert
+    with pytest.raises(NotOpen, match="stays open"):
+        threads.merge("acme/m", num, "zoo")
+    store.merge = real_merge
+    threads.merge("acme/m", num, "zoo")
+    pr_head = store.commit("acme/m", f"refs/pr/{num}").files
+    assert store.commit("acme/m", "main").files == pr_head == {"a": rec("a"), "x": rec("1")}
+
+
+def test_a_merge_whose_record_failed_is_recorded_not_merged_twice(store):
+    import time
+
+    threads, num = _pr_with_commit(store)
+    real_change = threads.change
+    calls = []
+
+    def record_fails(repo_id, n, change):
+        calls.append(change.__name__)
+        if change.__name__ == "record" and calls.count("record") == 1:
+            raise RevisionNotFound("the store went away")  # any failure after the branch moved
+        return real_change(repo_id, n, change)
+
+    threads.change = record_fails
+    with pytest.raises(RevisionNotFound):
+        threads.merge("acme/m", num, "zoo")
+    assert threads.get("acme/m", num)["status"] == "open"  # the claim is left: it lapses
+    real_change("acme/m", num, lambda d: d["merging"].update(at=time.time() - 3600))
+    threads.merge("acme/m", num, "zoo")
+    titles = [c.title for c in store.history("acme/m")]
+    assert titles.count(f"Merge pull request #{num}: head") == 1 and threads.get("acme/m", num)["status"] == "merged"
+
+
+def test_a_move_that_fails_leaves_the_source_writable_and_no_half_copy(tmp_path):
+    storage = LocalStorage(tmp_path)
+    store = RepoStore(storage)
+    store.create("acme/src")
+    store.apply("acme/src", "w", "", None, {"w": rec("a")}, [])
+    real_put = storage.put
+
+    def put(key, data, **kw):
+        if key.startswith("repos/acme/dst/commits/"):
+            raise OSError("disk full")
+        return real_put(key, data, **kw)
+
+    storage.put = put
+    with pytest.raises(OSError):
+        store.move("acme/src", "acme/dst")
+    storage.put = real_put
+    assert store.writable("acme/src") and not store.exists("acme/dst")
+    assert not (tmp_path / "repos/acme/dst").exists() or not list((tmp_path / "repos/acme/dst").rglob("*.json"))
+    store.move("acme/src", "acme/dst")  # and it can be moved afterwards
+    assert store.exists("acme/dst") and not store.exists("acme/src")
+
+
+def test_a_create_during_a_delete_waits_instead_of_losing_its_keys(tmp_path):
+    storage = LocalStorage(tmp_path)
+    store = RepoStore(storage)
+    store.create("acme/r")
+    real_list = storage.list
+    refused = []
+
+    def list_then_create(prefix=""):
+        keys = real_list(prefix)
+        if prefix == "repos/acme/r/" and not refused:  # the sweep's first listing: someone creates it again
+            try:
+                RepoStore(storage).create("acme/r")
+            except RefExists as exc:
+                refused.append(str(exc))
+        return keys
+
+    storage.list = list_then_create
+    store.delete("acme/r")
+    storage.list = real_list
+    assert refused == ["Repository acme/r is being deleted: create it again in a moment"]
+    assert not store.exists("acme/r") and store.create("acme/r") and store.head("acme/r")

@@ -26,7 +26,7 @@ from zoo.errors import CardError, FieldError, UriError
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*\.[a-z0-9][a-z0-9_]*$")
 #: A Hugging Face repo id ``org/name``: a card's ``hub_repo``, and the only repo names the hub and
 #: its store accept (so a repo id can never be a path or a key outside ``repos/``).
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}\Z")  # the Hub's 96
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
 CROP_MODES = ("center", "squash", "border")
 

@@ -19,14 +19,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from zoo.errors import Forbidden, MalformedRequest, RefExists, RepoNotFound
+from zoo.errors import Forbidden, GatedRepo, MalformedRequest, RefExists, RepoNotFound
 from zoo.hub.read import identity_of, kind_of, repo_id_of, revision_of, user_of
 from zoo.hub.write import _json, body_repo, repo_url
 from zoo.store.repos import Ref, branch, check_ref_name
 
 
 async def _body(request: Request) -> dict:
-    data = await _json(request)
+    data = await _json(request, strict=True)  # a body that is not JSON is a 400, not an empty one
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -124,6 +124,9 @@ async def duplicate_repo(hub, request: Request) -> Response:
     kind = kind_of(request)
     dst, _ = body_repo(hub, request, {"name": data.get("repository"), "type": kind})
     source = await run_in_threadpool(store.info, src)
+    identity = identity_of(request)
+    if source.get("gated") and not identity.can_read(src):  # a copy must not be a way around the gate
+        raise GatedRepo(f"Access to {src} is restricted: a token that may read it can duplicate it")
     private = data["visibility"] == "private" if data.get("visibility") in ("private", "public") \
         else bool(data.get("private", source.get("private")))
 

@@ -37,6 +37,10 @@ from zoo.util.paths import is_safe_relpath
 SLASH = "\x00"
 
 
+#: the longest X-Error-Message sent (a name in a message can be as long as a client made it)
+ERROR_HEADER_MAX = 1000
+
+
 class BlobResponse(FileResponse):
     chunk_size = 1 << 20  # 64 KiB (starlette's default) costs a third of loopback throughput
 
@@ -71,7 +75,11 @@ def user_of(request: Request) -> str:
 def hub_error(status: int, code: str | None, message: str, commit: str | None = None) -> JSONResponse:
     # headers carry ASCII only (a CR/LF or non-ASCII byte would break or drop the response); the
     # JSON body keeps the message as it is
-    headers = {"X-Error-Message": message.encode("ascii", "backslashreplace").decode().replace("\r", " ").replace("\n", " ")}
+    if len(message) > ERROR_HEADER_MAX:  # a client refuses an over-long header line: the body keeps it whole
+        message_header = message[:ERROR_HEADER_MAX] + "..."
+    else:
+        message_header = message
+    headers = {"X-Error-Message": message_header.encode("ascii", "backslashreplace").decode().replace("\r", " ").replace("\n", " ")}
     if code:
         headers["X-Error-Code"] = code
     if commit:
@@ -338,7 +346,9 @@ def commits(served: ServedRepos, request: Request) -> Response:
               "authors": [{"user": c.author}] if c.author else [], "date": iso(c.date)} for c in page]
     headers = {}
     if after:
-        headers["Link"] = f'<{request.url.replace(query=f"cursor={after}&limit={limit}")}>; rel="next"'
+        # the path as the client sent it (request.url holds the server's stand-in for an encoded slash)
+        path = request.scope.get("raw_path", b"").decode("ascii", "replace").split("?", 1)[0] or request.url.path
+        headers["Link"] = f'<{str(request.base_url).rstrip("/")}{path}?cursor={after}&limit={limit}>; rel="next"'
     return JSONResponse(items, headers=headers)
 
 

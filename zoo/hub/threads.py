@@ -34,7 +34,7 @@ def _threads(hub, request: Request):
 
 def _num(request: Request) -> int:
     text = request.path_params["num"]
-    if not text.isascii() or not text.isdigit() or not 0 < int(text) < 10 ** 9:
+    if not text.isascii() or not text.isdigit() or len(text) > 9 or int(text) == 0:
         raise MalformedRequest(f"invalid discussion number {text!r}")
     return int(text)
 

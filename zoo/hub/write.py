@@ -41,23 +41,44 @@ def _base(request: Request) -> str:
 
 
 def _parse(data: bytes):
-    """JSON from a client, or :class:`MalformedRequest` (not JSON, not UTF-8, or nested too deep)."""
+    """JSON from a client, or :class:`MalformedRequest` (not JSON, not UTF-8, nested too deep, or
+    text JSON escapes made into what no UTF-8 can hold: a lone surrogate, stored, would break every
+    later answer that carries it)."""
     try:
-        return json.loads(data)
+        value = json.loads(data)
+        _check_text(value)
+        return value
     except (ValueError, RecursionError) as exc:
         raise MalformedRequest(f"malformed request body: {type(exc).__name__}") from None
 
 
-async def _json(request: Request, limit: int = JSON_MAX):
-    """The body as JSON (None when it is not JSON: each handler says what it expected)."""
+def _check_text(value) -> None:
+    if isinstance(value, str):
+        value.encode("utf-8")  # UnicodeEncodeError (a ValueError) on a lone surrogate
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_text(k)
+            _check_text(v)
+    elif isinstance(value, list):
+        for v in value:
+            _check_text(v)
+
+
+async def _json(request: Request, limit: int = JSON_MAX, strict: bool = False):
+    """The body as JSON (None when it is not JSON: each handler says what it expected; with
+    ``strict``, None only for an empty body, and :class:`MalformedRequest` for one that is not JSON)."""
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
             raise RequestTooLarge("request body too large")
+    if strict and not body.strip():
+        return None
     try:
         return _parse(body)
     except MalformedRequest:
+        if strict:
+            raise
         return None
 
 

@@ -29,6 +29,8 @@ COMMENT_MAX = 65536
 def _optional_text(value, what: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise MalformedRequest(f"{what} must be text")
+    if value is not None and len(value) > COMMENT_MAX:
+        raise MalformedRequest(f"{what} over {COMMENT_MAX} characters")
     return value
 
 
@@ -128,8 +130,11 @@ class Discussions:
             if event is None:
                 raise DiscussionNotFound(f"no comment {comment_id} in discussion {num} of {repo_id}")
             data = event["data"]
-            if hide:
-                data["hidden"] = True
+            if data.get("hidden"):
+                raise NotOpen(f"comment {comment_id} is hidden: it can no longer be edited")
+            if hide:  # its text goes: a hidden comment's content cannot be read back
+                data["latest"] = {**data["latest"], "raw": "", "html": "<p><i>This comment has been hidden</i></p>"}
+                data.update(hidden=True, history=[data["latest"]])
             else:
                 latest = comment_event(author, text)["data"]["latest"]
                 data["history"].insert(0, latest)
@@ -265,8 +270,11 @@ class Discussions:
             head = self.repos.head(repo_id, Ref("pr", str(num)))
             if head is None or head == doc.get("baseCommit"):
                 raise NotOpen(f"pull request {num} has no commit to merge yet")
-            made = self.repos.merge(repo_id, branch(doc["base"]), head, doc.get("baseCommit"),
-                                    f"Merge pull request #{num}: {doc['title']}", author=author)
+            # a merge of this head already on the branch: an earlier merge whose record failed (its
+            # claim went stale): record that one, do not merge twice
+            made = self._landed(repo_id, doc["base"], head) or self.repos.merge(
+                repo_id, branch(doc["base"]), head, doc.get("baseCommit"), f"Merge pull request #{num}: {doc['title']}",
+                author=author)
         except BaseException:
             self.change(repo_id, num, release)
             raise
@@ -275,8 +283,11 @@ class Discussions:
         def record(d):
             release(d)
             now = self.repos.head(repo_id, Ref("pr", str(num)))
-            if now != head:  # pushed while merging: not in this merge, so the pull request stays open
-                late.append(now)
+            if now != head:  # pushed while merging: not in this merge, so the pull request stays open,
+                late.append(now)  # and the next merge starts from what this one landed
+                d["baseCommit"] = head
+                return
+            if d["status"] == "merged":
                 return
             if comment and comment.strip():
                 d["events"].append(comment_event(author, comment))
@@ -288,6 +299,18 @@ class Discussions:
             raise NotOpen(f"merged {head[:12]} into {doc['base']} as {made.id[:12]}, but {late[0][:12]} was pushed "
                           f"to pull request {num} meanwhile: it stays open; merge it again to land the rest")
         return made
+
+    def _landed(self, repo_id: str, base: str, head: str, depth: int = 100) -> Commit | None:
+        """The merge commit of ``head`` among the branch's last ``depth`` commits, if there is one."""
+        cid = self.repos.head(repo_id, branch(base))
+        for _ in range(depth):
+            commit = self.repos.get_commit(repo_id, cid)
+            if commit is None:
+                return None
+            if commit.merged == head:
+                return commit
+            cid = commit.parent
+        return None
 
 
 #: a merge claim older than this is from a server that died mid-merge: it no longer blocks

@@ -37,6 +37,13 @@ SHORT_COMMIT_RE = re.compile(r"^[0-9a-f]{7,39}\Z")
 PR_REF_RE = re.compile(r"^refs/pr/([1-9][0-9]{0,8})\Z")
 #: repo type -> the top-level key folder of its repos (models keep the folder they always had)
 KINDS = {"model": home.REPOS, "dataset": home.DATASETS}
+#: markers under a repo's folder: a delete in progress (its content: when it began); every LFS
+#: object the repo's commits name is recorded under lfs/ (repos made before that record: scanned once)
+DELETING, LFS_INDEXED = "deleting", "lfs-indexed"
+#: how long a delete's or a move's marker holds off creates and writes (longer: its server died)
+DELETE_MARK_SECONDS = MOVE_MARK_SECONDS = 600
+#: the longest revision looked up (a branch or tag name is at most 200 characters)
+REVISION_MAX = 255
 #: what a branch or tag name may not contain (git check-ref-format's rules, and no '%' so that the
 #: quoted key name reads back as the same name)
 _BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\%]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$|^refs/|^@$")
@@ -148,19 +155,31 @@ class RepoStore:
             self.storage.put(self._key(repo_id, "repo.json"), body, if_none_match=True)
         except PreconditionFailed:
             return False
+        if self._marked(repo_id, DELETING, DELETE_MARK_SECONDS):  # its sweep would take our keys: not yet
+            self.storage.delete(self._key(repo_id, "repo.json"))
+            raise RefExists(f"Repository {repo_id} is being deleted: create it again in a moment")
         for key in self.storage.list(self._key(repo_id) + "/"):
             if key != self._key(repo_id, "repo.json"):
                 self.storage.delete(key)
         commit = self._put_commit(repo_id, None, "initial commit", "", {}, author=author)
         self.storage.put(self._key(repo_id, MAIN.key), commit.id.encode())
+        self.storage.put(self._key(repo_id, LFS_INDEXED), b"")  # every LFS object it names will be recorded
         return True
+
+    def _marked(self, repo_id: str, key: str, lifetime: float) -> bool:
+        """Whether the marker ``key`` (its content: when it was set) is there and younger than ``lifetime``."""
+        obj = self.storage.get(self._key(repo_id, key))
+        try:
+            return obj is not None and time.time() - float(obj.data.decode() or 0) < lifetime
+        except ValueError:
+            return False
 
     def writable(self, repo_id: str) -> dict:
         """The record of a repo that takes writes: RepoNotFound if absent, a 409 while it is moved."""
         record = self.record(repo_id)
         if record is None:
             raise RepoNotFound(f"Repository {repo_id} not found (create it first)")
-        if record.get("moving_to"):
+        if record.get("moving_to") and time.time() - record.get("moving_since", 0) < MOVE_MARK_SECONDS:
             raise RefExists(f"{repo_id} is being moved to {record['moving_to']}: write there once the move is done")
         return record
 
@@ -175,55 +194,65 @@ class RepoStore:
         return json_update(self.storage, self._key(repo_id, "repo.json"), change)
 
     def delete(self, repo_id: str) -> None:
-        """Delete the repo and everything under it (its record first, so it stops existing at once;
-        then its keys, listed again until none is left, so a write that was landing is swept too).
+        """Delete the repo and everything under it: a deletion marker first (a create of the same id
+        waits for it), then the record (the repo stops existing at once), then its keys, listed again
+        until none is left (a write that was landing is swept too), then the marker.
         Blobs are shared by content: ``zoo cache prune`` removes those no commit names any more."""
         key = self._key(repo_id, "repo.json")
         if self.storage.get(key) is None:
             raise RepoNotFound(f"Repository {repo_id} not found")
+        self.storage.put(self._key(repo_id, DELETING), str(time.time()).encode())
         self.storage.delete(key)
-        self._sweep(repo_id)
-
-    def _sweep(self, repo_id: str) -> None:
         for _ in range(5):
-            keys = [k for k in self.storage.list(self._key(repo_id) + "/") if not k.endswith("/repo.json")]
+            keys = [k for k in self.storage.list(self._key(repo_id) + "/")
+                    if not k.endswith(("/repo.json", "/" + DELETING))]
             if not keys:
-                return
+                break
             for k in keys:
                 self.storage.delete(k)
+        self.storage.delete(self._key(repo_id, DELETING))
 
     def move(self, src: str, dst: str) -> None:
         """Rename ``src`` to ``dst`` (another org, another name), history, refs and discussions
         included. ``dst`` is claimed first (a 409 if it exists), so two moves or a create racing for
         one name never mix their keys; ``src`` is marked as moving, so new writes to it are refused
         (409) while its keys are copied; the copy is repeated until its refs stand still, and only
-        then is ``src`` deleted. Readers of ``dst`` see no revision until the copy is done."""
+        then is ``src`` deleted. Readers of ``dst`` see no revision until the copy is done. A copy
+        that fails takes back the mark and the half-made ``dst``; a mover that dies leaves a mark
+        that lapses after :data:`MOVE_MARK_SECONDS`."""
         info = self._json(self._key(src, "repo.json"))
         if info is None:
             raise RepoNotFound(f"Repository {src} not found")
-        if info.get("moving_to"):
+        if info.get("moving_to") and time.time() - info.get("moving_since", 0) < MOVE_MARK_SECONDS:
             raise RefExists(f"{src} is being moved to {info['moving_to']} already")
+        info = {k: v for k, v in info.items() if k not in ("moving_to", "moving_since")}
         try:
             self.storage.put(self._key(dst, "repo.json"), json.dumps({**info, "moving_from": src}).encode(),
                              if_none_match=True)
         except PreconditionFailed:
             raise RefExists(f"Repository {dst} exists already") from None
-        json_update(self.storage, self._key(src, "repo.json"), lambda doc: {**(doc or info), "moving_to": dst})
-        prefix = self._key(src) + "/"
-        copied: dict[str, bytes] = {}
-        for _ in range(10):  # a write that passed its check before the mark may still land: copy it too
-            changed = False
-            for k in self.storage.list(prefix):
-                rest = k[len(prefix):]
-                obj = self.storage.get(k) if rest != "repo.json" else None
-                if obj is not None and copied.get(rest) != obj.data:
-                    self.storage.put(self._key(dst, rest), obj.data)
-                    copied[rest], changed = obj.data, True
-            if not changed:
-                break
-        self.storage.put(self._key(dst, "repo.json"), json.dumps({**info, "moved_from": src}).encode())
-        self.storage.delete(self._key(src, "repo.json"))
-        self._sweep(src)
+        mark = {"moving_to": dst, "moving_since": time.time()}
+        try:
+            json_update(self.storage, self._key(src, "repo.json"), lambda doc: {**(doc or info), **mark})
+            prefix = self._key(src) + "/"
+            copied: dict[str, bytes] = {}
+            for _ in range(10):  # a write that passed its check before the mark may still land: copy it too
+                changed = False
+                for k in self.storage.list(prefix):
+                    rest = k[len(prefix):]
+                    obj = self.storage.get(k) if rest not in ("repo.json", DELETING) else None
+                    if obj is not None and copied.get(rest) != obj.data:
+                        self.storage.put(self._key(dst, rest), obj.data)
+                        copied[rest], changed = obj.data, True
+                if not changed:
+                    break
+            self.storage.put(self._key(dst, "repo.json"), json.dumps({**info, "moved_from": src}).encode())
+        except BaseException:
+            json_update(self.storage, self._key(src, "repo.json"),
+                        lambda doc: {k: v for k, v in (doc or info).items() if k not in mark})
+            self.delete(dst)
+            raise
+        self.delete(src)
 
     # --- which LFS objects a repo may name ----------------------------------------------------
 
@@ -239,16 +268,21 @@ class RepoStore:
         private repo lists its files' oids, and the store keeps each blob once for all repos."""
         if self.storage.size(self._key(repo_id, "lfs", sha256)) is not None:
             return True
+        if self.storage.size(self._key(repo_id, LFS_INDEXED)) is not None:
+            return False  # every object its commits name is recorded: no scan
         keys = self.storage.list(self._key(repo_id, "commits") + "/")
+        named = set()  # a repo from before the record: index it once, then look up markers only
         for obj in get_many(self.storage, keys).values():
             try:
                 files = json.loads(obj.data).get("files") or {} if obj else {}
             except (ValueError, AttributeError):
                 continue
-            if any(r.get("sha256") == sha256 and r.get("lfs", True) for r in files.values() if isinstance(r, dict)):
-                self.mark_blob(repo_id, sha256)
-                return True
-        return False
+            named |= {r["sha256"] for r in files.values() if isinstance(r, dict) and r.get("lfs", True)
+                      and isinstance(r.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", r["sha256"])}
+        for sha in named:
+            self.mark_blob(repo_id, sha)
+        self.storage.put(self._key(repo_id, LFS_INDEXED), b"")
+        return sha256 in named
 
     # --- refs -------------------------------------------------------------------------------
 
@@ -266,8 +300,8 @@ class RepoStore:
         """What ``revision`` names, as (its ref, or None for a commit id, and its commit id): a
         branch or tag name, ``refs/heads/X``, ``refs/tags/X``, ``refs/pr/N``, a commit id or a
         unique prefix of one (7 hex digits or more). :class:`RevisionNotFound` if none of these."""
-        if not isinstance(revision, str) or not revision:
-            raise RevisionNotFound("empty revision")
+        if not isinstance(revision, str) or not revision or len(revision) > REVISION_MAX:
+            raise RevisionNotFound(f"not a revision of {repo_id}: empty, or over {REVISION_MAX} characters")
         candidates: list[Ref] = []
         if m := PR_REF_RE.match(revision):
             candidates = [Ref("pr", m[1])]
