@@ -299,6 +299,15 @@ def small_run(small_digits, small_home, tmp_path_factory):
     return _head_run(small_digits, small_home, tmp_path_factory.mktemp("small_runs"))
 
 
+def pytest_collection_modifyitems(items):
+    """Every test on SeaweedFS is slow: the store alone takes ~10 s to start, a twentieth of the
+    quick loop. The directory store runs the same compare-and-swap contract there; CI runs both.
+    (Parameters that reach it through ``request.getfixturevalue`` carry the mark themselves.)"""
+    for item in items:
+        if "seaweed" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory):
     """A real S3-compatible store on loopback for the session (tools/seaweed.py)."""

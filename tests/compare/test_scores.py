@@ -14,7 +14,7 @@ from zoo.errors import UsageError
 
 
 @pytest.fixture(scope="module")
-def faces(tmp_path_factory):
+def faces(small_home):
     """lite0 on ``skimage.data.lfw_subset()`` (100 faces, then 100 non-faces): the pooled features
     (200 x 1280: N < D), the output of blocks.4 average-pooled (200 x 112: N > D), the labels, and
     the ImageNet classifier (weight, bias) read from the weights file."""
@@ -25,8 +25,8 @@ def faces(tmp_path_factory):
     from zoo.model.heads import imagenet_classifier
     from zoo.weights.pull import open_weights
 
-    with pytest.MonkeyPatch.context() as mp:  # module-scoped: its own home, offline (lite0 is bundled)
-        mp.setenv("ZOO_HOME", str(tmp_path_factory.mktemp("faces_home")))
+    with pytest.MonkeyPatch.context() as mp:  # module-scoped, offline (lite0 is bundled): the session's
+        mp.setenv("ZOO_HOME", str(small_home))  # lite0 home, so the weights are converted once for both
         mp.setenv("ZOO_OFFLINE", "1")
         model = zoo.load("efficientnet_lite0", head=0)
         classifier = imagenet_classifier(model, open_weights(model.card))

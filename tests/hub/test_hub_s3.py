@@ -64,7 +64,7 @@ print(json.dumps(open(hf_hub_download("acme/m", "config.json", force_download=Tr
     assert again == '{"architecture": "x"}'
 
 
-# the quick loop keeps one hub on SeaweedFS (the redirect test above) and tests/store's S3 tests; the rest are slow
+# every test on SeaweedFS is slow (tests/conftest.py marks them): the store takes ~10 s to start
 @pytest.mark.slow
 def test_two_servers_commit_to_one_repo_at_once_and_lose_nothing(two_servers):
     from huggingface_hub import HfApi

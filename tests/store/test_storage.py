@@ -11,11 +11,12 @@ import requests
 from zoo.store.objects import LocalStorage, PreconditionFailed, S3Storage, json_update, open_storage
 
 
-@pytest.fixture(params=["local", "s3"])
-def stores(request, tmp_path, seaweed):
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
+def stores(request, tmp_path):
     """Two handles on one store, as two servers would hold them (separate clients)."""
     if request.param == "local":
         return LocalStorage(tmp_path / "store"), LocalStorage(tmp_path / "store")
+    seaweed = request.getfixturevalue("seaweed")
     prefix = f"hub-{uuid.uuid4().hex[:8]}"
     return S3Storage(seaweed.bucket(), prefix, seaweed.client()), S3Storage(seaweed.bucket(), prefix, seaweed.client())
 
