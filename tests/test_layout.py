@@ -31,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "zoo.model": BASE | {"zoo.cards", "zoo.store", "zoo.weights"},
     "zoo.transfer": BASE | {"zoo.cards", "zoo.store", "zoo.weights", "zoo.model"},
     "zoo.compare": BASE | {"zoo.cards", "zoo.store", "zoo.weights", "zoo.model", "zoo.transfer"},
-    "zoo.hub": BASE | {"zoo.cards", "zoo.store", "zoo.weights"},
+    "zoo.hub": BASE | {"zoo.cards", "zoo.store", "zoo.weights", "zoo.compare"},
     "zoo.api": BASE | {"zoo.cards", "zoo.weights", "zoo.model", "zoo.transfer"},
     "zoo.cli": BASE | {"zoo.cards", "zoo.store", "zoo.weights", "zoo.model", "zoo.transfer", "zoo.compare",
                        "zoo.hub", "zoo.api"},

@@ -98,8 +98,9 @@ def runs() -> str:
     return path(RUNS)
 
 
-def measurements() -> str:
-    return path(MEASUREMENTS)
+def measurements(base: str | os.PathLike | None = None) -> str:
+    """Where ``zoo compare`` keeps its latest figures (under ``base``: a ``zoo serve --cache`` root)."""
+    return path(MEASUREMENTS, base=base)
 
 
 def usage(base: str | os.PathLike | None = None) -> list[tuple[Area, int]]:

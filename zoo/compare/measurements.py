@@ -20,8 +20,8 @@ from zoo.util.tempfiles import temp_beside
 MEASUREMENTS_VERSION = 1
 
 
-def measurements_dir() -> Path:
-    return Path(home.measurements())
+def measurements_dir(base: str | os.PathLike | None = None) -> Path:
+    return Path(home.measurements(base))
 
 
 def save_measurement(name: str, row: dict) -> None:
@@ -37,10 +37,11 @@ def save_measurement(name: str, row: dict) -> None:
     os.replace(tmp, folder / f"{name}.json")
 
 
-def latest_measurements() -> dict[str, dict]:
-    """Card name -> its latest local measurement (torch-free: ``zoo list --measured`` reads this)."""
+def latest_measurements(base: str | os.PathLike | None = None) -> dict[str, dict]:
+    """Card name -> its latest local measurement (torch-free: ``zoo list --measured`` and the hub's
+    pages read this); ``base``: another zoo directory than ``ZOO_HOME`` (a ``zoo serve --cache``)."""
     out = {}
-    folder = measurements_dir()
+    folder = measurements_dir(base)
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             doc = json.loads(path.read_text())

@@ -24,16 +24,16 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from zoo import config
 from zoo.cards.card import REPO_ID_RE
 from zoo.errors import (CacheError, CorruptBlobError, HubError, SourceError, StorageError, UsageError,
                         ZooError)
-from zoo.hub import admin, read, threads, write
+from zoo.hub import admin, pages, read, threads, write
 from zoo.hub.auth import Auth, bearer, read_tokens
-from zoo.hub.pages import index_page
 from zoo.hub.served import ServedRepos
 from zoo.hub.upstream import Upstream
 from zoo.store.objects import open_storage
@@ -191,10 +191,23 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
                              "upstream": dict(hub.upstream.fetches) if hub.upstream else {},
                              "repos": repos, "datasets": datasets})
 
-    async def home(request: Request):
-        if hub.private and not hub.auth.valid(request):
-            return read.hub_error(401, None, "this hub is private")
-        return HTMLResponse(await run_in_threadpool(index_page, hub.served))
+    def page(handler, kind: str = "model"):
+        """A page for a person (zoo/hub/pages.py): what the caller's token (if any) may read, and
+        refusals as pages, not as the API's JSON."""
+        async def endpoint(request: Request):
+            request.scope["zoo.kind"] = kind
+            identity = hub.auth.identity(request)
+            if hub.private and identity is None:
+                return pages.error_page(request, 401, "This hub is private",
+                                        "Its pages need a token, as its API does (Authorization: Bearer ...).")
+            if "org" in request.path_params and not REPO_ID_RE.match(read.repo_id_of(request)):
+                return pages.error_page(request, 404, "Not found", f"{request.url.path} is not a repo on this hub.")
+            try:
+                return await run_in_threadpool(handler, hub.served, request, identity)
+            except ZooError as exc:  # the store failing: a 503 page that says so
+                log.error("page %s: %s", request.url.path, exc)
+                return pages.error_page(request, 503, "The store did not answer", str(exc))
+        return endpoint
 
     async def xet_token(request: Request):
         return await write.xet_token(hub, request)
@@ -213,7 +226,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
             return read.hub_error(404, "RepoNotFound", write.SPACES_REFUSED)
         return read.hub_error(404, None, f"zoo serve has no endpoint {request.method} {path}")
 
-    routes = [Route("/", home)]
+    routes = []
     for kind, api_base, url_base in (("dataset", "/api/datasets", "/datasets"), ("model", "/api/models", "")):
         repo, api = url_base + "/{org}/{name}", api_base + "/{org}/{name}"
         routes += [
@@ -256,8 +269,14 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
         Route("/api/zoo/lfs/{org}/{name}/{oid}/{size}", writer(write.lfs_upload, signed=True), methods=["PUT"]),
         Route("/api/zoo/lfs-verify/{org}/{name}", writer(write.lfs_verify, needs=None), methods=["POST"]),
         Route("/api/zoo/stats", stats),
-        Route("/{rest:path}", unknown, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
+        # the pages, after every API route: /api/models is two segments, like /ORG/NAME
+        Route("/", page(pages.index)),
+        Mount(pages.STATIC_PATH, StaticFiles(directory=pages.STATIC), name="static"),
     ]
+    for kind, url_base in (("dataset", "/datasets"), ("model", "")):
+        routes += [Route(url_base + "/{org}/{name}", page(pages.repo_page, kind)),
+                   Route(url_base + "/{org}/{name}/tree/{revision}", page(pages.repo_page, kind))]
+    routes.append(Route("/{rest:path}", unknown, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]))
     app = Starlette(routes=routes, middleware=[Middleware(RequestLog), Middleware(EncodedSlashes)])
     app.state.hub = hub
     return app

@@ -1,30 +1,318 @@
-"""The HTML a person sees at ``/``: the served repos with their card figures."""
+"""The pages a person browses on ``zoo serve``: the index (``/``) and each repo's page
+(``/ORG/NAME``, ``/datasets/ORG/NAME``, at a revision: ``.../tree/REV``), server-rendered with
+Jinja2 (starlette's ``Jinja2Templates``) from ``zoo/hub/templates``; no front-end framework.
+
+The index works without JavaScript (search, filters and sort are a GET form and links); the one
+script (``static/index.js``) only filters the rows already on the page as you type.
+
+A README is someone else's text: it may hold HTML and script meant to run in the reader's browser.
+It is rendered by markdown-it-py's ``js-default`` preset (raw HTML off: shown as text, never
+passed through as the ``default`` preset does), then sanitised by nh3 (an allow-list of tags,
+attributes and URL schemes), and every page carries a Content-Security-Policy that allows no inline
+script, no script from elsewhere, and no request to another origin, so a hole in either still runs
+nothing and beacons nowhere. Relative links and images in a README point at the repo's own files
+at the page's commit.
+"""
 
 from __future__ import annotations
 
-import html
+import difflib
+import posixpath
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote, urlsplit
 
-from zoo.cards.registry import get_registry
-from zoo.hub.served import ServedRepos
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.templating import Jinja2Templates
+
+from zoo.compare.measurements import latest_measurements
+from zoo.hub import read
+from zoo.hub.cards import README_MAX, front_matter
+from zoo.hub.catalog import Summary, catalog, heads_of, safetensors_info, summarize
+from zoo.hub.served import Repo, ServedRepos
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+#: where the pages' stylesheet and script are served (an org cannot be named "-": no repo hides them)
+STATIC_PATH = "/-/static"
+
+#: every HTML page's policy: its own stylesheet and script only, images from itself (and data:),
+#: no plugin, no frame, no form posting elsewhere, no request to any other origin
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY"}
+
+#: the index's sort keys: name, published top-1, parameters, total file size, last commit
+SORTS = ("name", "top1", "params", "size", "updated")
+#: how many recent commits a repo page lists
+RECENT_COMMITS = 10
 
 
-def index_page(served: ServedRepos) -> str:
-    """A plain page of the public repos with their card figures, for a person browsing the mirror."""
-    cards = {}
-    for card in get_registry().cards:
-        cards.setdefault(card.hub_repo, card)
-    rows = []
-    for repo_id in served.repo_ids():
-        repo = served.get(repo_id)
-        if repo is None or repo.private:  # the page is for anyone who can reach the server
-            continue
-        card = cards.get(repo_id)
-        size = sum(f.size for f in repo.files.values()) / 1e6
-        top1 = f"{card.top1:.2f}" if card and card.top1 is not None else ""
-        params = f"{card.params / 1e6:.1f} M" if card and card.params else ""
-        rows.append(f"<tr><td>{html.escape(repo_id)}</td><td>{html.escape(card.name if card else '')}</td>"
-                    f"<td>{top1}</td><td>{params}</td><td>{size:.1f} MB</td><td>{len(repo.files)}</td></tr>")
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>zoo hub</title></head><body>"
-            "<h1>zoo hub</h1><p>A Hugging Face-compatible mirror: set <code>HF_ENDPOINT</code> to this address.</p>"
-            "<table border='1' cellpadding='4'><tr><th>repo</th><th>card</th><th>top-1 %</th><th>params</th>"
-            "<th>size</th><th>files</th></tr>" + "".join(rows) + "</table></body></html>")
+def _human_size(n: int | None) -> str:
+    if n is None:
+        return ""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _count(n: int | None) -> str:
+    if n is None:
+        return ""
+    return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n:,}"
+
+
+def _when(t: float | None) -> str:
+    if not t:
+        return ""
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.filters.update(human_size=_human_size, count=_count, when=_when,
+                             q=lambda s: quote(str(s), safe=""), path=lambda s: quote(str(s), safe="/"))
+templates.env.globals.update(static=STATIC_PATH)
+
+
+def page(request: Request, name: str, context: dict, status: int = 200) -> Response:
+    return templates.TemplateResponse(request, name, context, status_code=status, headers=PAGE_HEADERS)
+
+
+def error_page(request: Request, status: int, title: str, message: str, suggestions: list[Summary] = ()) -> Response:
+    return page(request, "error.html", {"title": title, "message": message, "suggestions": suggestions}, status)
+
+
+# ---- README rendering -------------------------------------------------------------------------
+
+#: README sha256 + link base -> its sanitised HTML (a blob never changes; the oldest half goes when full)
+_RENDERED: dict[tuple[str, str], str] = {}
+_RENDERED_MAX = 1024
+
+
+def split_front_matter(text: str) -> str:
+    """The README's text after its YAML metadata block (shown as figures, not as text)."""
+    lines = text.lstrip("\ufeff").splitlines(keepends=True)
+    if lines and lines[0].strip() == "---":
+        for i in range(1, len(lines)):
+            if lines[i].strip() == "---":
+                return "".join(lines[i + 1:])
+    return "".join(lines)
+
+
+def render_markdown(text: str, link_base: str) -> Markup:
+    """``text`` as safe HTML: markdown-it-py ``js-default`` (raw HTML shown as text), then nh3's
+    allow-list; a relative link or image is taken to the repo's file under ``link_base``
+    (``/ORG/NAME/resolve/COMMIT/``), one that climbs out of the repo to nowhere."""
+    import nh3
+    from markdown_it import MarkdownIt
+
+    def relative(tag: str, attr: str, value: str) -> str | None:
+        if (tag, attr) not in (("a", "href"), ("img", "src")):
+            return value
+        parts = urlsplit(value)
+        if parts.scheme or parts.netloc or value.startswith(("/", "#")):
+            return value
+        path = posixpath.normpath(parts.path)
+        if path.startswith("..") or path == ".":
+            return None
+        return link_base + path + (f"#{parts.fragment}" if parts.fragment else "")
+
+    html = MarkdownIt("js-default").render(text)
+    return Markup(nh3.clean(html, attribute_filter=relative, url_schemes={"http", "https", "mailto"},
+                            link_rel="noopener noreferrer nofollow"))
+
+
+def readme_of(served: ServedRepos, repo: Repo, link_base: str) -> tuple[Markup | None, str | None]:
+    """The repo's README rendered, or None and why it is not shown."""
+    entry = repo.files.get("README.md")
+    if entry is None:
+        return None, None
+    if entry.size > README_MAX:
+        return None, f"README.md is {_human_size(entry.size)}: over the {_human_size(README_MAX)} a page renders; download it below"
+    key = (entry.sha256, link_base)
+    if key not in _RENDERED:
+        data = served.blobs.read(entry.sha256) if entry.in_store else (entry.blob.read_bytes() if entry.blob.is_file() else None)
+        if data is None:
+            return None, "README.md is not in the store"
+        if len(_RENDERED) >= _RENDERED_MAX:
+            for old in list(_RENDERED)[: _RENDERED_MAX // 2]:
+                del _RENDERED[old]
+        _RENDERED[key] = str(render_markdown(split_front_matter(data.decode("utf-8", "replace")), link_base))
+    return Markup(_RENDERED[key]), None
+
+
+# ---- the index --------------------------------------------------------------------------------
+
+def _sort_key(sort: str):
+    """A key putting repos without the figure last, whatever the direction."""
+    if sort == "name":
+        return lambda s: (0, s.repo_id.casefold())
+    attr = {"top1": "top1", "params": "params", "size": "size", "updated": "updated"}[sort]
+    return lambda s: (getattr(s, attr) is None, getattr(s, attr) or 0)
+
+
+def index(served: ServedRepos, request: Request, identity) -> Response:
+    q = request.query_params
+    search = q.get("q", "").strip()
+    sort = q.get("sort", "name") if q.get("sort", "name") in SORTS else "name"
+    order = q.get("order") if q.get("order") in ("asc", "desc") else ("asc" if sort == "name" else "desc")
+    licence, library, kind = q.get("license", ""), q.get("library", ""), q.get("kind", "")
+    everything = catalog(served, identity, latest_measurements(served.cache.root))
+    licences = sorted({s.licence for s in everything if s.licence})
+    libraries = sorted({s.library for s in everything if s.library})
+    words = search.casefold().split()
+    shown = [s for s in everything
+             if all(w in s.search_text() for w in words) and (not licence or s.licence == licence)
+             and (not library or s.library == library) and (not kind or s.kind == kind)]
+    key = _sort_key(sort)
+    present = sorted((s for s in shown if key(s)[0] is False or sort == "name"), key=key, reverse=order == "desc")
+    shown = present + [s for s in shown if s not in present]
+
+    def link(**change) -> str:
+        params = {"q": search, "license": licence, "library": library, "kind": kind, "sort": sort, "order": order, **change}
+        return "/?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items() if v)
+
+    def sort_link(column: str) -> str:
+        flip = "asc" if sort == column and order == "desc" else "desc" if sort == column else (
+            "asc" if column == "name" else "desc")
+        return link(sort=column, order=flip)
+
+    return page(request, "index.html", {
+        "rows": shown, "total": len(everything), "search": search, "sort": sort, "order": order,
+        "licence": licence, "library": library, "kind": kind, "licences": licences, "libraries": libraries,
+        "sort_link": sort_link, "endpoint": str(request.base_url).rstrip("/")})
+
+
+# ---- a repo's page ----------------------------------------------------------------------------
+
+def repo_page(served: ServedRepos, request: Request, identity) -> Response:
+    kind = read.kind_of(request)
+    repo_id, revision = read.repo_id_of(request), read.revision_of(request)
+    record = served.record(repo_id, kind)
+    readable = not (record or {}).get("private") or bool(identity and identity.can_read(repo_id))
+    repo = served.at(repo_id, revision, kind, record) if readable else None
+    if repo is None:
+        if readable and served.exists(repo_id, kind):
+            return error_page(request, 404, "Revision not found", f"{repo_id} has no revision {revision!r}.")
+        everything = catalog(served, identity)
+        close = difflib.get_close_matches(repo_id.casefold(), [s.repo_id.casefold() for s in everything], n=5, cutoff=0.5)
+        suggestions = [s for c in close for s in everything if s.repo_id.casefold() == c][:5]
+        return error_page(request, 404, "Repository not found", f"There is no {kind} repo {repo_id} on this hub.", suggestions)
+    measured = latest_measurements(served.cache.root)
+    summary = summarize(served, repo, measured)
+    prefix = ("/datasets/" if kind == "dataset" else "/") + repo_id
+    endpoint = str(request.base_url).rstrip("/")
+    readme, readme_note = readme_of(served, repo, f"{prefix}/resolve/{repo.commit}/")
+    context = {"s": summary, "repo": repo, "prefix": prefix, "revision": revision, "endpoint": endpoint,
+               "readme": readme, "readme_note": readme_note, "figures": figures(summary, served, repo),
+               "metadata": metadata_rows(summary), "usage": usage(summary, repo, endpoint),
+               "files": sorted(repo.files.values(), key=lambda f: f.path), "branches": [], "tags": [],
+               "commits": [], "pulls": [], "bases": [], "heads": []}
+    if repo.uploaded:
+        store = served.stores[kind]
+        refs = store.refs(repo_id)
+        context["branches"] = sorted(refs["heads"], key=lambda r: (r[0] != "main", r[0]))
+        context["tags"] = sorted(refs["tags"])
+        context["commits"], _ = store.history_page(repo_id, repo.commit, RECENT_COMMITS)
+        context["pulls"] = [d for d in served.discussions[kind].all(repo_id)
+                            if d.get("isPullRequest") and d.get("status") in ("open", "draft")]
+    else:
+        context["branches"] = [("main", repo.commit)]
+    if kind == "model":
+        everything = catalog(served, identity)
+        known = {s.repo_id: s for s in everything if s.kind == "model"}
+        context["bases"] = [(b, known.get(b)) for b in summary.base_models]
+        context["heads"] = heads_of(everything, repo_id)
+    return page(request, "repo.html", context)
+
+
+def figures(s: Summary, served: ServedRepos, repo: Repo) -> list[tuple[str, str, str]]:
+    """(figure, value, where it comes from) for the page's table."""
+    rows: list[tuple[str, str, str]] = []
+    card = s.card
+    if card is not None:
+        if card.top1 is not None:
+            rows.append(("ImageNet top-1", f"{card.top1:.2f} %", card.metrics_source or "published"))
+        if card.top5 is not None:
+            rows.append(("ImageNet top-5", f"{card.top5:.2f} %", card.metrics_source or "published"))
+        if card.keras is not None and card.keras.top1 is not None:
+            rows.append((f"Keras {card.keras.name} top-1", f"{card.keras.top1:.1f} %", card.keras.source))
+        if card.params:
+            rows.append(("parameters", _count(card.params), card.provenance.get("params", "card")))
+        if card.depth:
+            rows.append(("depth", str(card.depth), card.provenance.get("depth", "card")))
+        c, h, w = card.input_size
+        rows.append(("input", f"{h}x{w}, {card.interpolation}, crop {card.crop_pct:g}",
+                     card.provenance.get("preprocessing", "card")))
+        rows.append(("licence", card.license, card.provenance.get("license", "card")))
+        if card.size_bytes:
+            rows.append(("weights", _human_size(card.size_bytes), f"sha256 {card.sha256}"))
+    else:
+        if s.params is not None:
+            st = safetensors_info(served, repo) or {}
+            dtypes = ", ".join(f"{k} {_count(v)}" for k, v in sorted(st.get("parameters", {}).items()))
+            rows.append(("parameters", _count(s.params), f"{s.params_source} ({dtypes})"))
+        for r in s.accuracy:
+            value = r["value"] * 100 if r["metric"] == "accuracy" and r["value"] <= 1 else r["value"]
+            where = ", ".join(x for x in (r["dataset"], r["split"]) if x)
+            rows.append((r["metric"], f"{value:.2f} %" if r["metric"] == "accuracy" else f"{value:g}",
+                         f"the README's model-index{': ' + where if where else ''}"))
+        if s.licence:
+            rows.append(("licence", s.licence, "the README's metadata"))
+    rows.append(("files", f"{len(repo.files)}, {_human_size(s.size)}", "this hub"))
+    m = s.measured
+    if m:
+        machine = m.get("machine") or {}
+        on = machine.get("gpu") or machine.get("cpu") or "this server"
+        threads = f", {machine['threads']} threads" if machine.get("threads") and not machine.get("gpu") else ""
+        where = (f"measured: zoo compare on {on}{threads}, torch {machine.get('torch', '?')}, "
+                 f"{m.get('measured_at', '')}" + (f" (busy: {m['busy']})" if m.get("busy") else ""))
+        if m.get("latency_ms") is not None:
+            rows.append(("latency, batch 1", f"{m['latency_ms']:.1f} ms", where))
+        if m.get("throughput") is not None:
+            rows.append((f"throughput, batch {m.get('throughput_batch') or '?'}", f"{m['throughput']:.1f} img/s", where))
+        if m.get("peak_rss_mb") is not None:
+            rows.append(("peak memory", f"{m['peak_rss_mb']:.0f} MB", where))
+        if m.get("gmacs") is not None:
+            rows.append(("GMACs", f"{m['gmacs']:.2f}", where))
+    return rows
+
+
+def metadata_rows(s: Summary) -> list[tuple[str, str]]:
+    """The README metadata a person looks for first (the rest stays in the README's YAML)."""
+    meta = s.meta
+    out = []
+    for key in ("library_name", "pipeline_tag", "license", "datasets", "language", "tags"):
+        value = meta.get(key)
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        if value not in (None, ""):
+            out.append((key, str(value)))
+    return out
+
+
+def usage(s: Summary, repo: Repo, endpoint: str) -> list[tuple[str, str]]:
+    """(title, code) snippets that load or download this repo from this hub."""
+    env = f"export HF_ENDPOINT={endpoint}\n"
+    py = f'import os\nos.environ["HF_ENDPOINT"] = "{endpoint}"  # this hub, before the first import of huggingface_hub\n'
+    if s.kind == "dataset":
+        return [("hf CLI", f"{env}hf download {s.repo_id} --repo-type dataset"),
+                ("Python", f'{py}from huggingface_hub import snapshot_download\n'
+                           f'folder = snapshot_download("{s.repo_id}", repo_type="dataset")')]
+    out = []
+    if s.card is not None:
+        out.append(("zoo", f'{py}import zoo\nmodel = zoo.load("{s.card.name}")           # the ImageNet classifier\n'
+                           f'model = zoo.load("{s.card.name}", head=10)  # a new 10-class head'))
+        out.append(("zoo CLI", f"{env}zoo pull {s.card.name}"))
+    elif s.library == "zoo" or "head.safetensors" in repo.files:
+        out.append(("zoo", f'{py}import zoo\nmodel = zoo.load("hf://{s.repo_id}")  # the head, and its base by sha256'))
+    if "config.json" in repo.files and s.library in ("timm", None):
+        out.append(("timm", f'{py}import timm\nmodel = timm.create_model("hf-hub:{s.repo_id}", pretrained=True)'))
+        if s.library == "timm":
+            out.append(("zoo", f'{py}import zoo\nmodel = zoo.load("hf://{s.repo_id}")'))
+    out.append(("hf CLI", f"{env}hf download {s.repo_id}"))
+    return out

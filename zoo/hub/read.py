@@ -29,6 +29,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 
 from zoo.errors import HubError, ObjectNotFound, StorageError
 from zoo.hub.cards import card_data, info_fields
+from zoo.hub.catalog import safetensors_info
 from zoo.hub.served import Repo, RepoFile, ServedRepos
 from zoo.store.discussions import iso
 from zoo.util.paths import is_safe_relpath
@@ -195,12 +196,15 @@ def _files_json(repo: Repo) -> list[dict]:
     return siblings
 
 
-def _info(served: ServedRepos, repo: Repo) -> dict:
+def _info(served: ServedRepos, repo: Repo, listing: bool = False) -> dict:
     info = {"_id": repo.commit[:24], "id": repo.repo_id, "sha": repo.commit, "private": repo.private,
             "gated": repo.gated, "disabled": False, "downloads": 0, "likes": 0, "siblings": _files_json(repo),
             "lastModified": iso(repo.last_modified), "createdAt": iso(repo.last_modified)}
     if repo.kind == "model":
         info["modelId"] = repo.repo_id
+        st = None if listing else safetensors_info(served, repo)  # list_models leaves it out, as the Hub does
+        if st:
+            info["safetensors"] = st
     if repo.uploaded:
         info.update(info_fields(card_data(served, repo), repo.kind))
     else:  # a cached card's weights: a timm image classifier
@@ -231,7 +235,7 @@ def list_repos(served: ServedRepos, request: Request) -> Response:
         repo = served.get(repo_id, kind_of(request))
         if repo is None or repo.private and not (identity and identity.can_read(repo_id)):
             continue
-        info = {k: v for k, v in _info(served, repo).items() if k != "siblings"}
+        info = {k: v for k, v in _info(served, repo, listing=True).items() if k != "siblings"}
         if wanted <= set(info.get("tags", ())):
             out.append(info)
         if len(out) >= limit:

@@ -64,6 +64,7 @@ class Repo:
     uploaded: bool = False
     kind: str = "model"
     gated: str | bool = False  # False, "auto" or "manual": downloads need a token that may read the repo
+    card_names: tuple[str, ...] = ()  # a cached card's repo: the cached names whose weights it serves
 
     @property
     def commit(self) -> str:
@@ -114,6 +115,7 @@ class ServedRepos:
                 continue
             repo = repos.setdefault(entry.hub_repo, Repo(entry.hub_repo))
             repo.files[entry.filename] = RepoFile(entry.filename, entry.sha256, entry.size, self.cache.blob_path(entry.sha256))
+            repo.card_names += (entry.name,)
             repo.last_modified = max(repo.last_modified, entry.pulled_at)
         return repos
 
