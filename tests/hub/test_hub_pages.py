@@ -23,7 +23,7 @@ import pytest
 import requests
 
 import zoo
-from conftest import HubServer, hub_client, run_zoo
+from conftest import HubServer, hub_client
 
 TOKEN, READER = "pages-token", "pages-reader"
 LITE0_REPO = "timm/tf_efficientnet_lite0.in1k"
@@ -127,9 +127,9 @@ def site(request, tmp_path_factory, small_run, small_home, beacon):
     try:
         lite0 = zoo.card("efficientnet_lite0")
         server.publish(small_home / "blobs" / lite0.sha256, LITE0_REPO, lite0.name)
-        published = run_zoo("publish", str(small_run[0]), "--repo", HEAD_REPO, "--endpoint", server.url,
-                            "--token", TOKEN, env={"ZOO_HOME": str(small_home)})
-        assert published.returncode == 0, published.stderr[-2000:]
+        from zoo.transfer.publish import publish
+
+        publish(small_run[0], HEAD_REPO, endpoint=server.url, token=TOKEN)  # what `zoo publish` does
         files = root.parent / f"{root.name}-files"
         (files / "tiny").mkdir(parents=True)
         from safetensors.numpy import save_file
@@ -145,22 +145,22 @@ def site(request, tmp_path_factory, small_run, small_home, beacon):
         (files / "ds").mkdir()
         (files / "ds" / "README.md").write_text(DATASET_README)
         (files / "ds" / "digits.csv").write_text("label,pixels\n0,0 0 5 13\n")
-        code = f"""
-import json
-from huggingface_hub import HfApi
-api = HfApi(token={TOKEN!r})
-for repo, folder, kind in (("acme/tiny-timm", "tiny", "model"), ("acme/hostile", "hostile", "model"),
-                           ("acme/digits", "ds", "dataset"), ("acme/secret", "tiny", "model")):
-    api.create_repo(repo, repo_type=kind, private=repo == "acme/secret")
-    api.upload_folder(folder_path={str(files)!r} + "/" + folder, repo_id=repo, repo_type=kind)
-api.create_branch("acme/tiny-timm", branch="dev")
-dev = api.upload_file(path_or_fileobj=b"dev notes", path_in_repo="NOTES.txt", repo_id="acme/tiny-timm", revision="dev").oid
-api.create_tag("acme/tiny-timm", tag="v1")
-pr = api.upload_file(path_or_fileobj=b"a proposal", path_in_repo="PROPOSAL.txt", repo_id="acme/tiny-timm",
-                     create_pr=True, commit_message="Propose a change").pr_num
-print(json.dumps({{"dev": dev, "pr": pr}}))
-"""
-        server.made = hub_client(server, code, root.parent, HF_HUB_DISABLE_XET="1")
+        from huggingface_hub import HfApi, constants
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(constants, "HF_HUB_DISABLE_XET", True)  # a zoo hub speaks LFS (issue: Xet)
+            api = HfApi(endpoint=server.url, token=TOKEN)
+            for repo, folder, kind in (("acme/tiny-timm", "tiny", "model"), ("acme/hostile", "hostile", "model"),
+                                       ("acme/digits", "ds", "dataset"), ("acme/secret", "tiny", "model")):
+                api.create_repo(repo, repo_type=kind, private=repo == "acme/secret")
+                api.upload_folder(folder_path=files / folder, repo_id=repo, repo_type=kind)
+            api.create_branch("acme/tiny-timm", branch="dev")
+            dev = api.upload_file(path_or_fileobj=b"dev notes", path_in_repo="NOTES.txt", repo_id="acme/tiny-timm",
+                                  revision="dev").oid
+            api.create_tag("acme/tiny-timm", tag="v1")
+            pr = api.upload_file(path_or_fileobj=b"a proposal", path_in_repo="PROPOSAL.txt", repo_id="acme/tiny-timm",
+                                 create_pr=True, commit_message="Propose a change").pr_num
+        server.made = {"dev": dev, "pr": pr}
         yield server
     finally:
         server.stop()
@@ -280,7 +280,10 @@ def test_readme_rendering_escapes_html_and_sanitises_links():
 def browser():
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("Debian's chromium is not installed (tools/test.sh installs it with apt-get when it runs as root)")
+        log = Path(__file__).resolve().parents[2] / ".venv" / "chromium-install.log"
+        why = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
+        pytest.skip("Debian's chromium is not installed (tools/test.sh installs it with apt-get when it runs as root)"
+                    + (f"; apt-get said: {why[0]}" if why else ""))
     from playwright.sync_api import Error, sync_playwright
 
     with sync_playwright() as p:

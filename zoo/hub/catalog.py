@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from math import prod
@@ -203,16 +205,19 @@ def summarize(served: ServedRepos, repo: Repo, measured: dict[str, dict] | None 
                    st["total"] if st else None, "counted from the safetensors headers" if st else None)
 
 
+def repos_at_main(served: ServedRepos, wanted: list[tuple[str, str]]) -> list[Repo | None]:
+    """The repos ``wanted`` ((kind, repo id) pairs) at main, in order (None: gone); on S3, where
+    each is a few round trips, 16 at a time."""
+    if served.shared and len(wanted) > 1:
+        with ThreadPoolExecutor(16) as pool:
+            return list(pool.map(lambda k: served.get(k[1], k[0]), wanted))
+    return [served.get(repo_id, kind) for kind, repo_id in wanted]
+
+
 def visible_repos(served: ServedRepos, identity, kinds=("model", "dataset")) -> list[Repo]:
     """Every repo at main the caller may see (public ones, and private ones its token reads),
-    models first; the store's reads run in parallel (on S3 each is a round trip)."""
-    ids = [(kind, repo_id) for kind in kinds for repo_id in served.repo_ids(kind)]
-    workers = 16 if served.shared and len(ids) > 1 else 1
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            repos = list(pool.map(lambda k: served.get(k[1], k[0]), ids))
-    else:
-        repos = [served.get(repo_id, kind) for kind, repo_id in ids]
+    models first."""
+    repos = repos_at_main(served, [(kind, repo_id) for kind in kinds for repo_id in served.repo_ids(kind)])
     return [r for r in repos if r is not None and (not r.private or identity is not None and identity.can_read(r.repo_id))]
 
 
@@ -221,6 +226,53 @@ def catalog(served: ServedRepos, identity, measured: dict[str, dict] | None = No
     return [summarize(served, repo, measured) for repo in visible_repos(served, identity)]
 
 
-def heads_of(summaries: list[Summary], repo_id: str) -> list[Summary]:
-    """The repos whose README names ``repo_id`` as their ``base_model``: the heads published on it."""
-    return [s for s in summaries if repo_id in s.base_models and s.repo_id != repo_id]
+#: seconds after which a server rebuilds its map of heads per base model (every repo read once),
+#: in the background: a base's page lists its heads without a scan of the hub per view, and a new
+#: head shows on it within this (or the scan's own time, on a large hub on S3)
+LINEAGE_SECONDS = 10.0
+_LINEAGE_LOCK = threading.Lock()
+
+
+def _lineage_map(served: ServedRepos) -> dict[str, list[Summary]]:
+    heads: dict[str, list[Summary]] = {}
+    for s in (summarize(served, repo) for repo in visible_repos(served, ALL, ("model",))):
+        for base in s.base_models:
+            if base != s.repo_id:
+                heads.setdefault(base, []).append(s)
+    return heads
+
+
+def _refresh_lineage(served: ServedRepos) -> None:
+    try:
+        served.lineage = (time.monotonic(), _lineage_map(served))
+    except Exception:  # deliberate: a background refresh that fails keeps the last map, and says why
+        log.exception("rebuilding the lineage map failed; the last one stays")
+    finally:
+        served.lineage_refreshing = False
+
+
+def heads_of(served: ServedRepos, repo_id: str, identity) -> list[Summary]:
+    """The repos whose README names ``repo_id`` as their ``base_model`` (the heads published on
+    it) that the caller may see. The first call builds the map of the hub; later ones use it and,
+    when it is older than :data:`LINEAGE_SECONDS`, rebuild it in a background thread."""
+    if served.lineage is None:
+        served.lineage = (time.monotonic(), _lineage_map(served))
+    taken, heads = served.lineage
+    if time.monotonic() - taken > LINEAGE_SECONDS:
+        with _LINEAGE_LOCK:
+            start = not served.lineage_refreshing
+            served.lineage_refreshing = True
+        if start:
+            threading.Thread(target=_refresh_lineage, args=(served,), name="zoo-lineage", daemon=True).start()
+    return [s for s in heads.get(repo_id, ()) if not s.repo.private or identity is not None and identity.can_read(s.repo_id)]
+
+
+class _Everyone:
+    """The identity that reads every repo: the lineage map is built once for all callers, then filtered."""
+
+    @staticmethod
+    def can_read(repo_id: str) -> bool:
+        return True
+
+
+ALL = _Everyone()

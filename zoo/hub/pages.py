@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.templating import Jinja2Templates
 
+from zoo.cards.card import REPO_ID_RE
 from zoo.compare.measurements import latest_measurements
 from zoo.hub import read
 from zoo.hub.cards import README_MAX, front_matter
@@ -150,7 +151,7 @@ def readme_of(served: ServedRepos, repo: Repo, link_base: str) -> tuple[Markup |
 def _sort_key(sort: str):
     """A key putting repos without the figure last, whatever the direction."""
     if sort == "name":
-        return lambda s: (0, s.repo_id.casefold())
+        return lambda s: (False, s.repo_id.casefold())
     attr = {"top1": "top1", "params": "params", "size": "size", "updated": "updated"}[sort]
     return lambda s: (getattr(s, attr) is None, getattr(s, attr) or 0)
 
@@ -169,8 +170,8 @@ def index(served: ServedRepos, request: Request, identity) -> Response:
              if all(w in s.search_text() for w in words) and (not licence or s.licence == licence)
              and (not library or s.library == library) and (not kind or s.kind == kind)]
     key = _sort_key(sort)
-    present = sorted((s for s in shown if key(s)[0] is False or sort == "name"), key=key, reverse=order == "desc")
-    shown = present + [s for s in shown if s not in present]
+    present = sorted((s for s in shown if not key(s)[0]), key=key, reverse=order == "desc")
+    shown = present + [s for s in shown if key(s)[0]]  # without the figure: last, in name order
 
     def link(**change) -> str:
         params = {"q": search, "license": licence, "library": library, "kind": kind, "sort": sort, "order": order, **change}
@@ -223,10 +224,11 @@ def repo_page(served: ServedRepos, request: Request, identity) -> Response:
     else:
         context["branches"] = [("main", repo.commit)]
     if kind == "model":
-        everything = catalog(served, identity)
-        known = {s.repo_id: s for s in everything if s.kind == "model"}
-        context["bases"] = [(b, known.get(b)) for b in summary.base_models]
-        context["heads"] = heads_of(everything, repo_id)
+        for base in summary.base_models:
+            found = served.get(base) if REPO_ID_RE.match(base) else None
+            visible = found is not None and (not found.private or identity is not None and identity.can_read(base))
+            context["bases"].append((base, summarize(served, found) if visible else None))
+        context["heads"] = heads_of(served, repo_id, identity)
     return page(request, "repo.html", context)
 
 

@@ -29,7 +29,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 
 from zoo.errors import HubError, ObjectNotFound, StorageError
 from zoo.hub.cards import card_data, info_fields
-from zoo.hub.catalog import safetensors_info
+from zoo.hub.catalog import repos_at_main, safetensors_info
 from zoo.hub.served import Repo, RepoFile, ServedRepos
 from zoo.store.discussions import iso
 from zoo.util.paths import is_safe_relpath
@@ -228,19 +228,24 @@ def list_repos(served: ServedRepos, request: Request) -> Response:
     except ValueError:
         return hub_error(400, None, "limit must be a number")
     identity = identity_of(request)
+    kind = kind_of(request)
+    ids = [r for r in served.repo_ids(kind)
+           if not (search and search not in r.casefold() or author and not r.startswith(author + "/"))]
     out = []
-    for repo_id in served.repo_ids(kind_of(request)):
-        if search and search not in repo_id.casefold() or author and not repo_id.startswith(author + "/"):
-            continue
-        repo = served.get(repo_id, kind_of(request))
-        if repo is None or repo.private and not (identity and identity.can_read(repo_id)):
-            continue
-        info = {k: v for k, v in _info(served, repo, listing=True).items() if k != "siblings"}
-        if wanted <= set(info.get("tags", ())):
-            out.append(info)
-        if len(out) >= limit:
-            break
+    for start in range(0, len(ids), LIST_BATCH):  # a batch read at once (in parallel on S3), until the limit
+        for repo in repos_at_main(served, [(kind, r) for r in ids[start:start + LIST_BATCH]]):
+            if repo is None or repo.private and not (identity and identity.can_read(repo.repo_id)):
+                continue
+            info = {k: v for k, v in _info(served, repo, listing=True).items() if k != "siblings"}
+            if wanted <= set(info.get("tags", ())):
+                out.append(info)
+            if len(out) >= limit:
+                return JSONResponse(out)
     return JSONResponse(out)
+
+
+#: repos ``list_models`` reads at once
+LIST_BATCH = 64
 
 
 def _tree_entry(f: RepoFile) -> dict:

@@ -93,6 +93,8 @@ class ServedRepos:
         self.bytes_out = 0  # file bytes this process sent itself (not what it redirected)
         self.bytes_in = 0  # LFS bytes uploaded through this process (not what went to the store directly)
         self._stamp: object = None
+        self.lineage: tuple[float, dict] | None = None  # zoo.hub.catalog.heads_of: heads per base, kept briefly
+        self.lineage_refreshing = False
         self._derived: dict[str, Repo] = {}
 
     def count(self, key: str) -> None:

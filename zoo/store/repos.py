@@ -70,6 +70,10 @@ def check_ref_name(name: str, what: str = "branch") -> str:
     return name
 
 
+#: commits a store keeps in memory once read through a ref (a few KB each)
+COMMITS_KEPT = 20_000
+
+
 @dataclass
 class Commit:
     id: str
@@ -113,6 +117,7 @@ class RepoStore:
         self.storage = storage
         self.kind = kind
         self.folder = KINDS[kind]
+        self._commits: dict[tuple[str, str], Commit] = {}  # reachable commits read (see commit())
 
     def _key(self, repo_id: str, *parts: str) -> str:
         if not REPO_ID_RE.match(repo_id):  # never a key outside the kind's folder (e.g. a decoded '%2e%2e')
@@ -135,7 +140,7 @@ class RepoStore:
         return self.storage.get(self._key(repo_id, "repo.json")) is not None
 
     def repo_ids(self) -> list[str]:
-        keys = self.storage.list(self.folder + "/")
+        keys = self.storage.list(self.folder + "/", depth=2)  # <org>/<name>/repo.json: not every commit's key
         return sorted(k[len(self.folder) + 1:-len("/repo.json")] for k in keys
                       if k.endswith("/repo.json") and k.count("/") == 3)
 
@@ -372,12 +377,28 @@ class RepoStore:
             return None
 
     def commit(self, repo_id: str, revision: str) -> Commit | None:
-        """The commit ``revision`` names (see :meth:`parse_revision`); None if it names none."""
+        """The commit ``revision`` names (see :meth:`parse_revision`); None if it names none.
+
+        A commit named through a ref just read is reachable, and a commit never changes: those are
+        kept in memory (:data:`COMMITS_KEPT`), so a page listing every repo reads each one's ref
+        and record, not its commit again. A bare commit id is read from the store every time: the
+        store alone says whether the repo (perhaps deleted and created again) still holds it."""
         try:
-            _, cid = self.parse_revision(repo_id, revision)
+            ref, cid = self.parse_revision(repo_id, revision)
         except RevisionNotFound:
             return None
-        return self.get_commit(repo_id, cid)
+        if ref is None:
+            return self.get_commit(repo_id, cid)
+        key = (repo_id, cid)
+        commit = self._commits.get(key)
+        if commit is None:
+            commit = self.get_commit(repo_id, cid)
+            if commit is not None:
+                if len(self._commits) >= COMMITS_KEPT:
+                    for old in list(self._commits)[: COMMITS_KEPT // 2]:
+                        self._commits.pop(old, None)
+                self._commits[key] = commit
+        return commit
 
     def history(self, repo_id: str, revision: str = "main") -> list[Commit]:
         """The commits behind ``revision``, newest first, following first parents (a merge commit
