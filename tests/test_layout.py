@@ -230,6 +230,15 @@ def test_zoo_list_reads_cards_only():
     assert not {m: h for m, h in heavy.items() if h}, heavy
 
 
+def test_the_server_holds_no_torch():
+    """``zoo serve`` (every module of zoo.hub and what they import at module level) reaches neither
+    torch nor timm: the hub may read compare's stored measurements, never run a model."""
+    reached = _closure({m for m in MODULES if owner(m) == "zoo.hub"})
+    assert "zoo.compare.measurements" in reached
+    heavy = {m: sorted(third_party_at_module_level(m) & {"torch", "timm"}) for m in reached}
+    assert not {m: h for m, h in heavy.items() if h}, heavy
+
+
 @pytest.mark.parametrize("argv", [["list"], ["list", "--measured"], ["info", "resnet50"]])
 def test_zoo_list_loads_no_ml_library_when_it_runs(argv):
     code = ("import sys; from zoo.cli import main; rc = main(sys.argv[1:]); "

@@ -50,6 +50,8 @@ def test_wheel_contains_the_cards_and_works_without_the_checkout(wheel, tmp_path
         expected = {f"zoo/shipped_cards/{p.name}" for p in CARDS_DIR.glob("*.toml")}
         assert len(expected) >= 45 and expected <= names
         assert {"zoo/__init__.py", "zoo/cli/__init__.py", "zoo/cli/cards.py", "zoo/cards/card.py", "zoo/cards/registry.py"} <= names
+        pages = ROOT / "zoo" / "hub"  # the hub's pages: templates, stylesheet and script are package data
+        assert {p.relative_to(ROOT).as_posix() for d in ("templates", "static") for p in (pages / d).iterdir()} <= names
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert "zoo = zoo.cli:main" in zf.read(entry_points).decode()
         zf.extractall(tmp_path / "site")

@@ -124,6 +124,7 @@ def site(request, tmp_path_factory, small_run, small_home, beacon):
         seaweed = request.getfixturevalue("seaweed")
         extra, env = ["--storage", f"s3://{seaweed.bucket()}/pages-{uuid.uuid4().hex[:8]}"], seaweed.env
     server = HubServer(root, "--token-file", str(tokens), *extra, env=env)
+    server.storage, server.storage_env = (extra[1] if extra else None), env or {}
     try:
         lite0 = zoo.card("efficientnet_lite0")
         server.publish(small_home / "blobs" / lite0.sha256, LITE0_REPO, lite0.name)
@@ -222,6 +223,54 @@ def test_a_repo_page_has_figures_files_usage_refs_and_lineage(site):
     ds = get(site, "/datasets/acme/digits")
     assert ds.status_code == 200 and "digits.csv" in ds.text and "--repo-type dataset" in ds.text
     assert "The sklearn digits as a CSV." in ds.text and "pretty_name" not in ds.text.split('id="readme"')[1]
+
+
+def test_a_card_page_shows_what_zoo_compare_measured_on_the_server(site, monkeypatch):
+    from zoo.compare.measurements import save_measurement
+
+    monkeypatch.setenv("ZOO_HOME", str(site.root))  # the server's home: where its `zoo compare` writes
+    lite0 = zoo.card("efficientnet_lite0")
+    save_measurement(lite0.name, {"latency_ms": 12.34, "throughput": 81.5, "throughput_batch": 32, "peak_rss_mb": 412,
+                                  "gmacs": 0.39, "machine": {"cpu": "Test CPU 9000", "threads": 2, "torch": "2.14.1"}})
+    page = get(site, f"/{LITE0_REPO}").text
+    assert "12.3 ms" in page and "81.5 img/s" in page and "throughput, batch 32" in page
+    assert "measured: zoo compare on Test CPU 9000, 2 threads, torch 2.14.1" in page
+
+
+def test_heads_published_later_reach_the_base_page_through_a_background_rescan(site, monkeypatch):
+    from huggingface_hub import HfApi, constants
+
+    from zoo.hub import catalog
+    from zoo.hub.served import ServedRepos
+    from zoo.store.objects import open_storage
+    from zoo.weights.cache import Cache
+
+    for k, v in site.storage_env.items():
+        monkeypatch.setenv(k, v)
+    served = ServedRepos(Cache(site.root), open_storage(site.storage) if site.storage else None)  # a second server
+    assert [s.repo_id for s in catalog.heads_of(served, LITE0_REPO, None)] == [HEAD_REPO]
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    api = HfApi(endpoint=site.url, token=TOKEN)
+    for repo, private in (("acme/second-head", False), ("acme/private-head", True)):
+        api.create_repo(repo, private=private)
+        api.upload_file(path_or_fileobj=f"---\nbase_model: {LITE0_REPO}\n---\n# {repo}\n".encode(),
+                        path_in_repo="README.md", repo_id=repo)
+    assert [s.repo_id for s in catalog.heads_of(served, LITE0_REPO, None)] == [HEAD_REPO]  # the map is recent
+    monkeypatch.setattr(catalog, "LINEAGE_SECONDS", 0.0)
+    catalog.heads_of(served, LITE0_REPO, None)  # stale now: this answer is the old map, a rescan starts
+    import time
+
+    deadline = time.time() + 60
+    while served.lineage_refreshing and time.time() < deadline:
+        time.sleep(0.05)
+    monkeypatch.setattr(catalog, "LINEAGE_SECONDS", 3600.0)
+    assert [s.repo_id for s in catalog.heads_of(served, LITE0_REPO, None)] == [HEAD_REPO, "acme/second-head"]
+    from zoo.hub.auth import Identity
+
+    reader = Identity(READER, "reader", "read")
+    assert "acme/private-head" in [s.repo_id for s in catalog.heads_of(served, LITE0_REPO, reader)]
+    for repo in ("acme/second-head", "acme/private-head"):
+        api.delete_repo(repo)
 
 
 def test_unknown_repos_and_revisions_are_pages_that_say_so(site):
