@@ -96,7 +96,11 @@ def serve(root: Path, env: dict, *extra: str) -> tuple[subprocess.Popen, str]:
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    wait_up(url + "/-/static/zoo.css")  # up: /api/zoo/stats reads every repo
+    try:
+        wait_up(url + "/-/static/zoo.css")  # up: /api/zoo/stats reads every repo
+    except RuntimeError:
+        proc.kill()
+        raise
     return proc, url
 
 

@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -241,13 +242,8 @@ def test_heads_published_later_reach_the_base_page_through_a_background_rescan(s
     from huggingface_hub import HfApi, constants
 
     from zoo.hub import catalog
-    from zoo.hub.served import ServedRepos
-    from zoo.store.objects import open_storage
-    from zoo.weights.cache import Cache
 
-    for k, v in site.storage_env.items():
-        monkeypatch.setenv(k, v)
-    served = ServedRepos(Cache(site.root), open_storage(site.storage) if site.storage else None)  # a second server
+    served = _second_server(site, monkeypatch)
     assert [s.repo_id for s in catalog.heads_of(served, LITE0_REPO, None)] == [HEAD_REPO]
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     api = HfApi(endpoint=site.url, token=TOKEN)
@@ -258,8 +254,6 @@ def test_heads_published_later_reach_the_base_page_through_a_background_rescan(s
     assert [s.repo_id for s in catalog.heads_of(served, LITE0_REPO, None)] == [HEAD_REPO]  # the map is recent
     monkeypatch.setattr(catalog, "LINEAGE_SECONDS", 0.0)
     catalog.heads_of(served, LITE0_REPO, None)  # stale now: this answer is the old map, a rescan starts
-    import time
-
     deadline = time.time() + 60
     while served.lineage_refreshing and time.time() < deadline:
         time.sleep(0.05)
@@ -273,6 +267,78 @@ def test_heads_published_later_reach_the_base_page_through_a_background_rescan(s
         api.delete_repo(repo)
 
 
+def test_hostile_uploads_cost_their_own_figures_never_a_page(site, monkeypatch):
+    """A safetensors header nested past Python's recursion limit, a model-index of the wrong
+    types, a README too large to render, a head made private: every page still answers, and
+    says no more than it may."""
+    import struct
+
+    from huggingface_hub import HfApi, constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    api = HfApi(endpoint=site.url, token=TOKEN)
+    deep = b"[" * 200_000 + b"]" * 200_000
+    odd = f"---\nbase_model: {LITE0_REPO}\nlicense: [mit, bsd-3-clause]\nmodel-index: [{{name: odd, results: [{{metrics: 7}}, 5]}}]\n---\n# odd\n"
+    api.create_repo("acme/odd")
+    api.upload_file(path_or_fileobj=struct.pack("<Q", len(deep)) + deep, path_in_repo="model.safetensors", repo_id="acme/odd")
+    api.upload_file(path_or_fileobj=odd.encode(), path_in_repo="README.md", repo_id="acme/odd")
+    api.create_repo("acme/huge")
+    api.upload_file(path_or_fileobj=b"# big\n" + b"[" * 200_000, path_in_repo="README.md", repo_id="acme/huge")
+    api.upload_file(path_or_fileobj=b"print('x')", path_in_repo="js/evil.js", repo_id="acme/huge")
+    try:
+        for path in ("/", "/acme/odd", f"/{LITE0_REPO}", "/acme/huge", "/api/models/acme/odd"):
+            assert get(site, path).status_code == 200, path
+        assert rows(get(site, "/?license=bsd-3-clause").text) == ["acme/odd"]  # one of its licences
+        huge = get(site, "/acme/huge").text
+        assert "over the 131.1 kB a page renders" in huge
+        assert "evil.js" in get(site, "/acme/huge/tree/main/js").text
+        files = get(site, "/acme/huge/tree/main/js").text.split('id="files"')[1].split("</section>")[0]
+        assert "js/evil.js" in files and "README.md" not in files
+        assert get(site, "/acme/huge/tree/main/nope").status_code == 404
+        r = get(site, "/acme/huge/resolve/main/js/evil.js")
+        assert r.headers["x-content-type-options"] == "nosniff"  # never a script the pages' CSP would run
+    finally:
+        for repo in ("acme/odd", "acme/huge"):
+            api.delete_repo(repo)
+
+
+def test_a_head_made_private_leaves_its_base_page_at_once(site, monkeypatch):
+    """The map of heads is minutes old at worst; who may see a head is read when the page is."""
+    from huggingface_hub import HfApi, constants
+
+    from zoo.hub import catalog
+    from zoo.hub.auth import Identity
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    api = HfApi(endpoint=site.url, token=TOKEN)
+    api.create_repo("acme/soon-private")
+    api.upload_file(path_or_fileobj=f"---\nbase_model: {LITE0_REPO}\n---\n# secret title\n".encode(),
+                    path_in_repo="README.md", repo_id="acme/soon-private")
+    try:
+        served = _second_server(site, monkeypatch)  # its map, built now, holds the head
+        assert "acme/soon-private" in [s.repo_id for s in catalog.heads_of(served, LITE0_REPO, None)]
+        api.update_repo_settings("acme/soon-private", private=True)
+        assert "acme/soon-private" not in [s.repo_id for s in catalog.heads_of(served, LITE0_REPO, None)]
+        reader = Identity(READER, "reader", "read")
+        assert "acme/soon-private" in [s.repo_id for s in catalog.heads_of(served, LITE0_REPO, reader)]
+        api.delete_repo("acme/soon-private")
+        assert "acme/soon-private" not in [s.repo_id for s in catalog.heads_of(served, LITE0_REPO, reader)]
+    finally:
+        if api.repo_exists("acme/soon-private"):
+            api.delete_repo("acme/soon-private")
+
+
+def _second_server(site, monkeypatch):
+    """What another ``zoo serve`` on the site's store serves (in this process, to look inside)."""
+    from zoo.hub.served import ServedRepos
+    from zoo.store.objects import open_storage
+    from zoo.weights.cache import Cache
+
+    for k, v in site.storage_env.items():
+        monkeypatch.setenv(k, v)
+    return ServedRepos(Cache(site.root), open_storage(site.storage) if site.storage else None)
+
+
 def test_unknown_repos_and_revisions_are_pages_that_say_so(site):
     r = get(site, "/acme/tiny-tim")
     assert r.status_code == 404 and "Did you mean" in r.text and 'href="/acme/tiny-timm"' in r.text
@@ -280,6 +346,8 @@ def test_unknown_repos_and_revisions_are_pages_that_say_so(site):
     r = get(site, "/acme/tiny-timm/tree/nope")
     assert r.status_code == 404 and "no revision" in r.text
     assert get(site, "/datasets/acme/tiny-timm").status_code == 404  # a model is not a dataset
+    r = get(site, "/api/nothing")  # an API path stays the API's 404, never a page
+    assert r.status_code == 404 and r.headers["X-Error-Message"] == "zoo serve has no endpoint GET /api/nothing"
     assert get(site, "/-/static/zoo.css").status_code == 200
     assert get(site, "/-/static/../app.py").status_code == 404
 

@@ -200,6 +200,8 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
             if hub.private and identity is None:
                 return pages.error_page(request, 401, "This hub is private",
                                         "Its pages need a token, as its API does (Authorization: Bearer ...).")
+            if kind == "model" and request.path_params.get("org") in ("api", "datasets", "spaces"):
+                return await unknown(request)  # an API path no route took: the API's 404, not a page
             if "org" in request.path_params and not REPO_ID_RE.match(read.repo_id_of(request)):
                 return pages.error_page(request, 404, "Not found", f"{request.url.path} is not a repo on this hub.")
             try:
@@ -275,7 +277,8 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
     ]
     for kind, url_base in (("dataset", "/datasets"), ("model", "")):
         routes += [Route(url_base + "/{org}/{name}", page(pages.repo_page, kind)),
-                   Route(url_base + "/{org}/{name}/tree/{revision}", page(pages.repo_page, kind))]
+                   Route(url_base + "/{org}/{name}/tree/{revision}", page(pages.repo_page, kind)),
+                   Route(url_base + "/{org}/{name}/tree/{revision}/{path:path}", page(pages.repo_page, kind))]
     routes.append(Route("/{rest:path}", unknown, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]))
     app = Starlette(routes=routes, middleware=[Middleware(RequestLog), Middleware(EncodedSlashes)])
     app.state.hub = hub

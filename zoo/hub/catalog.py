@@ -78,11 +78,16 @@ class Summary:
         return self.card.top5 if self.card else None
 
     @property
-    def licence(self) -> str | None:
+    def licences(self) -> list[str]:
+        """The repo's licences (a README may list several)."""
         if self.card:
-            return self.card.license
+            return [self.card.license] if self.card.license else []
         value = self.meta.get("license")
-        return ", ".join(map(str, value)) if isinstance(value, list) else value if isinstance(value, str) else None
+        return [v for v in ([value] if isinstance(value, str) else value if isinstance(value, list) else []) if isinstance(v, str)]
+
+    @property
+    def licence(self) -> str | None:
+        return ", ".join(self.licences) or None
 
     @property
     def library(self) -> str | None:
@@ -106,15 +111,19 @@ class Summary:
     def accuracy(self) -> list[dict]:
         """The results the README's ``model-index`` reports: metric, value, dataset, split."""
         out = []
-        for model in self.meta.get("model-index") or []:
-            for result in (model.get("results") or []) if isinstance(model, dict) else []:
+        models = self.meta.get("model-index")
+        for model in models if isinstance(models, list) else []:
+            results = model.get("results") if isinstance(model, dict) else None
+            for result in results if isinstance(results, list) else []:
                 if not isinstance(result, dict):
                     continue
                 dataset = result.get("dataset") if isinstance(result.get("dataset"), dict) else {}
-                for metric in result.get("metrics") or []:
-                    if isinstance(metric, dict) and isinstance(metric.get("value"), (int, float)):
-                        out.append({"metric": str(metric.get("type") or metric.get("name") or "metric"),
-                                    "value": metric["value"], "dataset": str(dataset.get("name") or dataset.get("type") or ""),
+                metrics = result.get("metrics")
+                for metric in metrics if isinstance(metrics, list) else []:
+                    value = metric.get("value") if isinstance(metric, dict) else None
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        out.append({"metric": str(metric.get("type") or metric.get("name") or "metric"), "value": value,
+                                    "dataset": str(dataset.get("name") or dataset.get("type") or ""),
                                     "split": str(dataset.get("split") or "")})
         return out
 
@@ -123,14 +132,15 @@ class Summary:
         """What the index shows under the id: the card's name, or the README's model name."""
         if self.card:
             return self.card.name
-        for model in self.meta.get("model-index") or []:
+        models = self.meta.get("model-index")
+        for model in models if isinstance(models, list) else []:
             if isinstance(model, dict) and isinstance(model.get("name"), str):
                 return model["name"]
         return self.meta.get("pretty_name") if isinstance(self.meta.get("pretty_name"), str) else ""
 
     def search_text(self) -> str:
-        """What the index's search matches (case-folded): id, title, licence, library and tags."""
-        return " ".join([self.repo_id, self.title, self.licence or "", self.library or "", *self.tags]).casefold()
+        """What the index's search matches (lower-cased, as its script does): id, title, licence, library, tags."""
+        return " ".join([self.repo_id, self.title, self.licence or "", self.library or "", *self.tags]).lower()
 
 
 def card_of(repo: Repo) -> Card | None:
@@ -174,9 +184,10 @@ def _counts(served: ServedRepos, entry: RepoFile) -> dict[str, int]:
             if name == "__metadata__" or not isinstance(tensor, dict):
                 continue
             shape, dtype = tensor.get("shape"), tensor.get("dtype")
-            if isinstance(dtype, str) and isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape):
+            if isinstance(dtype, str) and isinstance(shape, list) \
+                    and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
                 counts[dtype] = counts.get(dtype, 0) + prod(shape)
-    except (OSError, ValueError) as exc:  # not a safetensors file after all, or its bytes are gone
+    except (OSError, ValueError, RecursionError) as exc:  # not a safetensors file (one nesting [[[...), or gone
         log.info("%s (%s): no safetensors header: %s", entry.path, entry.sha256[:12], exc)
         counts = {}
     if len(_COUNTS) >= _COUNTS_MAX:
@@ -264,7 +275,12 @@ def heads_of(served: ServedRepos, repo_id: str, identity) -> list[Summary]:
             served.lineage_refreshing = True
         if start:
             threading.Thread(target=_refresh_lineage, args=(served,), name="zoo-lineage", daemon=True).start()
-    return [s for s in heads.get(repo_id, ()) if not s.repo.private or identity is not None and identity.can_read(s.repo_id)]
+    out = []
+    for s in heads.get(repo_id, ()):  # each head's record read now: one made private or deleted since is not listed
+        record = served.record(s.repo_id)
+        if record is not None and (not record.get("private") or identity is not None and identity.can_read(s.repo_id)):
+            out.append(s)
+    return out
 
 
 class _Everyone:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import difflib
 import posixpath
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -30,7 +31,6 @@ from starlette.templating import Jinja2Templates
 from zoo.cards.card import REPO_ID_RE
 from zoo.compare.measurements import latest_measurements
 from zoo.hub import read
-from zoo.hub.cards import README_MAX, front_matter
 from zoo.hub.catalog import Summary, catalog, heads_of, safetensors_info, summarize
 from zoo.hub.served import Repo, ServedRepos
 
@@ -89,9 +89,19 @@ def error_page(request: Request, status: int, title: str, message: str, suggesti
 
 # ---- README rendering -------------------------------------------------------------------------
 
-#: README sha256 + link base -> its sanitised HTML (a blob never changes; the oldest half goes when full)
-_RENDERED: dict[tuple[str, str], str] = {}
+#: README sha256 -> its sanitised HTML, links under :data:`LINK_BASE` (a blob never changes; the
+#: oldest half goes when full)
+_RENDERED: dict[str, str] = {}
 _RENDERED_MAX = 1024
+_RENDERING: dict[str, threading.Lock] = {}
+_RENDERING_LOCK = threading.Lock()
+#: what relative links are rendered under, then replaced with the page's ``/ORG/NAME/resolve/COMMIT/``
+LINK_BASE = "/-/zoo-link-base/"
+#: the largest README rendered: markdown-it's link parsing costs ~40 us per '[' (a README of
+#: brackets would hold a server thread for seconds per 100 KB); a larger one is a download
+README_RENDER_MAX = 128 * 1024
+#: markdown-it's nesting limit (commonmark's): deeper brackets and emphasis stay text
+MAX_NESTING = 20
 
 
 def split_front_matter(text: str) -> str:
@@ -117,33 +127,43 @@ def render_markdown(text: str, link_base: str) -> Markup:
         parts = urlsplit(value)
         if parts.scheme or parts.netloc or value.startswith(("/", "#")):
             return value
-        path = posixpath.normpath(parts.path)
+        path = posixpath.normpath(unquote(parts.path))  # '%2e%2e/' climbs as '../' does
         if path.startswith("..") or path == ".":
             return None
+        path = quote(path, safe="/")
         return link_base + path + (f"#{parts.fragment}" if parts.fragment else "")
 
-    html = MarkdownIt("js-default").render(text)
+    html = MarkdownIt("js-default", {"maxNesting": MAX_NESTING}).render(text)
     return Markup(nh3.clean(html, attribute_filter=relative, url_schemes={"http", "https", "mailto"},
                             link_rel="noopener noreferrer nofollow"))
 
 
 def readme_of(served: ServedRepos, repo: Repo, link_base: str) -> tuple[Markup | None, str | None]:
-    """The repo's README rendered, or None and why it is not shown."""
+    """The repo's README rendered (its relative links under ``link_base``), or None and why not.
+    Rendered once per README blob, by one thread at a time (others wait for it, not redo it)."""
     entry = repo.files.get("README.md")
     if entry is None:
         return None, None
-    if entry.size > README_MAX:
-        return None, f"README.md is {_human_size(entry.size)}: over the {_human_size(README_MAX)} a page renders; download it below"
-    key = (entry.sha256, link_base)
-    if key not in _RENDERED:
-        data = served.blobs.read(entry.sha256) if entry.in_store else (entry.blob.read_bytes() if entry.blob.is_file() else None)
-        if data is None:
-            return None, "README.md is not in the store"
-        if len(_RENDERED) >= _RENDERED_MAX:
-            for old in list(_RENDERED)[: _RENDERED_MAX // 2]:
-                del _RENDERED[old]
-        _RENDERED[key] = str(render_markdown(split_front_matter(data.decode("utf-8", "replace")), link_base))
-    return Markup(_RENDERED[key]), None
+    if entry.size > README_RENDER_MAX:
+        return None, (f"README.md is {_human_size(entry.size)}: over the {_human_size(README_RENDER_MAX)} "
+                      "a page renders; download it below")
+    with _RENDERING_LOCK:
+        lock = _RENDERING.setdefault(entry.sha256, threading.Lock())
+    with lock:
+        html = _RENDERED.get(entry.sha256)
+        if html is None:
+            data = served.blobs.read(entry.sha256) if entry.in_store else (
+                entry.blob.read_bytes() if entry.blob.is_file() else None)
+            if data is None:
+                return None, "README.md is not in the store"
+            if len(_RENDERED) >= _RENDERED_MAX:
+                for old in list(_RENDERED)[: _RENDERED_MAX // 2]:
+                    _RENDERED.pop(old, None)
+            html = _RENDERED[entry.sha256] = str(render_markdown(split_front_matter(data.decode("utf-8", "replace")),
+                                                                 LINK_BASE))
+    with _RENDERING_LOCK:
+        _RENDERING.pop(entry.sha256, None)
+    return Markup(html.replace(f'="{LINK_BASE}', f'="{link_base}')), None
 
 
 # ---- the index --------------------------------------------------------------------------------
@@ -163,11 +183,11 @@ def index(served: ServedRepos, request: Request, identity) -> Response:
     order = q.get("order") if q.get("order") in ("asc", "desc") else ("asc" if sort == "name" else "desc")
     licence, library, kind = q.get("license", ""), q.get("library", ""), q.get("kind", "")
     everything = catalog(served, identity, latest_measurements(served.cache.root))
-    licences = sorted({s.licence for s in everything if s.licence})
+    licences = sorted({l for s in everything for l in s.licences})
     libraries = sorted({s.library for s in everything if s.library})
-    words = search.casefold().split()
+    words = search.lower().split()
     shown = [s for s in everything
-             if all(w in s.search_text() for w in words) and (not licence or s.licence == licence)
+             if all(w in s.search_text() for w in words) and (not licence or licence in s.licences)
              and (not library or s.library == library) and (not kind or s.kind == kind)]
     key = _sort_key(sort)
     present = sorted((s for s in shown if not key(s)[0]), key=key, reverse=order == "desc")
@@ -203,6 +223,10 @@ def repo_page(served: ServedRepos, request: Request, identity) -> Response:
         close = difflib.get_close_matches(repo_id.casefold(), [s.repo_id.casefold() for s in everything], n=5, cutoff=0.5)
         suggestions = [s for c in close for s in everything if s.repo_id.casefold() == c][:5]
         return error_page(request, 404, "Repository not found", f"There is no {kind} repo {repo_id} on this hub.", suggestions)
+    folder = read.path_of(request).strip("/")  # .../tree/REV/FOLDER: that folder's files
+    files = sorted((f for f in repo.files.values() if not folder or f.path.startswith(folder + "/")), key=lambda f: f.path)
+    if folder and not files:
+        return error_page(request, 404, "Folder not found", f"{repo_id} has no folder {folder!r} at {revision}.")
     measured = latest_measurements(served.cache.root)
     summary = summarize(served, repo, measured)
     prefix = ("/datasets/" if kind == "dataset" else "/") + repo_id
@@ -211,7 +235,7 @@ def repo_page(served: ServedRepos, request: Request, identity) -> Response:
     context = {"s": summary, "repo": repo, "prefix": prefix, "revision": revision, "endpoint": endpoint,
                "readme": readme, "readme_note": readme_note, "figures": figures(summary, served, repo),
                "metadata": metadata_rows(summary), "usage": usage(summary, repo, endpoint),
-               "files": sorted(repo.files.values(), key=lambda f: f.path), "branches": [], "tags": [],
+               "files": files, "folder": folder, "branches": [], "tags": [],
                "commits": [], "pulls": [], "bases": [], "heads": []}
     if repo.uploaded:
         store = served.stores[kind]

@@ -117,7 +117,9 @@ def resolve(served: ServedRepos, request: Request) -> Response:
     remote = entry is not None and entry.in_store
     if entry is None or (not remote and not entry.blob.is_file()):  # a blob removed since the index was read
         return hub_error(404, "EntryNotFound", f"{path} not found in {repo.repo_id}", commit=repo.commit)
-    headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{entry.etag}"'}
+    # nosniff: a repo's file is never a script or a page for a browser (the pages' CSP allows scripts
+    # from this origin: with it, an uploaded .js cannot be one)
+    headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{entry.etag}"', "X-Content-Type-Options": "nosniff"}
     if entry.lfs:
         headers.update({"X-Linked-Size": str(entry.size), "X-Linked-Etag": f'"{entry.sha256}"'})
     served.count(f"{request.method} {'datasets/' if repo.kind == 'dataset' else ''}{repo.repo_id}/{entry.path}")

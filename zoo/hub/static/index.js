@@ -8,7 +8,7 @@
   var shown = document.getElementById("shown");
   if (!box || !rows.length) return;
   function apply() {
-    var words = box.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var words = box.value.toLowerCase().split(/\s+/).filter(Boolean);  // data-search: lower-cased alike
     var n = 0;
     rows.forEach(function (row) {
       var text = row.getAttribute("data-search");
