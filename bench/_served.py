@@ -43,3 +43,9 @@ def serve_random_file(src: Path, served: Path, mb: int) -> tuple[str, subprocess
     url = f"http://127.0.0.1:{port}"
     wait_up(url + "/api/zoo/stats")
     return sha, proc, url
+
+
+def verdict(label: str, value: float, target: float) -> int:
+    """Print the bench's headline figure against its target; the exit status: 0 within it, 1 over."""
+    print(f"{label} {value:.2f} (target <= {target:g}): {'ok' if value <= target else 'OVER'}")
+    return 0 if value <= target else 1

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from _served import free_port, wait_up  # noqa: E402
+from _served import free_port, verdict, wait_up  # noqa: E402
 from seaweed import SeaweedFS  # noqa: E402
 
 README = """---
@@ -163,8 +163,7 @@ def main() -> int:
         if seaweed is not None:
             seaweed.stop(grace=0)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"index / list_models {worst:.2f} (target <= 2): {'ok' if worst <= 2 else 'OVER'}")
-    return 0 if worst <= 2 else 1
+    return verdict("index / list_models", worst, 2)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from _served import free_port, wait_up  # noqa: E402
+from _served import free_port, verdict, wait_up  # noqa: E402
 from seaweed import SeaweedFS  # noqa: E402
 
 TOKEN = "bench-token"
@@ -123,8 +123,7 @@ def main() -> int:
     finally:
         seaweed.stop(grace=0)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"worst revision ratio {worst:.2f} (target <= 1.2): {'ok' if worst <= 1.2 else 'OVER'}")
-    return 0 if worst <= 1.2 else 1
+    return verdict("worst revision ratio", worst, 1.2)
 
 
 if __name__ == "__main__":
