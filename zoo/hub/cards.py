@@ -27,20 +27,29 @@ TYPED = {"license": (str, list), "tags": (list,), "library_name": (str,), "pipel
 MAX_ALIASES = 32
 
 
+def split_card(text: str) -> tuple[str | None, str]:
+    """A README's YAML block (between a leading ``---`` line and the next) and the text after it;
+    (None, the whole text) when it opens no block or never closes the one it opens."""
+    lines = text.lstrip("\ufeff").splitlines(keepends=True)
+    if lines and lines[0].strip() == "---":
+        for i in range(1, len(lines)):
+            if lines[i].strip() == "---":
+                return "".join(lines[1:i]), "".join(lines[i + 1:])
+    return None, "".join(lines)
+
+
 def front_matter(text: str):
     """The YAML between a leading ``---`` line and the next one, parsed (safe loader) into plain
     JSON values (dates as ISO text, keys as text); None if the README has no such block. A block
     that does not parse, or that leans on aliases, raises ``ValueError`` saying why."""
     import yaml
 
-    lines = text.lstrip("\ufeff").splitlines()
-    if not lines or lines[0].strip() != "---":
+    block, _ = split_card(text)
+    if block is None:
+        first = text.lstrip("\ufeff").splitlines()[:1]
+        if first and first[0].strip() == "---":  # opened, never closed
+            raise ValueError("the metadata block opened by '---' is never closed by another '---' line")
         return None
-    try:
-        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
-    except StopIteration:
-        raise ValueError("the metadata block opened by '---' is never closed by another '---' line") from None
-    block = "\n".join(lines[1:end])
     try:
         aliases, depth = 0, 0
         for event in yaml.parse(block, Loader=yaml.SafeLoader):  # events only: no recursion, no values yet
@@ -133,7 +142,7 @@ def card_data(served, repo) -> dict:
         return {}
     if entry.sha256 in _PARSED:
         return _PARSED[entry.sha256]
-    data = served.blobs.read(entry.sha256) if entry.in_store else (entry.blob.read_bytes() if entry.blob.is_file() else None)
+    data = served.blobs.read(entry.sha256)
     return _parse(entry.sha256, data) if data is not None else {}
 
 

@@ -46,6 +46,7 @@ class Summary:
     meta: dict = field(default_factory=dict)  # an uploaded repo: its README's metadata
     params: int | None = None
     params_source: str | None = None
+    params_by_dtype: dict[str, int] = field(default_factory=dict)  # from safetensors headers
     measured: dict | None = None
 
     @property
@@ -210,10 +211,11 @@ def summarize(served: ServedRepos, repo: Repo, measured: dict[str, dict] | None 
     if card is not None:
         source = "computed from the architecture (card)" if card.params else None
         return Summary(repo, card, {}, card.params, card.provenance.get("params", source),
-                       (measured or {}).get(card.name))
+                       measured=(measured or {}).get(card.name))
     st = safetensors_info(served, repo)
     return Summary(repo, None, card_data(served, repo) if repo.uploaded else {},
-                   st["total"] if st else None, "counted from the safetensors headers" if st else None)
+                   st["total"] if st else None, "counted from the safetensors headers" if st else None,
+                   params_by_dtype=st["parameters"] if st else {})
 
 
 def repos_at_main(served: ServedRepos, wanted: list[tuple[str, str]]) -> list[Repo | None]:

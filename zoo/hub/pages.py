@@ -31,7 +31,8 @@ from starlette.templating import Jinja2Templates
 from zoo.cards.card import REPO_ID_RE
 from zoo.compare.measurements import latest_measurements
 from zoo.hub import read
-from zoo.hub.catalog import Summary, catalog, heads_of, safetensors_info, summarize
+from zoo.hub.cards import split_card
+from zoo.hub.catalog import Summary, catalog, heads_of, summarize
 from zoo.hub.served import Repo, ServedRepos
 
 HERE = Path(__file__).resolve().parent
@@ -104,16 +105,6 @@ README_RENDER_MAX = 128 * 1024
 MAX_NESTING = 20
 
 
-def split_front_matter(text: str) -> str:
-    """The README's text after its YAML metadata block (shown as figures, not as text)."""
-    lines = text.lstrip("\ufeff").splitlines(keepends=True)
-    if lines and lines[0].strip() == "---":
-        for i in range(1, len(lines)):
-            if lines[i].strip() == "---":
-                return "".join(lines[i + 1:])
-    return "".join(lines)
-
-
 def render_markdown(text: str, link_base: str) -> Markup:
     """``text`` as safe HTML: markdown-it-py ``js-default`` (raw HTML shown as text), then nh3's
     allow-list; a relative link or image is taken to the repo's file under ``link_base``
@@ -152,14 +143,13 @@ def readme_of(served: ServedRepos, repo: Repo, link_base: str) -> tuple[Markup |
     with lock:
         html = _RENDERED.get(entry.sha256)
         if html is None:
-            data = served.blobs.read(entry.sha256) if entry.in_store else (
-                entry.blob.read_bytes() if entry.blob.is_file() else None)
+            data = served.blobs.read(entry.sha256)
             if data is None:
                 return None, "README.md is not in the store"
             if len(_RENDERED) >= _RENDERED_MAX:
                 for old in list(_RENDERED)[: _RENDERED_MAX // 2]:
                     _RENDERED.pop(old, None)
-            html = _RENDERED[entry.sha256] = str(render_markdown(split_front_matter(data.decode("utf-8", "replace")),
+            html = _RENDERED[entry.sha256] = str(render_markdown(split_card(data.decode("utf-8", "replace"))[1],
                                                                  LINK_BASE))
     with _RENDERING_LOCK:
         _RENDERING.pop(entry.sha256, None)
@@ -279,8 +269,7 @@ def figures(s: Summary, served: ServedRepos, repo: Repo) -> list[tuple[str, str,
             rows.append(("weights", _human_size(card.size_bytes), f"sha256 {card.sha256}"))
     else:
         if s.params is not None:
-            st = safetensors_info(served, repo) or {}
-            dtypes = ", ".join(f"{k} {_count(v)}" for k, v in sorted(st.get("parameters", {}).items()))
+            dtypes = ", ".join(f"{k} {_count(v)}" for k, v in sorted(s.params_by_dtype.items()))
             rows.append(("parameters", _count(s.params), f"{s.params_source} ({dtypes})"))
         for r in s.accuracy:
             value = r["value"] * 100 if r["metric"] == "accuracy" and r["value"] <= 1 else r["value"]
