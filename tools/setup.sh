@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
-EXTRAS='.[lite,serve,features,plot,s3,test]'
+EXTRAS='.[lite,serve,features,plot,s3,fast,test]'
 
 pick_python() {
   for py in "${PYTHON:-}" python3.11 python3; do

@@ -90,6 +90,12 @@ def lock_timeout(default: float) -> float:
         return default
 
 
+def engine() -> str | None:
+    """``$ZOO_ENGINE`` (torch, onnxruntime or auto): the engine of every image pass when no
+    ``--engine`` is given; None when unset (then ``auto``). The test suite sets ``torch``."""
+    return os.environ.get("ZOO_ENGINE", "").strip().lower() or None
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 

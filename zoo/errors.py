@@ -176,6 +176,10 @@ class BundleError(ZooError):
 # --- runs ---------------------------------------------------------------------------------------
 
 
+class EngineError(ZooError):
+    """A model could not be exported to an ONNX graph, or an exported graph could not be used."""
+
+
 class RunError(ZooError):
     """A run directory is incomplete, altered, or does not fit the base it names."""
 

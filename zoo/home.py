@@ -28,8 +28,8 @@ class Area:
 
 
 BLOBS, VERIFIED, VIEWS, MODELS, PINS, LOCKS = "blobs", "verified", "views", "models", "pins", "locks"
-INDEX, CARDS, FEATURES, RUNS, MEASUREMENTS, REPOS, DATASETS, HUB_SECRET = (
-    "index", "cards", "features", "runs", "measurements", "repos", "datasets", "hub-secret")
+INDEX, CARDS, FEATURES, ENGINES, RUNS, MEASUREMENTS, REPOS, DATASETS, HUB_SECRET = (
+    "index", "cards", "features", "engines", "runs", "measurements", "repos", "datasets", "hub-secret")
 #: an older zoo's pins, in one file (read, never written)
 LEGACY_PINS = "pins.json"
 
@@ -52,6 +52,9 @@ AREAS: tuple[Area, ...] = (
     Area(FEATURES, "bottleneck features, one row per image: <space>-<shard>.safetensors files, where the space "
                    "is the weights, layer, pooling and transform, and each row is found by its image's sha256",
          "zoo.transfer.feature_cache", "shard files not used for --older-than; temp files whose writer is gone"),
+    Area(ENGINES, "ONNX graphs of models' forward passes for --engine onnxruntime: <key>.onnx beside <key>.json, "
+                  "which records its sha256 (the key: weights and head sha256, output, input size, opset, exporter)",
+         "zoo.model.engine", "graphs not used for --older-than; temp files whose writer is gone"),
     Area(RUNS, "published runs fetched by zoo.load('hf://ORG/NAME'), in huggingface_hub's cache layout",
          "zoo.transfer.publish", "runs not fetched or loaded for --older-than"),
     Area(MEASUREMENTS, "the latest 'zoo compare' figures of each card on this machine",
@@ -92,6 +95,10 @@ def imported_cards() -> str:
 
 def features() -> str:
     return path(FEATURES)
+
+
+def engines() -> str:
+    return path(ENGINES)
 
 
 def runs() -> str:

@@ -1,7 +1,8 @@
 """The per-image feature cache: what is on disk, how a row is found, sealed into a shard and touched.
 
 The cache is per image. A row depends on its image and on its *space*: the backbone's weights
-sha256, the layer, the pooling and the transform (the input size is part of it). Within a space a
+sha256 (and a run's head), the layer, the pooling, the transform (the input size is part of it)
+and the engine that ran the backbone (torch or ONNX Runtime: zoo/model/engine.py). Within a space a
 row is found by its image's content sha256, so extracting a subset of a folder extracted before
 runs no forward pass, a superset runs the backbone only on the new images, and an image renamed or
 copied into another folder is still found.
@@ -64,9 +65,12 @@ def cache_key(weights_sha256: str, layer: str, transform_repr: str, hashes: list
     return _digest(weights_sha256, layer, transform_repr, *hashes)
 
 
-def space_key(weights_sha256: str, layer: str, pool: str, transform_repr: str) -> str:
-    """The space of a row: everything it depends on besides its image (32 hex digits)."""
-    return _digest("space", weights_sha256, layer, f"pool:{pool}", transform_repr)[:32]
+def space_key(weights_sha256: str, layer: str, pool: str, transform_repr: str, engine: str = "torch") -> str:
+    """The space of a row: everything it depends on besides its image (32 hex digits), the engine
+    that computed it included, so that rows of two engines never mix. torch's key is the one zoo
+    wrote before it had engines: caches made then stay valid."""
+    parts = ("space", weights_sha256, layer, f"pool:{pool}", transform_repr)
+    return _digest(*parts, *(() if engine == "torch" else (f"engine:{engine}",)))[:32]
 
 
 @dataclass

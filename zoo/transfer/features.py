@@ -19,6 +19,7 @@ import torch
 
 from zoo import home
 from zoo.errors import ImageError, UsageError
+from zoo.model.engine import choose as choose_engine, identity, onnx_forward
 from zoo.model.images import open_rgb
 from zoo.model.transforms import transforms
 from zoo.transfer.datasets import ImageFolder
@@ -192,7 +193,7 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
             cache_dir: str | os.PathLike | None = None, progress: Progress | None = None,
             on_forward: Callable[[int], None] | None = None, layer: str = "pooled", pool: str = "avg",
             input_size: int | tuple[int, int] | None = None,
-            forward: Callable | None = None) -> FeatureSet:
+            forward: Callable | None = None, engine: str | None = None, threads: int | None = None) -> FeatureSet:
     """Features (``layer`` and ``pool``: see :func:`layer_features`; ``input_size``: N or (H, W),
     default the card's) of every readable image of ``data`` through ``model`` (a zoo.load model).
 
@@ -202,13 +203,17 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     (tests and benchmarks count them). ``progress`` (zoo.util.progress) sees a task hashing the
     images and one extracting those not cached (under torchrun: this rank's shard of each).
 
+    ``engine`` (torch, onnxruntime or auto; None: ``ZOO_ENGINE``, else auto) runs the backbone
+    (zoo/model/engine.py): ONNX Runtime builds its graph the first time it is needed, and falls
+    back to torch when the two disagree; rows are cached per engine. ``threads``: ONNX Runtime's.
+
     ``forward`` replaces the layer's function with the caller's (its outputs are kept as they
-    come, ``pool="none"``), ``layer`` naming it in the cache key: zoo.transfer.prefix caches a
-    fine-tune's frozen part this way."""
-    weights = getattr(model, "weights_sha256", None)
-    if not weights:  # random init or a model not made by zoo.load: its features cannot be reused
+    come, ``pool="none"``; torch runs it), ``layer`` naming it in the cache key:
+    zoo.transfer.prefix caches a fine-tune's frozen part this way."""
+    if not getattr(model, "weights_sha256", None):  # random init or not zoo.load's: its features cannot be reused
         raise UsageError("feature extraction needs a model loaded by zoo.load with pretrained weights")
     tf = feature_transform(model, input_size)
+    chosen = "torch" if forward is not None else choose_engine(engine, next(model.parameters()).device)
     if forward is not None:
         if pool != "none":
             raise UsageError("a custom forward keeps its outputs as they come: pass pool='none'")
@@ -216,28 +221,52 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
     else:
         forward, hook = layer_features(model, layer, pool)  # an unknown layer fails before any image is read
     name = getattr(getattr(model, "card", None), "name", "features")
-    space = _Space(Path(cache_dir or home.features()), space_key(weights, layer_key(model, layer), pool, repr(tf)),
-                   {"model": name, "weights_sha256": weights, "layer": layer, "pool": pool, "transform": repr(tf)})
     label = f"extract {name} ({layer}{'' if pool == 'avg' else ', pool ' + pool})"
-    try:
-        keys = _hash_all(data, progress, label)
+    output = f"{layer_key(model, layer)} pool:{pool}"
+
+    def space_of(engine_name: str) -> _Space:
+        return _Space(Path(cache_dir or home.features()),
+                      space_key(identity(model), layer_key(model, layer), pool, repr(tf), engine_name),
+                      {"model": name, "weights_sha256": model.weights_sha256, "layer": layer, "pool": pool,
+                       "transform": repr(tf), "engine": engine_name})
+
+    def missing(space: _Space):
         found, shape = space.lookup({k for k in keys if _cacheable(k)})
         # under torchrun every rank must agree on what to compute: an image any rank lacks is computed
         lacking = set().union(*distributed.gather_objects({k for k in keys if _cacheable(k) and k not in found}))
-        todo = _first_of_each(keys, lacking)
+        return found, shape, _first_of_each(keys, lacking)
+
+    try:
+        keys = _hash_all(data, progress, label)
+        space = space_of(chosen)
+        found, shape, todo = missing(space)
+        run = forward
+        if todo and chosen == "onnxruntime":
+            size = _input_size(model, tf, input_size)
+            run = onnx_forward(model, output, forward, size, threads=threads, progress=progress)
+            if run is None:  # it disagreed with torch (logged): torch's rows, in torch's space
+                run, space = forward, space_of("torch")
+                found, shape, todo = missing(space)
         why: dict[str, str] = {}
         new: dict[str, tuple[Path, int]] = {}
         if todo:
             if found:
                 message(progress, "extract", f"{label}: {sum(k in found for k in keys)} of {len(keys)} images "
                                              f"from the feature cache, {len(todo)} to compute")
-            new, why, new_shape = _compute(model, forward, data, todo, keys, space, tf, batch_size, workers,
-                                           progress, label, on_forward, input_size)
+            new, why, new_shape = _compute(model, run, data, todo, keys, space, tf, batch_size, workers,
+                                           progress, label, on_forward, input_size, torch_run=run is forward)
             shape = shape or new_shape
     finally:
         if hook:
             hook.remove()
     return _assemble(data, keys, {**found, **new}, set(new), why, shape, space.key)
+
+
+def _input_size(model, tf, input_size) -> tuple[int, int, int]:
+    """(C, H, W) of the batches ``tf`` makes: the card's, or ``input_size``."""
+    size = check_input_size(input_size)
+    channels, *card_hw = model.data_config["input_size"]
+    return (channels, *(size or card_hw))
 
 
 def _first_of_each(keys: list[str], wanted: set[str]) -> list[int]:
@@ -252,10 +281,10 @@ def _first_of_each(keys: list[str], wanted: set[str]) -> list[int]:
 
 
 def _compute(model, forward, data: ImageFolder, todo: list[int], keys: list[str], space: _Space, tf,
-             batch_size: int, workers: int | None, progress, label: str, on_forward, input_size):
-    """Run the backbone over the files at ``todo`` (under torchrun: this rank's contiguous shard of
-    them) and seal their rows into shards: (content sha256 -> (shard, row), why each unreadable
-    one failed, the row shape)."""
+             batch_size: int, workers: int | None, progress, label: str, on_forward, input_size, torch_run: bool):
+    """Run the backbone (``forward``: torch's function when ``torch_run``, else an engine's) over
+    the files at ``todo`` (under torchrun: this rank's contiguous shard of them) and seal their
+    rows into shards: (content sha256 -> (shard, row), why each unreadable one failed, the row shape)."""
     mine = [todo[j] for j in distributed.shard(len(todo))]
     loader = torch.utils.data.DataLoader(_Images([data.files[i] for i in mine], tf), batch_size=batch_size,
                                          num_workers=default_workers() if workers is None else workers,
@@ -266,14 +295,15 @@ def _compute(model, forward, data: ImageFolder, todo: list[int], keys: list[str]
     done: list[str] = []
     parts: list = []
     why: dict[str, str] = {}
-    model.eval().to(memory_format=torch.channels_last)
+    if torch_run:
+        model.eval().to(memory_format=torch.channels_last)
     device = next(model.parameters()).device  # zoo compare --device cuda: batches go where the model is
     try:
         with Task(progress, "extract", label, len(mine), "images") as task:
             for batch, idx, bad in loader:
                 why.update({keys[mine[j]]: reason for j, reason in bad})
                 if batch is not None:
-                    out = _forward(forward, batch.to(device), input_size).cpu()
+                    out = _forward(forward, batch.to(device), input_size).cpu() if torch_run else forward(batch)
                     if on_forward:
                         on_forward(len(idx))
                     hashes = [keys[mine[j]] for j in idx]

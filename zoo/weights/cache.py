@@ -356,12 +356,12 @@ class Cache:
 
     def prune(self, older_than: float, keep: set[str] = frozenset(), now: float | None = None) -> dict:
         """Apply every rule of zoo/home.py: forget entries unused for ``older_than`` seconds, delete
-        blobs nothing refers to any more (:meth:`kept_blobs`, plus ``keep``), feature files, fetched
+        blobs nothing refers to any more (:meth:`kept_blobs`, plus ``keep``), feature files, ONNX graphs, fetched
         runs and measurements not used for ``older_than``, and temp files whose writer is gone.
         Returns what was removed, by area."""
         now = time.time() if now is None else now
-        removed: dict[str, list[str]] = {"entries": [], "blobs": [], "temp": [], "features": [], "runs": [],
-                                         "measurements": []}
+        removed: dict[str, list[str]] = {"entries": [], "blobs": [], "temp": [], "features": [], "engines": [],
+                                         "runs": [], "measurements": []}
         for entry in self.entries():
             if now - entry.last_used > older_than:
                 self._entry_path(entry.name).unlink(missing_ok=True)
@@ -376,7 +376,7 @@ class Cache:
             if abandoned(tmp, now):  # names zoo did not write, and live writers' files, are left alone
                 tmp.unlink(missing_ok=True)
                 removed["temp"].append(tmp.name)
-        for area in (home.FEATURES, home.MEASUREMENTS, home.RUNS):
+        for area in (home.FEATURES, home.ENGINES, home.MEASUREMENTS, home.RUNS):
             removed[area] = self._prune_unused(self.root / area, older_than, now)
         for staging in self.root.glob(f".{home.BUNDLE_STAGING}.*"):  # a bundle import that died
             if staging.is_dir() and abandoned(staging, now):
