@@ -30,6 +30,7 @@ from typing import Any
 from zoo.cards.card import Card
 from zoo.cards.uri import parse_uri
 from zoo.errors import UsageError
+from zoo.model.engine import Engine
 from zoo.model.load import load as load_card
 from zoo.model.predict import Predictions, predict as predict_images
 from zoo.model.resolve import card_for
@@ -75,11 +76,16 @@ def resolve(reference: Any) -> Card | Run | Export:
     return card_for(reference)
 
 
-def load(name, head=None, **kwargs):
+def load(name, head=None, engine=None, threads=None, **kwargs):
     """A ready model: see :func:`zoo.model.load.load` for card names and its options. A run directory
     or ``hf://ORG/NAME`` of a published run gives the fine-tuned model, and a merged export (a
     folder, or its ``hf://ORG/NAME``) the full model with its class names (``device`` is the only
-    option either takes: its head, pooling and transform are the run's)."""
+    option either takes: its head, pooling and transform are the run's).
+
+    ``engine`` (torch, onnxruntime or auto) gives the model wrapped in an
+    :class:`~zoo.model.engine.Engine` (see :func:`engine`) instead of the torch module."""
+    if engine is not None:
+        return make_engine(load(name, head=head, **kwargs), engine, threads=threads)
     target = resolve(name)
     if isinstance(target, Card):
         return load_card(target, head=head, **kwargs)
@@ -96,33 +102,65 @@ def load(name, head=None, **kwargs):
 
 
 def predict(model: Any, paths: list[str | os.PathLike], *, top: int = 5, batch_size: int = 16,
-            progress: Progress | None = None) -> Predictions:
+            progress: Progress | None = None, engine: str | None = None, threads: int | None = None) -> Predictions:
     """The ``top`` classes of every image of ``paths`` (files, or directory trees of images), in
     order: one :class:`~zoo.model.predict.Prediction` each (an unreadable image carries its
     ``error``), in a list whose ``accuracy`` sums up the images of a labelled tree (a directory
     whose class folders are the model's classes: each such image carries its ``label``).
 
-    ``model`` is a loaded model or any reference :func:`load` takes (a name, a run, ``hf://``)."""
+    ``model`` is a loaded model, a :class:`~zoo.model.engine.Engine` (its engine runs it unless
+    ``engine`` says otherwise) or any reference :func:`load` takes (a name, a run, ``hf://``);
+    ``engine``: torch, onnxruntime or auto (zoo/model/engine.py)."""
+    model, engine = _model_and_engine(model, engine)
+    return predict_images(model, paths, top=top, batch_size=batch_size, progress=progress, engine=engine,
+                          threads=threads)
+
+
+def _model_and_engine(model: Any, engine: str | None):
+    """The torch model behind ``model`` (an Engine, a module or a reference) and the engine to run it."""
     import torch
 
+    if isinstance(model, Engine):
+        return model.model, engine or model.requested or model.engine
     if not isinstance(model, torch.nn.Module):
         model = load(model)
-    return predict_images(model, paths, top=top, batch_size=batch_size, progress=progress)
+        if isinstance(model, Engine):
+            return model.model, engine or model.engine
+    return model, engine
 
 
 def evaluate(model: Any, data: str | os.PathLike, *, val: bool = False, top: int = 5, batch_size: int = 32,
-             workers: int | None = None, progress: Progress | None = None) -> Evaluation:
+             workers: int | None = None, progress: Progress | None = None, engine: str | None = None,
+             threads: int | None = None) -> Evaluation:
     """Accuracy, top-``top`` accuracy, per-class precision/recall/F1 and the confusion matrix of
     ``model`` on the labelled ImageFolder ``data`` (class folders named as the model's classes),
     or with ``val=True`` on the validation split a run made of ``data`` (the accuracy it recorded):
     see :func:`zoo.transfer.evaluate.evaluate`. ``model`` is a loaded model or any reference
-    :func:`load` takes; a reference lives here, above the transfer stage, because it may be a
-    published run."""
+    :func:`load` takes (or an Engine); a reference lives here, above the transfer stage, because it
+    may be a published run. ``engine``: torch, onnxruntime or auto (zoo/model/engine.py)."""
+    model, engine = _model_and_engine(model, engine)
+    return evaluate_images(model, data, val=val, top=top, batch_size=batch_size, workers=workers, progress=progress,
+                           engine=engine, threads=threads)
+
+
+def make_engine(model: Any, engine: str | None = "auto", threads: int | None = None,
+                progress: Progress | None = None) -> Engine:
+    """``zoo.engine``: ``model`` (a loaded model or any reference :func:`load` takes) as a callable
+    run by ``engine`` (torch, onnxruntime, or auto: ONNX Runtime on the CPU when the fast extra is
+    installed). ``engine(x)`` gives logits like ``model(x)``, ``engine.features(x)`` pooled
+    features; ONNX Runtime's graph is built once and kept (zoo/model/engine.py), and a graph that
+    disagrees with torch on a probe batch falls back to torch (``engine.engine`` says which runs)."""
     import torch
 
-    if not isinstance(model, torch.nn.Module):
+    if isinstance(model, Engine):
+        model = model.model
+    elif not isinstance(model, torch.nn.Module):
         model = load(model)
-    return evaluate_images(model, data, val=val, top=top, batch_size=batch_size, workers=workers, progress=progress)
+    return Engine(model, engine, threads=threads, progress=progress)
+
+
+#: ``zoo.engine(model)`` (``load`` takes an ``engine=`` argument of its own, hence the two names)
+engine = make_engine
 
 
 @dataclass(frozen=True)

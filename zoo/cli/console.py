@@ -56,6 +56,28 @@ non_negative_float = _checked(float, lambda v: v >= 0, "a number >= 0")
 fraction_or_zero = _checked(float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1")
 
 
+#: what --engine takes (zoo/model/engine.py ENGINES; repeated here: zoo list must not import torch)
+ENGINE_CHOICES = ("torch", "onnxruntime", "auto")
+
+
+def add_engine_arguments(p, what: str = "the forward passes") -> None:
+    """``--engine`` and ``--threads``, one wording on every command that runs a model over images."""
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default=None,
+                   help=f"what runs {what}: torch, onnxruntime (an ONNX graph built once per model and kept "
+                        "in ZOO_HOME/engines; the fast extra), or auto: ONNX Runtime on the CPU when installed, "
+                        "torch on CUDA (default: $ZOO_ENGINE, else auto)")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                   help="CPU threads of the forward passes (default: the cores)")
+
+
+def apply_threads(threads: int | None) -> None:
+    """``--threads`` for torch too (ONNX Runtime takes it per session)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 class ProgressDisplay:
     """Draws the events of :mod:`zoo.util.progress` with rich, on stderr: the receiver every command
     passes as ``progress=``.

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli.console import ProgressDisplay, console, non_negative_int, positive_int, print_json
+from zoo.cli.console import (ProgressDisplay, add_engine_arguments, apply_threads, console, non_negative_int,
+                             positive_int, print_json)
 
 #: the widest confusion matrix printed as a table (more columns: --json or --plot)
 MAX_TABLE_COLUMNS = 25
@@ -18,10 +19,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.plot:
         check_plot(args.plot)  # before any model is loaded
+    apply_threads(args.threads)
     model = load(args.name)
     with ProgressDisplay(bars=not args.json) as progress:
         result = evaluate(model, args.data, val=args.val, top=args.top, batch_size=args.batch_size,
-                          workers=args.workers, progress=progress)
+                          workers=args.workers, progress=progress, engine=args.engine, threads=args.threads)
     err = console(stderr=True)
     for path, why in result.skipped:
         err.print(f"skipped {path}: {why}", style="yellow")
@@ -79,6 +81,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="images per forward pass")
     p.add_argument("--workers", type=non_negative_int, default=None, metavar="N",
                    help="image-decoding processes (default: one per core, up to 4; 0: in this process)")
+    add_engine_arguments(p)
     p.add_argument("--plot", metavar="FILE.png", help="also write the confusion matrix as a PNG (matplotlib)")
     p.add_argument("--json", action="store_true", help="print JSON (figures, matrix, misclassified and skipped images)")
     p.set_defaults(run=cmd_evaluate)

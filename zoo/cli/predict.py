@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli.console import ProgressDisplay, console, fraction, non_negative_int, positive_int, print_json
+from zoo.cli.console import (ProgressDisplay, add_engine_arguments, apply_threads, console, fraction, non_negative_int,
+                             positive_int, print_json)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from zoo.api import load, predict
 
+    apply_threads(args.threads)
     model = load(args.name)
     run = getattr(model, "run", None)
     label = f"{run.name} (run on {model.card.name})" if run else model.card.name
     with ProgressDisplay(bars=not args.json) as progress:
-        results = predict(model, args.images, top=args.top, batch_size=args.batch_size, progress=progress)
+        results = predict(model, args.images, top=args.top, batch_size=args.batch_size, progress=progress,
+                          engine=args.engine, threads=args.threads)
     out, err = console(), console(stderr=True)
     for r in results:
         if not r.ok:
@@ -46,10 +49,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     from zoo.transfer.feature_files import extract_to_file
 
+    apply_threads(args.threads)
     with ProgressDisplay() as progress:
         done = extract_to_file(args.name, args.data, args.out, batch_size=args.batch_size, workers=args.workers,
                                layer=args.layer, pool=args.pool, input_size=args.input_size,
-                               val_split=args.val_split, seed=args.seed, progress=progress)
+                               val_split=args.val_split, seed=args.seed, progress=progress, engine=args.engine,
+                               threads=args.threads)
     for path, why in done.skipped:
         console(stderr=True).print(f"skipped {path}: {why}", style="yellow")
     if done.path is None:  # under torchrun: every rank extracted its shard; rank 0 wrote
@@ -92,6 +97,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds --val-split (default 0)")
     p.add_argument("--workers", type=non_negative_int, default=None,
                    help="image-decoding processes (default: one per core, up to 4; 0: in this process)")
+    add_engine_arguments(p, "the backbone")
     p.set_defaults(run=cmd_extract)
 
     p = sub.add_parser("predict", help="classify images with a model (top-k classes and probabilities)")
@@ -104,4 +110,5 @@ def add_parsers(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=16, metavar="N", help="images per forward pass")
     p.add_argument("--json", action="store_true",
                    help="print JSON (results, the images that failed, and the accuracy of a labelled tree) instead of tables")
+    add_engine_arguments(p)
     p.set_defaults(run=cmd_predict)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli.console import (ProgressDisplay, console, fraction, fraction_or_zero, non_negative_float,
-                             non_negative_int, positive_float, positive_int, print_json)
+from zoo.cli.console import (ProgressDisplay, add_engine_arguments, apply_threads, console, fraction, fraction_or_zero,
+                             non_negative_float, non_negative_int, positive_float, positive_int, print_json)
 from zoo.transfer.strategy import MONITORS, SCHEDULES, STRATEGIES
 from zoo.util import distributed
 
@@ -15,6 +15,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from zoo.transfer.finetune import finetune
 
     out = console()
+    apply_threads(args.threads)
     with ProgressDisplay() as progress:  # the epochs are messages: printed above the bars, in order
         result = finetune(args.name, args.data, args.out, val_split=args.val_split, val=args.val,
                           strategy=args.strategy, epochs=args.epochs, freeze=args.freeze, unfreeze=args.unfreeze,
@@ -22,7 +23,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                           monitor=args.monitor, patience=args.patience, schedule=args.schedule, warmup=args.warmup,
                           label_smoothing=args.label_smoothing, class_weight=args.class_weight,
                           stage2_epochs=args.stage2_epochs, seed=args.seed, workers=args.workers,
-                          overwrite=args.overwrite, progress=progress)
+                          overwrite=args.overwrite, progress=progress, engine=args.engine, threads=args.threads)
     m = result.card.metrics
     if args.json:
         if not distributed.is_main():
@@ -38,6 +39,17 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.onnx:
+        from zoo.api import load
+        from zoo.transfer.exports import export_onnx
+
+        model = load(args.run_dir)
+        with ProgressDisplay() as progress:
+            path = export_onnx(model, args.onnx, overwrite=args.overwrite, progress=progress)
+        console().print(f"{path}: logits graph ({path.stat().st_size / 1e6:.1f} MB), preprocessing and class names "
+                        f"in its metadata; stock onnxruntime runs it: "
+                        f"onnxruntime.InferenceSession({str(path)!r}).run(None, {{'images': batch}})")
+        return 0
     from zoo.transfer.exports import export_merged
 
     with ProgressDisplay() as progress:
@@ -106,13 +118,19 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds the split, the head's initialisation and the shuffles")
     p.add_argument("--workers", type=non_negative_int, default=None,
                    help="image-decoding processes (default: one per core, up to 4; 0: in this process)")
+    add_engine_arguments(p, "the feature pass (training runs on torch)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--json", action="store_true", help="print the result (run, strategy, metrics) as JSON")
     p.set_defaults(run=cmd_finetune)
 
-    p = sub.add_parser("export", help="a run as a full model folder stock timm loads (config.json + model.safetensors)")
-    p.add_argument("run_dir", metavar="RUN", help="a run directory (zoo finetune --out)")
-    p.add_argument("--merged", required=True, metavar="OUT", help="the folder to write")
+    p = sub.add_parser("export", help="a run as a full model folder stock timm loads (--merged), or a run or model "
+                       "as one ONNX graph stock onnxruntime runs (--onnx)")
+    p.add_argument("run_dir", metavar="RUN|NAME", help="a run directory (zoo finetune --out), hf://ORG/NAME of a "
+                   "published run, or (--onnx) a model name")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--merged", metavar="OUT", help="the folder to write: config.json + model.safetensors")
+    what.add_argument("--onnx", metavar="OUT.onnx", help="the ONNX file to write: the base and head as one graph, "
+                      "logits out, preprocessing and class names in its metadata")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT")
     p.set_defaults(run=cmd_export)
 

@@ -102,6 +102,17 @@ def identity(model: nn.Module) -> str:
     return weights if not head else f"{weights}+head:{head}"
 
 
+def classifier_digest(model: nn.Module) -> str:
+    """sha256 of the classifier's tensors as they are now: a model loaded with a fresh head (random,
+    or trained in this process) has logits no recorded sha256 names. Small: one linear layer."""
+    h = hashlib.sha256()
+    head = model.get_classifier() if hasattr(model, "get_classifier") else model
+    for name, tensor in sorted(head.state_dict().items()):
+        h.update(name.encode() + b"\0" + str(tuple(tensor.shape)).encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def exporter_version() -> str:
     """What made a graph: torch and onnxscript (the dynamo exporter), and zoo's graph format."""
     import onnxscript
@@ -214,7 +225,8 @@ def build(model: nn.Module, output: str, fn: Callable, input_size: tuple[int, in
     """The verified bytes and record of the graph of ``fn`` for ``model`` at ``input_size``, exported
     now when it is not built yet (written to a temp file, hashed, then renamed into place: the
     record last, so that a graph without a record is never used)."""
-    key = graph_key(identity(model), output, input_size)
+    key = graph_key(identity(model) + (f"+classifier:{classifier_digest(model)}" if output == "logits" else ""),
+                    output, input_size)
     found = _read_verified(key)
     if found is not None:
         return found
@@ -323,6 +335,16 @@ def onnx_forward(model: nn.Module, output: str, fn: Callable, input_size: tuple[
         session = None
     _SESSIONS[memo] = session
     return session
+
+
+def logits_forward(model: nn.Module, engine: str | None = None, threads: int | None = None,
+                   progress: Progress | None = None) -> OnnxForward | None:
+    """ONNX Runtime's logits of ``model`` when ``engine`` means ONNX Runtime here and the graph
+    agrees with torch; None: run the model itself (torch)."""
+    if choose(engine, next(model.parameters()).device) != "onnxruntime":
+        return None
+    return onnx_forward(model, "logits", model.forward, tuple(model.data_config["input_size"]), threads=threads,
+                        progress=progress)
 
 
 # --- the public callable: zoo.engine(model)

@@ -16,6 +16,7 @@ import torch
 
 from zoo.errors import ImageError
 from zoo.model.decode import class_indices, decode, output_names
+from zoo.model.engine import logits_forward
 from zoo.model.images import image_tree, open_rgb
 from zoo.model.transforms import transforms
 from zoo.util.progress import Progress, Task
@@ -102,7 +103,7 @@ def true_labels(model: torch.nn.Module, tree: list[tuple[str, str | None, str | 
 
 
 def predict(model: torch.nn.Module, paths: list[str | os.PathLike], *, top: int = 5, batch_size: int = 16,
-            progress: Progress | None = None) -> Predictions:
+            progress: Progress | None = None, engine: str | None = None, threads: int | None = None) -> Predictions:
     """One :class:`Prediction` per image of ``paths`` (files, or directory trees of images), in order.
 
     ``model`` is a zoo.load model (a card's or a run's: its own transform and class names are
@@ -117,6 +118,7 @@ def predict(model: torch.nn.Module, paths: list[str | os.PathLike], *, top: int 
     out = Predictions()
     device = next(model.parameters()).device  # a model loaded with device= gets its batches there
     model.eval()
+    fast = logits_forward(model, engine, threads, progress)
     with Task(progress, "predict", f"predict with {name}", len(files), "images") as task:
         for start in range(0, len(files), batch_size):
             batch, names, failed = [], [], {}
@@ -129,7 +131,7 @@ def predict(model: torch.nn.Module, paths: list[str | os.PathLike], *, top: int 
             tops = {}
             if batch:
                 with torch.inference_mode():
-                    logits = model(torch.stack(batch).to(device))
+                    logits = fast(torch.stack(batch)) if fast else model(torch.stack(batch).to(device))
                 tops = dict(zip(names, decode(logits, top=top, model=model)))
             for path in files[start:start + batch_size]:  # in the order given
                 label = labels.get(path)

@@ -25,6 +25,7 @@ import torch
 
 from zoo.errors import UsageError
 from zoo.model.decode import IMAGENET_CLASSES, class_indices, output_names
+from zoo.model.engine import logits_forward
 from zoo.model.transforms import transforms
 from zoo.transfer.datasets import ImageFolder, all_images, split
 from zoo.transfer.features import image_loader
@@ -118,11 +119,13 @@ class Evaluation:
 
 
 def evaluate(model: torch.nn.Module, data: str | os.PathLike, *, val: bool = False, top: int = 5,
-             batch_size: int = 32, workers: int | None = None, progress: Progress | None = None) -> Evaluation:
+             batch_size: int = 32, workers: int | None = None, progress: Progress | None = None,
+             engine: str | None = None, threads: int | None = None) -> Evaluation:
     """Evaluate ``model`` (a zoo.load model with class names: a run, ``head=[...]``, or an
     ImageNet classifier) on the labelled ImageFolder ``data``, or with ``val=True`` on the
     validation split the run made of ``data``. Unreadable images are skipped and listed.
-    ``progress`` (zoo.util.progress) sees one task in images."""
+    ``progress`` (zoo.util.progress) sees one task in images. ``engine`` runs the logits
+    (zoo/model/engine.py; None: ``ZOO_ENGINE``, else auto), ONNX Runtime on ``threads``."""
     if top < 1:
         raise UsageError(f"top must be at least 1, not {top}")
     names = output_names(model)
@@ -140,8 +143,9 @@ def evaluate(model: torch.nn.Module, data: str | os.PathLike, *, val: bool = Fal
         indices, what = list(range(len(folder.files))), str(data)
     output = _output_index(model, names, folder, data)
     label = f"evaluate {run.name if run else model.card.name} on {what}"
+    fast = logits_forward(model, engine, threads, progress)
     with Task(progress, "evaluate", label, len(indices), "images") as task:
-        logits_top, best, read = _run(model, folder, indices, output, top, batch_size, workers, task)
+        logits_top, best, read = _run(model, folder, indices, output, top, batch_size, workers, task, fast)
     if not read:
         raise UsageError(f"none of the {len(indices)} images of {what} could be read"
                          + (f" (first: {folder.skipped[0][0]}: {folder.skipped[0][1]})" if folder.skipped else ""))
@@ -173,9 +177,10 @@ def _output_index(model, names: list[str], folder: ImageFolder, data) -> list[in
 
 
 def _run(model, folder: ImageFolder, indices: list[int], output: list[int], top: int, batch_size: int,
-         workers: int | None, task: Task) -> tuple[int, list[int], list[int]]:
+         workers: int | None, task: Task, fast=None) -> tuple[int, list[int], list[int]]:
     """(images with the true class in the top k, best output per image read, indices of the images
-    read): the images of ``indices`` through ``model``, decoded in DataLoader workers, in order."""
+    read): the images of ``indices`` through ``model`` (or ``fast``, ONNX Runtime's logits),
+    decoded in DataLoader workers, in order."""
     target = torch.tensor(output)
     device = next(model.parameters()).device
     loader = image_loader(folder, indices, transforms(model), batch_size, workers)
@@ -184,7 +189,7 @@ def _run(model, folder: ImageFolder, indices: list[int], output: list[int], top:
     try:
         for x, y in loader:  # the loader records unreadable images in folder.skipped as it meets them
             with torch.inference_mode():
-                logits = model(x.to(device).contiguous(memory_format=torch.channels_last)).float().cpu()
+                logits = fast(x) if fast else model(x.to(device).contiguous(memory_format=torch.channels_last)).float().cpu()
             best += logits.argmax(-1).tolist()
             in_top += (logits.topk(min(top, logits.shape[-1]), -1).indices == target[y][:, None]).any(-1).sum().item()
             task.advance(len(y) + len(folder.skipped) - seen)

@@ -1,7 +1,8 @@
-"""Merged exports (``zoo export --merged``): a run's base and head as one model folder,
+"""Exports. Merged (``zoo export --merged``): a run's base and head as one model folder,
 ``config.json`` + ``model.safetensors`` (timm's own save_for_hf) + ``README.md``, which stock timm
 loads without zoo, from a folder or a hub; :func:`load_export` loads one back with what zoo.load
-gives every model.
+gives every model. ONNX (``zoo export --onnx``, :func:`export_onnx`): any model as one graph with
+its preprocessing and class names in its metadata, for stock ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from zoo.cards.card import Card, Source
-from zoo.errors import RunError
+from zoo.errors import EngineError, RunError, UsageError
 from zoo.transfer.model_card import model_card_text
 from zoo.transfer.runs import README_FILE, RunCard, _replaceable, load_run
 from zoo.util import logs
@@ -120,3 +121,75 @@ def load_export(path: str | os.PathLike, device=None, reference: str | None = No
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+#: the metadata_props keys of an ONNX export (``zoo export --onnx``), read by any ONNX runtime
+ONNX_META_PREPROCESSING, ONNX_META_CLASSES = "preprocessing", "class_names"
+#: largest logit difference allowed between the exported graph and the torch model (relative to the largest logit)
+ONNX_EXPORT_RTOL = 1e-4
+
+
+def preprocessing(model) -> dict:
+    """What an image goes through before the model, in plain figures a user's own code applies
+    without timm: resize the shorter side to ``resize`` pixels (``interpolation``), center-crop
+    ``crop`` (H, W), scale to [0, 1], subtract ``mean``, divide by ``std``, NCHW float32."""
+    config = model.data_config
+    _, h, w = config["input_size"]
+    crop_pct = config.get("crop_pct") or 1.0
+    return {"input_size": list(config["input_size"]), "resize": int(min(h, w) / crop_pct), "crop": [h, w],
+            "interpolation": config.get("interpolation") or "bicubic", "crop_pct": crop_pct,
+            "crop_mode": config.get("crop_mode") or "center", "mean": list(config["mean"]),
+            "std": list(config["std"]), "layout": "NCHW", "dtype": "float32", "range": "0-1 before mean/std"}
+
+
+def export_onnx(model, out: str | os.PathLike, overwrite: bool = False, progress: Progress | None = None) -> Path:
+    """``zoo export --onnx``: ``model`` (a zoo.load model: a card's, a run's, a merged export's)
+    as one ONNX file, logits out, with its preprocessing (:func:`preprocessing`) and class names
+    as JSON in the model's metadata_props, which stock ``onnxruntime`` loads without zoo. The graph
+    is zoo's cached logits graph (zoo/model/engine.py: built once) with the metadata added; the
+    file is written beside ``out``, checked in ONNX Runtime against the torch model on a probe
+    batch (relative difference <= :data:`ONNX_EXPORT_RTOL`), then renamed into place."""
+    import onnx
+    import torch
+
+    from zoo.model.decode import output_names  # lazy: torch and timm, as in load_export
+    from zoo.model.engine import OnnxForward, build, parity
+
+    out = Path(os.path.abspath(out))
+    if out.suffix != ".onnx":
+        raise UsageError(f"--onnx writes an .onnx file, not {out.name}: name it like {out.stem}.onnx")
+    if out.is_dir():
+        raise UsageError(f"{out} is a directory; --onnx writes a file")
+    if out.exists() and not overwrite:
+        raise UsageError(f"{out} exists; choose another path or pass --overwrite")
+    names = output_names(model)
+    name = getattr(getattr(model, "run", None), "name", None) or model.card.name
+    size = tuple(model.data_config["input_size"])
+    data, _ = build(model, "logits", model.forward, size, progress)
+    proto = onnx.load_model_from_string(data)
+    meta = {ONNX_META_PREPROCESSING: json.dumps(preprocessing(model)), "model": name,
+            "base": model.card.name if getattr(model, "run", None) else "", "weights_sha256": model.weights_sha256,
+            "producer": "zoo export --onnx", "license": str(getattr(model.card, "license", "") or "")}
+    if names is not None:
+        meta[ONNX_META_CLASSES] = json.dumps(names)
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = f"{name}: logits of {len(names) if names else '?'} classes; preprocessing in metadata_props"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_beside(out, "partial")
+    try:
+        onnx.save_model(proto, str(tmp))
+        written = tmp.read_bytes()
+        probe = torch.randn(2, *size, generator=torch.Generator().manual_seed(1))
+        with torch.inference_mode():
+            reference = model.eval().forward(probe).float()
+        diff, rel, _ = parity(reference, OnnxForward(written, {})(probe), logits=True)
+        if not rel <= ONNX_EXPORT_RTOL:
+            raise EngineError(f"the ONNX graph of {name} gives logits {rel:.3g} (relative) from torch's "
+                              f"(max abs {diff:.3g}); not written")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out

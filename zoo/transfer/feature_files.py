@@ -129,20 +129,22 @@ class FeatureFile:
 def extract_to_file(name, data: str | os.PathLike, out: str | os.PathLike, *, batch_size: int = 32,
                     workers: int | None = None, layer: str = "pooled", pool: str = "avg",
                     input_size: int | tuple[int, int] | None = None, val_split: float | None = None,
-                    seed: int = 0, progress: Progress | None = None) -> FeatureFile:
+                    seed: int = 0, progress: Progress | None = None, engine: str | None = None,
+                    threads: int | None = None) -> FeatureFile:
     """``zoo extract``: the features of every image of the ImageFolder ``data`` through the frozen
     backbone of ``name`` (any model name; see :func:`extract` for ``layer``, ``pool`` and
     ``input_size``), written to ``out`` (``.h5`` or ``.safetensors``, checked before the backbone
     runs) with the model, weights sha256, layer, pooling and transform in its metadata, and each
     row's split (:func:`folder_sides`; ``val_split``/``seed`` for a folder not split on disk).
-    Under torchrun every rank extracts its shard; rank 0 writes."""
+    ``engine`` and ``threads``: what runs the backbone (zoo/model/engine.py). Under torchrun every
+    rank extracts its shard; rank 0 writes."""
     check_output(out)
     check_pool(pool)
     size = check_input_size(input_size)
     folder, sides, how = folder_sides(data, val_split, seed)
     model = load(name, head=0)
     features = extract(model, folder, batch_size=batch_size, workers=workers, progress=progress, layer=layer,
-                       pool=pool, input_size=size)
+                       pool=pool, input_size=size, engine=engine, threads=threads)
     tf = feature_transform(model, size)
     meta = {"model": model.card.name, "weights_sha256": model.weights_sha256, "layer": layer, "pool": pool,
             "input_size": "x".join(map(str, size or model.data_config["input_size"][1:])), "transform": repr(tf)}

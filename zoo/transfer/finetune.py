@@ -48,6 +48,8 @@ class _Report:
 
     progress: Progress | None
     extracted: int = 0
+    engine: str | None = None  # of the feature pass
+    threads: int | None = None
 
     def message(self, text: str, data: Any = None) -> None:
         message(self.progress, "train", text, data)
@@ -79,15 +81,17 @@ def finetune(name: str | Card, data: str | os.PathLike, out: str | os.PathLike, 
              monitor: str = "val_loss", patience: int | None = None, schedule: str = "constant",
              warmup: float = 0.0, label_smoothing: float = 0.0, class_weight: str | None = None,
              stage2_epochs: int | None = None, seed: int = 0, workers: int | None = None,
-             overwrite: bool = False, progress: Progress | None = None) -> Result:
+             overwrite: bool = False, progress: Progress | None = None, engine: str | None = None,
+             threads: int | None = None) -> Result:
     """Fine-tune ``name`` on the ImageFolder ``data`` and write the run directory ``out``.
 
-    See ``zoo finetune --help`` for the options. Every strategy keeps the best epoch by
+    See ``zoo finetune --help`` for the options; ``engine`` and ``threads`` run the feature pass
+    (zoo/model/engine.py: ONNX Runtime or torch; training itself is torch's). Every strategy keeps the best epoch by
     ``monitor`` (restored at the end; ``patience`` stops early). ``progress`` (zoo.util.progress)
     sees the extraction's task (images), the training's (epochs on features, images otherwise),
     and messages: the data, the strategy chosen and why, and one per epoch whose ``data`` is its
     :class:`~zoo.transfer.train.Epoch`."""
-    hooks = _Report(progress)
+    hooks = _Report(progress, engine=engine, threads=threads)
     t0 = time.perf_counter()
     check_out(out, overwrite)
     if class_weight not in (None, "none", "balanced"):
@@ -177,7 +181,7 @@ def _features(model, split: Split, batch_size, workers, hooks) -> _Features:
 
     # under torchrun each rank's bar counts its own shard
     fs = extract(model, split.data, batch_size=batch_size, workers=workers, progress=hooks.progress,
-                 on_forward=hooks.forward)
+                 on_forward=hooks.forward, engine=hooks.engine, threads=hooks.threads)
     x, y = fs.features(), fs.labels()
     train, val = fs.rows(split.train), fs.rows(split.val)
     _check_readable(split, y[train].tolist(), len(val))
@@ -202,7 +206,8 @@ def _sample_similarity(model, split: Split, imagenet, seed, batch_size, workers,
 
     rng = random.Random(seed)
     sample = sorted(rng.sample(split.train, min(SIMILARITY_SAMPLE, len(split.train))))
-    fs = extract(model, split.data.subset(sample), batch_size=batch_size, workers=workers, on_forward=hooks.forward)
+    fs = extract(model, split.data.subset(sample), batch_size=batch_size, workers=workers, on_forward=hooks.forward,
+                 engine=hooks.engine, threads=hooks.threads)
     return similarity(fs.features(), *imagenet)
 
 
