@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli.console import ProgressDisplay, console, positive_int, print_json
+from zoo.cli.console import ENGINE_CHOICES, ProgressDisplay, console, positive_int, print_json
 
 #: zoo.compare.measure.ROUNDS, repeated so that parsing the command line does not import torch
 ROUNDS = 5
@@ -42,7 +42,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         check_plot(args.plot)  # before minutes of measuring
     with ProgressDisplay() as progress:  # the tables come after the bars are gone
         result = compare(args.names, data=args.data, batch_sizes=args.batch_size, threads=args.threads,
-                         device=args.device, rounds=args.rounds, progress=progress)
+                         device=args.device, rounds=args.rounds, progress=progress, engine=args.engine)
     if args.plot:
         from zoo.compare.plot import plot
 
@@ -82,18 +82,38 @@ def _table(caption: str, headers: tuple[str, ...], rows: list[dict]):
 
 def _speed_table(result: dict):
     """Published figures, GMACs and this machine's timings: one row per model, best first."""
+    others = sorted({e for r in result["rows"] for e in (r.get("engines") or {}) if e != "torch"})
+    extra = tuple(h for e in others for h in (f"{_SHORT.get(e, e)} ms", f"{_SHORT.get(e, e)} img/s"))
     table = _table(_speed_caption(result), ("#", "model", "top1*", "top5*", "params M", "res", "GMACs",
-                                            "lat ms p50/p90", "img/s", "peak MB", "front"), result["rows"])
+                                            "lat ms p50/p90", "img/s", *extra, "peak MB", "front"), result["rows"])
     for r in result["rows"]:
         if r["measured"]:
             lat = f"{r['latency_ms']:.1f}/{r['latency_p90_ms']:.1f}" + (" !" if r["busy"] else "")
-            measured = [lat, f"{r['throughput']:.1f}", f"{r['peak_rss_mb']:.0f}"]
+            measured = [lat, f"{r['throughput']:.1f}", *_engine_cells(r, others), f"{r['peak_rss_mb']:.0f}"]
         else:
-            measured = ["not measured", "", ""]
+            measured = ["not measured", "", *[""] * len(extra), ""]
         table.add_row(str(r["rank"]), r["label"], _fmt(r["top1"], ".2f"), _fmt(r["top5"], ".2f"),
                       _fmt(r["params"] and r["params"] / 1e6, ".1f"), str(r["input_size"][-1]), f"{r['gmacs']:.2f}",
                       *measured, "*" if r["pareto_front"] else "")
     return table
+
+
+#: engines' names in table headers
+_SHORT = {"onnxruntime": "ORT"}
+
+
+def _engine_cells(row: dict, engines: list[str]) -> list[str]:
+    """Latency (and its speed-up over torch) and throughput of each other engine."""
+    cells = []
+    for e in engines:
+        got = (row.get("engines") or {}).get(e)
+        if not got or got.get("error"):
+            cells += ["-", "-"]
+            continue
+        speedup = row["latency_ms"] / got["latency_ms"] if got["latency_ms"] else None
+        cells += [f"{got['latency_ms']:.1f}" + (f" {speedup:.1f}x" if speedup else "") + (" !" if got["busy"] else ""),
+                  f"{got['throughput']:.1f}"]
+    return cells
 
 
 def _data_table(result: dict):
@@ -118,6 +138,9 @@ def _speed_caption(result: dict) -> str:
         parts.append(f"measured on {machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}, "
                      f"{machine['device']}: latency at batch 1 over {result['rounds']} rounds interleaved across the "
                      f"models, throughput at batch {rows[0]['throughput_batch']}, peak RSS of each model's own process")
+        if any(e != "torch" for r in rows for e in (r.get("engines") or {})):
+            parts.append("ORT: the same model on ONNX Runtime (an ONNX graph built once, zoo --engine onnxruntime), "
+                         "timed in the same rounds; Nx: its batch-1 speed-up over torch")
     if any(r["busy"] for r in rows):
         parts.append("! timed on a busy machine (see the warnings): the latency may be inflated")
     parts.append("front: on the Pareto front of accuracy against latency (no model both more accurate and faster)")
@@ -148,8 +171,11 @@ def add_parsers(sub) -> None:
                    help="batch sizes: latency at 1, throughput at the largest")
     p.add_argument("--rounds", type=positive_int, default=ROUNDS, metavar="N",
                    help="timing rounds, interleaved across the models (each model's batch-1 runs in every round)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="threads of each timed model, torch's and ONNX Runtime's (default: the cores)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the models run")
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default=None,
+                   help="what runs the feature pass, and is timed beside torch: onnxruntime (the fast extra), torch, "
+                        "or auto: ONNX Runtime on the CPU when installed (default: $ZOO_ENGINE, else auto)")
     p.add_argument("--json", action="store_true", help="print every row as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="accuracy against latency as a PNG (needs matplotlib)")
     p.set_defaults(run=cmd_compare)

@@ -45,6 +45,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from zoo import config
 from zoo.errors import ZooError
+from zoo.model.engine import onnx_forward
 from zoo.model.load import load
 from zoo.model.resolve import card_for
 
@@ -86,10 +87,12 @@ def machine(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
 
 
 def time_forward(model, batch: int, input_size, device: str = "cpu", min_runs: int = ROUND_RUNS,
-                 min_seconds: float = ROUND_SECONDS, warmup: int = ROUND_WARMUP) -> list[float]:
+                 min_seconds: float = ROUND_SECONDS, warmup: int = ROUND_WARMUP,
+                 memory_format=torch.channels_last) -> list[float]:
     """Seconds per forward of a ``batch`` of random images, after ``warmup`` untimed runs: at
-    least ``min_runs`` runs and ``min_seconds`` in all."""
-    x = torch.randn(batch, *input_size, device=device).contiguous(memory_format=torch.channels_last)
+    least ``min_runs`` runs and ``min_seconds`` in all. ``model`` is a torch model or an engine's
+    function (ONNX Runtime's takes NCHW: ``memory_format=torch.contiguous_format``)."""
+    x = torch.randn(batch, *input_size, device=device).contiguous(memory_format=memory_format)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times: list[float] = []
     with torch.inference_mode():
@@ -169,9 +172,9 @@ class _Timed:
     """One model's own Python process, answering the parent's commands one JSON line at a time.
     Its stderr goes to a file (a pipe nobody reads would fill and block it), read back on failure."""
 
-    def __init__(self, name: str, device: str, threads: int | None):
-        self.name = name
-        cmd = [sys.executable, "-m", "zoo.compare.measure", name, "--device", device] + (
+    def __init__(self, name: str, device: str, threads: int | None, engine: str = "torch"):
+        self.name = name if engine == "torch" else f"{name} on {engine}"
+        cmd = [sys.executable, "-m", "zoo.compare.measure", name, "--device", device, "--engine", engine] + (
             ["--threads", str(threads)] if threads else [])
         env = config.child_environment(ZOO_OFFLINE="1")  # the parent made sure the weights are cached
         self.stderr = tempfile.TemporaryFile()
@@ -223,13 +226,33 @@ class _Timed:
 
 def measure_models(names: list[str], batch_sizes: list[int], device: str = "cpu", threads: int | None = None,
                    rounds: int = ROUNDS, labels: list[str] | None = None,
-                   status: Callable[[str], None] | None = None) -> list[dict | ZooError]:
-    """Time ``names`` (cached weights only) in interleaved rounds, each in its own process: per
-    model its figures (latency over every round's batch-1 runs, throughput at the largest batch,
-    peak RSS, the machine, ``busy``), or the ZooError that stopped it. ``status`` hears which model
-    and round is running (by ``labels``, default the names)."""
+                   status: Callable[[str], None] | None = None,
+                   engines: tuple[str, ...] = ("torch",)) -> list[dict | ZooError]:
+    """Time ``names`` (cached weights only) in interleaved rounds, each model and engine in its own
+    process: per model its figures on ``engines[0]`` (latency over every round's batch-1 runs,
+    throughput at the largest batch, peak RSS, the machine, ``busy``), or the ZooError that
+    stopped it, and under ``engines`` each engine's figures (or ``error``: why it was not timed).
+    ``status`` hears which model and round is running (by ``labels``, default the names)."""
+    pairs = [(n, e) for n in names for e in engines]
+    many = len(engines) > 1
+    flat = _measure_pairs(pairs, batch_sizes, device, threads, rounds,
+                          [f"{label} ({e})" if many else label for label in (labels or names) for e in engines], status)
+    out: list[dict | ZooError] = []
+    for k in range(len(names)):
+        mine = flat[k * len(engines):(k + 1) * len(engines)]
+        first = mine[0]
+        if isinstance(first, dict) and many:
+            first = {**first, "engines": {e: _engine_figures(r) for e, r in zip(engines, mine)}}
+        out.append(first)
+    return out
+
+
+def _measure_pairs(pairs: list[tuple[str, str]], batch_sizes: list[int], device: str, threads: int | None,
+                   rounds: int, labels: list[str], status: Callable[[str], None] | None) -> list[dict | ZooError]:
+    """:func:`measure_models` of (name, engine) pairs, each its own process, in interleaved rounds."""
+    names = [n for n, _ in pairs]
+    engines = [e for _, e in pairs]
     say = status or (lambda text: None)
-    labels = labels or names
     procs: dict[int, _Timed] = {}
     out: list[Any] = [None] * len(names)  # each ends a dict of figures or the ZooError that stopped it
     big = max(batch_sizes)
@@ -239,7 +262,7 @@ def measure_models(names: list[str], batch_sizes: list[int], device: str = "cpu"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # before any of ours starts
     try:
         for i, name in enumerate(names):  # all load at once: importing torch and loading is mostly one core
-            procs[i] = _Timed(name, device, threads)
+            procs[i] = _Timed(name, device, threads, engines[i])
         for i, proc in list(procs.items()):
             say(f"{labels[i]}: loading in its own process")
             try:
@@ -261,6 +284,14 @@ def measure_models(names: list[str], batch_sizes: list[int], device: str = "cpu"
         for proc in procs.values():
             proc.close()
     return out
+
+
+def _engine_figures(result: dict | ZooError) -> dict:
+    """One engine's figures of a model, for the ``engines`` of its row."""
+    if isinstance(result, ZooError):
+        return {"error": str(result)}
+    keys = ("latency_ms", "latency_p90_ms", "throughput", "throughput_batch", "peak_rss_mb", "busy", "engine")
+    return {k: result.get(k) for k in keys}
 
 
 def _turn(proc: _Timed, r: int, big: int, ones: list[list[float]], bigs: list[float]) -> None:
@@ -296,10 +327,11 @@ def measure(name: str, batch_sizes: list[int], device: str = "cpu", threads: int
     return result
 
 
-def _serve(name: str, device: str, threads: int | None) -> int:
-    """The child: load ``name``, warm it up, say so, then answer timing commands (JSON lines on
-    stdin) until ``finish``, which answers peak RSS and the machine. Anything else printing to
-    stdout (a library) is sent to stderr, so that the parent's pipe carries answers only."""
+def _serve(name: str, device: str, threads: int | None, engine: str = "torch") -> int:
+    """The child: load ``name`` (on ``engine``: torch, or ONNX Runtime over its built graph), warm
+    it up, say so, then answer timing commands (JSON lines on stdin) until ``finish``, which
+    answers peak RSS and the machine. Anything else printing to stdout (a library) is sent to
+    stderr, so that the parent's pipe carries answers only."""
     answers = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -307,16 +339,24 @@ def _serve(name: str, device: str, threads: int | None) -> int:
         torch.set_num_threads(threads)
     model = load(card_for(name)).to(device).to(memory_format=torch.channels_last)
     size = tuple(model.data_config["input_size"])
-    time_forward(model, 1, size, device, min_runs=0, min_seconds=0, warmup=WARMUP)
-    answers.write(json.dumps({"input_size": list(size), "memory_format": "channels_last"}) + "\n")
+    layout = torch.channels_last
+    if engine == "onnxruntime":
+        model.to(memory_format=torch.contiguous_format)
+        model = onnx_forward(model, "logits", model.forward, size, threads=threads)
+        if model is None:
+            raise ZooError("ONNX Runtime disagrees with torch on this model (see the warning): not timed")
+        layout = torch.contiguous_format
+    timed = lambda *a, **k: time_forward(model, *a, memory_format=layout, **k)  # noqa: E731
+    timed(1, size, device, min_runs=0, min_seconds=0, warmup=WARMUP)
+    answers.write(json.dumps({"input_size": list(size), "engine": engine,
+                              "memory_format": "channels_last" if engine == "torch" else "NCHW"}) + "\n")
     for line in sys.stdin:
         command = json.loads(line)
         if command.get("finish"):
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
             answers.write(json.dumps({"peak_rss_mb": rss, "machine": machine(device, threads)}) + "\n")
             break
-        times = time_forward(model, command["batch"], size, device, command["min_runs"], command["min_seconds"],
-                             command["warmup"])
+        times = timed(command["batch"], size, device, command["min_runs"], command["min_seconds"], command["warmup"])
         answers.write(json.dumps({"times": times}) + "\n")
     return 0
 
@@ -327,8 +367,9 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("name")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--engine", default="torch", choices=("torch", "onnxruntime"))
     args = ap.parse_args(argv)
-    return _serve(args.name, args.device, args.threads)
+    return _serve(args.name, args.device, args.threads, args.engine)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ user's data say.
 Per model: the card's published top-1/top-5 (marked with their source), params, size, depth and
 input resolution; GMACs computed at that resolution; latency, throughput and peak memory measured
 in each model's own process, in rounds interleaved across the models (``zoo.compare.measure``), and
-marked ``busy`` when the machine was; and with ``data``, a linear probe and kNN on held-out images
+marked ``busy`` when the machine was, per engine (torch always; ONNX Runtime too where the engine
+asked for, or ``auto``, runs it: ``engines``, while the row's own figures stay torch's); and with ``data``, a linear probe and kNN on held-out images
 with 95% bootstrap intervals (``zoo.compare.probe``) and the training-free scores LogME, H-score,
 LEEP and NCE with the time each took (``zoo.compare.scores``), on the pooled features
 (``zoo.transfer.features``: extracted once, cached, shared with ``zoo finetune``). The ranking
@@ -30,6 +31,7 @@ from zoo.compare.probe import (bootstrap_interval, difference_interval, kendall_
                                probe_correct)
 from zoo.compare.scores import hscore, leep, logme, nce, source_probabilities
 from zoo.errors import UsageError, ZooError
+from zoo.model.engine import choose as choose_engine
 from zoo.model.heads import imagenet_classifier
 from zoo.model.load import load
 from zoo.model.resolve import card_for
@@ -45,7 +47,7 @@ FIELDS = ("name", "label", "architecture", "top1", "top5", "metrics_source", "pa
           "peak_rss_mb", "machine", "probe_accuracy", "probe_interval", "probe_diff_interval", "within_noise_of_best",
           "probe_seconds", "knn_accuracy", "knn_interval", "knn_seconds", "logme", "logme_seconds", "hscore",
           "hscore_seconds", "leep", "leep_seconds", "nce", "nce_seconds", "scores_note", "extract_seconds",
-          "features_cached", "pareto_front", "rank")
+          "features_cached", "pareto_front", "rank", "engine", "engines", "feature_engine")
 #: the training-free scores, each ranked against the probe (Kendall's tau)
 SCORES = ("logme", "hscore", "leep", "nce")
 #: below this many probed models Kendall's tau says nothing: 2 give +-1, 3 one of four values
@@ -64,17 +66,20 @@ def _weights_available(card: Card, progress: Progress | None) -> str | None:
 
 def compare(names: list[str], data: str | os.PathLike | None = None, batch_sizes: tuple[int, ...] = (1, 32),
             threads: int | None = None, device: str = "cpu", rounds: int = ROUNDS,
-            progress: Progress | None = None) -> dict[str, Any]:
+            progress: Progress | None = None, engine: str | None = None) -> dict[str, Any]:
     """Rows for ``names`` (see FIELDS), ranked; with ``data``, each training-free score's rank
     agreement with the probe (``kendall_tau``); ``warnings`` says what to distrust (a busy
     machine, too few models for tau). ``progress`` (zoo.util.progress) sees one task in models
-    (its status says which model and stage), and the pulls and extractions it runs."""
+    (its status says which model and stage), and the pulls and extractions it runs. ``engine``
+    (zoo/model/engine.py) runs the feature pass and, besides torch, is timed."""
     if not names:
         raise UsageError("name at least one model to compare")
     if rounds < 1:
         raise UsageError(f"rounds must be at least 1, not {rounds}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device here")
+    chosen = choose_engine(engine, device)
+    engines = ("torch",) if chosen == "torch" else ("torch", chosen)
     cards, typed, warnings = _unique([(n, card_for(n)) for n in names])
     split = split_folder(data, 0.2, seed=0) if data is not None else None  # fixed: every model sees the same images
     rows = [_card_row(card, label) for card, label in zip(cards, short_labels(cards, typed))]
@@ -86,10 +91,10 @@ def compare(names: list[str], data: str | os.PathLike | None = None, batch_sizes
             row["not_measured"] = _weights_available(card, progress)
             if row["not_measured"]:
                 task.advance(1)
-        _time(cards, rows, batch_sizes, device, threads, rounds, task)
+        _time(cards, rows, batch_sizes, device, threads, rounds, task, engines)
         for card, row in zip(cards, rows):
             if row["measured"] and split is not None:
-                row.update(_probes(card, row["label"], split, device, task, progress, correct))
+                row.update(_probes(card, row["label"], split, device, task, progress, correct, chosen, threads))
             if not row["not_measured"]:
                 task.advance(1)
     rows = _rank(rows, split is not None, correct)
@@ -142,12 +147,13 @@ def _card_row(card: Card, label: str) -> dict[str, Any]:
     return row
 
 
-def _time(cards: list[Card], rows: list[dict], batch_sizes, device: str, threads, rounds: int, task: Task) -> None:
-    """Latency, throughput and peak memory of the rows whose weights are here, timed together in
-    interleaved rounds; each result saved for ``zoo list --measured``."""
+def _time(cards: list[Card], rows: list[dict], batch_sizes, device: str, threads, rounds: int, task: Task,
+          engines: tuple[str, ...] = ("torch",)) -> None:
+    """Latency, throughput and peak memory of the rows whose weights are here, on each of
+    ``engines``, timed together in interleaved rounds; each result saved for ``zoo list --measured``."""
     todo = [(c, r) for c, r in zip(cards, rows) if not r["not_measured"]]
     results = measure_models([c.name for c, _ in todo], list(batch_sizes), device, threads, rounds,
-                             labels=[r["label"] for _, r in todo], status=task.status)
+                             labels=[r["label"] for _, r in todo], status=task.status, engines=engines)
     for (card, row), result in zip(todo, results):
         if isinstance(result, ZooError):  # one model failing to run (memory, an op missing) costs its row
             row["not_measured"] = f"not measured: {result}"
@@ -166,14 +172,15 @@ def _timed(out: dict, key: str, fn):
 
 
 def _probes(card: Card, label: str, split, device: str, task: Task, progress: Progress | None,
-            correct: dict) -> dict[str, Any]:
+            correct: dict, engine: str = "torch", threads: int | None = None) -> dict[str, Any]:
     """Probes, intervals and training-free scores of one model on the split; its probe's
     per-image results go into ``correct`` for the paired comparison with the best."""
     task.status(f"{label}: features")
     model = load(card, head=0, device=device)
     out: dict[str, Any] = {}
-    fs = _timed(out, "extract", lambda: extract(model, split.data, progress=progress))
+    fs = _timed(out, "extract", lambda: extract(model, split.data, progress=progress, engine=engine, threads=threads))
     out["features_cached"] = fs.cached
+    out["feature_engine"] = engine
     x, y = fs.features(), fs.labels()
     train, test = fs.rows(split.train), fs.rows(split.val)
     task.status(f"{label}: linear probe")
