@@ -1,7 +1,7 @@
 """Shared fixtures: an isolated environment per test, and a directory of user cards.
 
-Every test gets its own ``ZOO_HOME`` and ``HF_HOME`` (nothing leaks from the developer's caches)
-and no ``ZOO_CARDS_PATH`` unless it asks for one.
+Every test gets its own ``ZOO_HOME`` and ``HF_HOME`` (nothing leaks from the developer's caches),
+no ``ZOO_CARDS_PATH`` unless it asks for one, and ``ZOO_ENGINE=torch``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ def isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.delenv("ZOO_CARDS_PATH", raising=False)
+    # every test runs torch unless it asks for an engine: a fresh ZOO_HOME would otherwise pay an
+    # ONNX export per model (tests/model/test_engine.py choose theirs)
+    monkeypatch.setenv("ZOO_ENGINE", "torch")
     yield home
     from zoo.cards import registry
 

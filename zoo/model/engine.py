@@ -68,10 +68,12 @@ def check_engine(name: str) -> str:
 
 def missing_fast() -> str | None:
     """The first module of the ``fast`` extra that does not import, or None when all do."""
-    import importlib.util
+    import importlib
 
     for module in FAST_MODULES:
-        if importlib.util.find_spec(module) is None:
+        try:
+            importlib.import_module(module)
+        except ImportError:
             return module
     return None
 
@@ -299,13 +301,14 @@ _SESSIONS: dict[tuple[str, int], OnnxForward | None] = {}
 
 def onnx_forward(model: nn.Module, output: str, fn: Callable, input_size: tuple[int, int, int], *,
                  threads: int | None = None, progress: Progress | None = None,
-                 runtime: type[OnnxForward] = OnnxForward) -> OnnxForward | None:
+                 runtime: type[OnnxForward] | None = None) -> OnnxForward | None:
     """ONNX Runtime for ``fn`` (the torch function from an image batch to ``output``: ``logits``,
     ``pooled:avg``, ``module:blocks.5:max``, ...), built once (see the module docstring) and checked
     against ``fn`` on a probe batch on its first use in this process; None, with a warning logged,
     when the two disagree (the caller then runs torch). ``runtime`` is the session class (tests
     pass one that perturbs its outputs)."""
     size = tuple(int(v) for v in input_size)
+    runtime = runtime or OnnxForward
     data, record = build(model, output, fn, size, progress)
     memo = (record["sha256"], threads or 0, runtime)
     if memo in _SESSIONS:
