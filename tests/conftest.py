@@ -19,6 +19,15 @@ CARDS_DIR = ROOT / "cards"
 REFERENCE_DIR = ROOT / "tools" / "reference"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def torch_engine_for_session_fixtures():
+    """Session fixtures (small_run's CLI subprocess, ...) run before any test's monkeypatch: they get torch too,
+    or their cached features sit under another engine's key than the tests that reuse them look up."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ZOO_ENGINE", "torch")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("zoo_home")

@@ -21,7 +21,8 @@ Grouped the way callers catch them::
     |   +-- ConversionError        a legacy checkpoint does not fit its architecture
     |   +-- PullError              no mirror or source delivered (lists what each said)
     +-- BundleError                an offline bundle is malformed or a file does not match its manifest
-    +-- RunError                   a run directory is incomplete, altered, or does not fit its base
+    +-- EngineError                a model could not be exported to ONNX, or its graph could not be used
++-- RunError                   a run directory is incomplete, altered, or does not fit its base
     +-- PublishError               a hub refused a publish or a fetch, or cannot be reached
     +-- StorageError               an object store refused or cannot be reached
     |   +-- ObjectNotFound         the key is not stored

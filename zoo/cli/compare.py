@@ -81,20 +81,26 @@ def _table(caption: str, headers: tuple[str, ...], rows: list[dict]):
 
 
 def _speed_table(result: dict):
-    """Published figures, GMACs and this machine's timings: one row per model, best first."""
+    """Published figures, GMACs and this machine's timings: one row per model, best first.
+
+    Other engines' figures share torch's columns' room (a 100-column terminal shows every name whole): an
+    ``ORT ms`` column with the batch-1 speed-up, and their throughput after torch's in ``img/s``; the Pareto
+    front is a mark next to the rank."""
     others = sorted({e for r in result["rows"] for e in (r.get("engines") or {}) if e != "torch"})
-    extra = tuple(h for e in others for h in (f"{_SHORT.get(e, e)} ms", f"{_SHORT.get(e, e)} img/s"))
-    table = _table(_speed_caption(result), ("#", "model", "top1*", "top5*", "params M", "res", "GMACs",
-                                            "lat ms p50/p90", "img/s", *extra, "peak MB", "front"), result["rows"])
+    extra = tuple(f"{_SHORT.get(e, e)} ms" for e in others)
+    rate = "img/s" + "".join(f"\n/{_SHORT.get(e, e)}" for e in others)
+    table = _table(_speed_caption(result), ("#", "model", "top1*", "top5*", "params", "res", "GMACs",
+                                            "p50/p90 ms", *extra, rate, "peak\nMB"), result["rows"])
     for r in result["rows"]:
         if r["measured"]:
             lat = f"{r['latency_ms']:.1f}/{r['latency_p90_ms']:.1f}" + (" !" if r["busy"] else "")
-            measured = [lat, f"{r['throughput']:.1f}", *_engine_cells(r, others), f"{r['peak_rss_mb']:.0f}"]
+            latencies, rates = _engine_cells(r, others)
+            measured = [lat, *latencies, "/".join([_rate(r["throughput"]), *rates]), f"{r['peak_rss_mb']:.0f}"]
         else:
-            measured = ["not measured", "", *[""] * len(extra), ""]
-        table.add_row(str(r["rank"]), r["label"], _fmt(r["top1"], ".2f"), _fmt(r["top5"], ".2f"),
-                      _fmt(r["params"] and r["params"] / 1e6, ".1f"), str(r["input_size"][-1]), f"{r['gmacs']:.2f}",
-                      *measured, "*" if r["pareto_front"] else "")
+            measured = ["not measured", *[""] * len(extra), "", ""]
+        table.add_row(f"{r['rank']}{' ◆' if r['pareto_front'] else ''}", r["label"], _fmt(r["top1"], ".2f"),
+                      _fmt(r["top5"], ".2f"), _fmt(r["params"] and r["params"] / 1e6, ".1f"),
+                      str(r["input_size"][-1]), f"{r['gmacs']:.2f}", *measured)
     return table
 
 
@@ -102,18 +108,25 @@ def _speed_table(result: dict):
 _SHORT = {"onnxruntime": "ORT"}
 
 
-def _engine_cells(row: dict, engines: list[str]) -> list[str]:
-    """Latency (and its speed-up over torch) and throughput of each other engine."""
-    cells = []
+def _rate(images_per_second: float) -> str:
+    """Three significant figures: 34.2, 118, 1204."""
+    return f"{images_per_second:.1f}" if images_per_second < 100 else f"{images_per_second:.0f}"
+
+
+def _engine_cells(row: dict, engines: list[str]) -> tuple[list[str], list[str]]:
+    """Each other engine's batch-1 latency with its speed-up over torch, and its throughput."""
+    latencies, rates = [], []
     for e in engines:
         got = (row.get("engines") or {}).get(e)
         if not got or got.get("error"):
-            cells += ["-", "-"]
+            latencies.append("-")
+            rates.append("-")
             continue
         speedup = row["latency_ms"] / got["latency_ms"] if got["latency_ms"] else None
-        cells += [f"{got['latency_ms']:.1f}" + (f" {speedup:.1f}x" if speedup else "") + (" !" if got["busy"] else ""),
-                  f"{got['throughput']:.1f}"]
-    return cells
+        latencies.append(f"{got['latency_ms']:.1f}" + (f" {speedup:.1f}x" if speedup else "")
+                         + ("!" if got["busy"] else ""))
+        rates.append(_rate(got["throughput"]))
+    return latencies, rates
 
 
 def _data_table(result: dict):
@@ -133,17 +146,17 @@ def _speed_caption(result: dict) -> str:
     rows = [r for r in result["rows"] if r["measured"]]
     machine = rows[0]["machine"] if rows else None
     parts = ["* published ImageNet-1k figures (zoo info NAME for the source and the full name); GMACs computed "
-             "at the card's resolution"]
+             "at the card's resolution, params in millions"]
     if machine:
         parts.append(f"measured on {machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}, "
-                     f"{machine['device']}: latency at batch 1 over {result['rounds']} rounds interleaved across the "
+                     f"{machine['device']}: p50/p90 latency at batch 1 over {result['rounds']} rounds interleaved across the "
                      f"models, throughput at batch {rows[0]['throughput_batch']}, peak RSS of each model's own process")
         if any(e != "torch" for r in rows for e in (r.get("engines") or {})):
             parts.append("ORT: the same model on ONNX Runtime (an ONNX graph built once, zoo --engine onnxruntime), "
-                         "timed in the same rounds; Nx: its batch-1 speed-up over torch")
+                         "timed in the same rounds; Nx: its batch-1 speed-up over torch; img/s: torch's, then ORT's")
     if any(r["busy"] for r in rows):
         parts.append("! timed on a busy machine (see the warnings): the latency may be inflated")
-    parts.append("front: on the Pareto front of accuracy against latency (no model both more accurate and faster)")
+    parts.append("◆: on the Pareto front of accuracy against latency (no model both more accurate and faster)")
     return ". ".join(parts) + "."
 
 

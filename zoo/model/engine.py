@@ -39,6 +39,7 @@ from torch import nn
 
 from zoo import config, home
 from zoo.errors import EngineError, MissingExtra, UsageError
+from zoo.model.decode import tag_output
 from zoo.util.progress import Progress, Task
 from zoo.util.tempfiles import temp_beside
 
@@ -395,8 +396,6 @@ class Engine:
             return self._runner(output)(x).float()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        from zoo.model.decode import tag_output
-
         out = self._call("logits", x)
         tag_output(self.model, None, out)
         return out
