@@ -94,6 +94,7 @@ def test_predict_on_onnxruntime_gives_torchs_logits_on_a_real_photo(shared_home,
     assert any(r["output"] == "logits" and r["input_size"] == [3, 224, 224] for r in records)
 
 
+@pytest.mark.slow
 def test_zoo_predict_cli_names_the_same_classes_on_both_engines(shared_home, tmp_path):
     import skimage.data
     from PIL import Image
@@ -111,7 +112,7 @@ def test_zoo_predict_cli_names_the_same_classes_on_both_engines(shared_home, tmp
         assert abs(a["probability"] - b["probability"]) < 1e-4
 
 
-@pytest.mark.parametrize("name", ["efficientnet_lite0", pytest.param("efficientnet_lite1", marks=pytest.mark.slow),
+@pytest.mark.parametrize("name", [pytest.param("efficientnet_lite0", marks=pytest.mark.slow), pytest.param("efficientnet_lite1", marks=pytest.mark.slow),
                                   pytest.param("efficientnet_lite2", marks=pytest.mark.slow)])
 def test_pooled_features_of_each_bundled_model_match_torch(shared_home, small_digits, name):
     model = zoo.load(name, head=0)
@@ -127,6 +128,7 @@ def test_pooled_features_of_each_bundled_model_match_torch(shared_home, small_di
     assert out["onnxruntime"][1] != out["torch"][1]  # the engine is part of the space
 
 
+@pytest.mark.slow
 def test_a_named_layer_max_pooled_matches_torch(shared_home, small_digits):
     model = zoo.load("efficientnet_lite0", head=0)
     got = {e: extract(model, scan(small_digits), layer="blocks.3", pool="max", engine=e).features()
@@ -135,6 +137,7 @@ def test_a_named_layer_max_pooled_matches_torch(shared_home, small_digits):
     _within(got["onnxruntime"], got["torch"], engines.ATOL)
 
 
+@pytest.mark.slow
 def test_a_runs_logits_match_torch_and_its_graph_is_not_the_bases(shared_home, small_run, small_digits):
     run_dir, _ = small_run
     model = zoo.load(run_dir)
@@ -160,6 +163,7 @@ def _digit_batch(model, folder, n: int = 6):
     return [tf(Image.open(p).convert("RGB")) for p in files]
 
 
+@pytest.mark.slow
 def test_evaluate_on_onnxruntime_agrees_with_torch_on_a_runs_split(shared_home, small_run, small_digits):
     run_dir, _ = small_run
     got = {e: zoo.evaluate(run_dir, small_digits, val=True, engine=e) for e in ("torch", "onnxruntime")}
@@ -195,6 +199,19 @@ def test_an_engine_that_disagrees_with_torch_falls_back_with_a_warning(shared_ho
     assert plain.space == fallback.space and plain.cached  # torch found the fallback's rows: same space
 
 
+@pytest.mark.slow
+def test_engine_features_logits_of_a_headless_model_and_extract_share_one_graph(small_digits, chelsea_batch,
+                                                                                tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path))  # an empty one: every graph built here is counted
+    engines._SESSIONS.clear()
+    model = zoo.load("efficientnet_lite0", head=0)
+    fast = zoo.engine(model, engine="onnxruntime")
+    features = fast.features(chelsea_batch)
+    assert fast.engine == "onnxruntime" and torch.equal(fast(chelsea_batch), features)  # head=0: logits are features
+    extract(model, scan(small_digits), engine="onnxruntime")
+    assert len(list((tmp_path / "engines").glob("*.onnx"))) == 1
+
+
 def test_parity_is_absolute_on_features_and_relative_on_logits():
     ref = torch.tensor([[100.0, -50.0]])
     assert engines.parity(ref, ref + 5e-4, logits=False)[2] is None
@@ -207,6 +224,7 @@ def test_parity_is_absolute_on_features_and_relative_on_logits():
     assert "shape" in engines.parity(ref, ref[:, :1], logits=False)[2]
 
 
+@pytest.mark.slow
 def test_a_graph_changed_on_disk_is_refused_and_built_again(shared_home, chelsea_batch, caplog):
     model = zoo.load("efficientnet_lite0")
     engines.logits_forward(model, "onnxruntime")  # built (or already there)
@@ -242,6 +260,7 @@ def test_cache_prune_removes_graphs_not_used(shared_home, monkeypatch, tmp_path)
 # --- zoo export --onnx
 
 
+@pytest.mark.slow
 def test_export_onnx_of_a_run_runs_in_stock_onnxruntime_with_its_classes_and_preprocessing(shared_home, small_run,
                                                                                         small_digits, tmp_path):
     import onnxruntime
@@ -290,6 +309,7 @@ def test_the_readme_snippet_runs_an_exported_model_without_zoo(shared_home, tmp_
 # --- without the extra
 
 
+@pytest.mark.slow
 def test_without_the_fast_extra_auto_is_torch_and_onnxruntime_says_what_to_install(small_digits, tmp_path):
     code = f"""
 import sys
