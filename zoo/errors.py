@@ -22,7 +22,7 @@ Grouped the way callers catch them::
     |   +-- PullError              no mirror or source delivered (lists what each said)
     +-- BundleError                an offline bundle is malformed or a file does not match its manifest
     +-- EngineError                a model could not be exported to ONNX, or its graph could not be used
-+-- RunError                   a run directory is incomplete, altered, or does not fit its base
+    +-- RunError                   a run directory is incomplete, altered, or does not fit its base
     +-- PublishError               a hub refused a publish or a fetch, or cannot be reached
     +-- StorageError               an object store refused or cannot be reached
     |   +-- ObjectNotFound         the key is not stored

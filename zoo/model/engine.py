@@ -353,7 +353,8 @@ def logits_forward(model: nn.Module, engine: str | None = None, threads: int | N
 
 def pooled_output(model: nn.Module) -> str:
     """The output name of a model's pooled features (the classifier's input) in graph keys: the
-    same for zoo.engine(model).features and extract's pooled rows, so that both use one graph."""
+    name extract gives its pooled, average-pooled rows (zoo.transfer.features.layer_key), so that
+    zoo.engine(model).features and extract use one graph (a test in tests/model/test_engine.py)."""
     return f"pooled:{getattr(getattr(model, 'global_pool', None), 'pool_type', '')} pool:avg"
 
 

@@ -19,7 +19,7 @@ import torch
 
 from zoo import home
 from zoo.errors import ImageError, UsageError
-from zoo.model.engine import choose as choose_engine, identity, onnx_forward, pooled_output
+from zoo.model.engine import choose as choose_engine, identity, onnx_forward
 from zoo.model.images import open_rgb
 from zoo.model.transforms import transforms
 from zoo.transfer.datasets import ImageFolder
@@ -222,7 +222,7 @@ def extract(model, data: ImageFolder, *, batch_size: int = 32, workers: int | No
         forward, hook = layer_features(model, layer, pool)  # an unknown layer fails before any image is read
     name = getattr(getattr(model, "card", None), "name", "features")
     label = f"extract {name} ({layer}{'' if pool == 'avg' else ', pool ' + pool})"
-    output = pooled_output(model) if layer == "pooled" and pool == "avg" else f"{layer_key(model, layer)} pool:{pool}"
+    output = f"{layer_key(model, layer)} pool:{pool}"
 
     def space_of(engine_name: str) -> _Space:
         return _Space(Path(cache_dir or home.features()),
