@@ -39,6 +39,8 @@ Grouped the way callers catch them::
         +-- NotOpen                409: a pull request closed or merged, or with nothing to merge
         +-- CommitConflict         409: the parent is not the head any more, or a path clash
         +-- RequestTooLarge        413: a body over the server's limit
+        +-- XetObjectError         400: a xorb or shard that is malformed or does not hash to what it claims
+        +-- XetTokenError          401: a CAS call without a valid, unexpired Xet token for its repo
 
 Every message says what failed, with the value, and what to do next. The CLI maps ``UsageError`` to
 exit code 2 and any other ``ZooError`` to 1, and prints the chained cause with ``-v``; anything else
@@ -284,3 +286,17 @@ class RequestTooLarge(HubError):
     """A body over the server's limit (``--max-upload-mb``, or a JSON body over 10 MB)."""
 
     status = 413
+
+
+class XetObjectError(HubError):
+    """A xorb or shard a Xet client sent that is truncated or malformed, or whose chunk, xorb, file
+    or sha256 hashes do not match what it claims (or that names xorbs the store does not hold)."""
+
+    status = 400
+
+
+class XetTokenError(HubError):
+    """A CAS call without a valid, unexpired Xet access token, or with one for another repo or
+    for reading where it writes."""
+
+    status = 401

@@ -28,8 +28,8 @@ class Area:
 
 
 BLOBS, VERIFIED, VIEWS, MODELS, PINS, LOCKS = "blobs", "verified", "views", "models", "pins", "locks"
-INDEX, CARDS, FEATURES, ENGINES, RUNS, MEASUREMENTS, REPOS, DATASETS, HUB_SECRET = (
-    "index", "cards", "features", "engines", "runs", "measurements", "repos", "datasets", "hub-secret")
+INDEX, CARDS, FEATURES, ENGINES, RUNS, MEASUREMENTS, REPOS, DATASETS, HUB_SECRET, XET = (
+    "index", "cards", "features", "engines", "runs", "measurements", "repos", "datasets", "hub-secret", "xet")
 #: an older zoo's pins, in one file (read, never written)
 LEGACY_PINS = "pins.json"
 
@@ -63,7 +63,10 @@ AREAS: tuple[Area, ...] = (
                 "pull requests and discussions", "zoo.store.repos", "nothing (and the blobs their commits name stay)"),
     Area(DATASETS, "dataset repos uploaded to a 'zoo serve' over this directory, laid out as repos",
          "zoo.store.repos", "nothing (and the blobs their commits name stay)"),
-    Area(HUB_SECRET, "the key 'zoo serve' signs upload links with", "zoo.hub.auth", "nothing"),
+    Area(HUB_SECRET, "the key 'zoo serve' signs upload links and Xet tokens with", "zoo.hub.auth", "nothing"),
+    Area(XET, "the Xet store of a 'zoo serve' over this directory: verified xorbs and their chunk index, which "
+              "repos hold each xorb, the dedupe index, and each uploaded file's reconstruction (its bytes are "
+              "an ordinary blob)", "zoo.hub.xet.cas", "nothing (the blobs made from them are pruned as blobs)"),
 )
 #: temp directories of a bundle import, directly under ZOO_HOME (pruned when their writer is gone)
 BUNDLE_STAGING = "bundle"

@@ -36,6 +36,7 @@ from zoo.hub import admin, pages, read, threads, write
 from zoo.hub.auth import Auth, bearer, read_tokens
 from zoo.hub.served import ServedRepos
 from zoo.hub.upstream import Upstream
+from zoo.hub.xet import routes as xet
 from zoo.store.objects import open_storage
 from zoo.util import logs
 from zoo.weights.cache import Cache
@@ -52,6 +53,7 @@ class Hub:
     max_upload: int = 1 << 30
     upstream: Upstream | None = None
     user: str = "zoo"
+    xet_tokens: xet.XetTokens | None = None
 
 
 def error_response(exc: ZooError) -> Response:
@@ -81,6 +83,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
     auth = Auth(read_tokens(token_file), cache.root, served.storage if served.shared else None)
     hub = Hub(served, auth, read_only, private, max_upload_mb * 1024 * 1024,
               Upstream(upstream.rstrip("/")) if upstream else None)
+    hub.xet_tokens = xet.XetTokens(auth)
 
     def guard(request: Request, kind: str, identity, needs: str | None) -> Response | None:
         """The refusal a repo in the path earns before its handler runs: a bad id (400); a private
@@ -188,6 +191,7 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
 
         return JSONResponse({"requests": {k: n for k, n in hub.served.counts.items() if counted(k)},
                              "bytes_out": hub.served.bytes_out, "bytes_in": hub.served.bytes_in,
+                             "xet_bytes_in": hub.served.xet_bytes_in,
                              "upstream": dict(hub.upstream.fetches) if hub.upstream else {},
                              "repos": repos, "datasets": datasets})
 
@@ -211,8 +215,22 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
                 return pages.error_page(request, 503, "The store did not answer", str(exc))
         return endpoint
 
-    async def xet_token(request: Request):
-        return await write.xet_token(hub, request)
+    async def xet_write_token(hub, request: Request):
+        return await run_in_threadpool(xet.token_response, hub, request, True)
+
+    def xet_read_token(served, request: Request):
+        return xet.token_response(hub, request, False)
+
+    def cas(handler, writes: bool):
+        """A CAS route: its own Xet token check inside the handler; a refusal as the API's JSON."""
+        async def endpoint(request: Request):
+            if writes and hub.read_only:
+                return read.hub_error(403, None, "this hub is read-only")
+            try:
+                return await handler(hub, request)
+            except ZooError as exc:
+                return error_response(exc)
+        return endpoint
 
     async def validate_yaml(request: Request):
         try:
@@ -259,8 +277,8 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
             Route(api + "/settings", writer(admin.update_settings, kind), methods=["PUT"]),
             Route(api + "/duplicate", writer(admin.duplicate_repo, kind, needs="read"), methods=["POST"]),
             Route(repo + ".git/info/lfs/objects/batch", writer(write.lfs_batch, kind), methods=["POST"]),
-            Route(api + "/xet-write-token/{revision}", xet_token),
-            Route(api + "/xet-read-token/{revision}", xet_token),
+            Route(api + "/xet-write-token/{revision}", writer(xet_write_token, kind)),
+            Route(api + "/xet-read-token/{revision}", reader(xet_read_token, kind)),
         ]
     routes += [
         Route("/api/whoami-v2", whoami),
@@ -271,6 +289,11 @@ def create_app(cache_root: str | os.PathLike | None = None, *, token_file: str |
         Route("/api/zoo/lfs/{org}/{name}/{oid}/{size}", writer(write.lfs_upload, signed=True), methods=["PUT"]),
         Route("/api/zoo/lfs-verify/{org}/{name}", writer(write.lfs_verify, needs=None), methods=["POST"]),
         Route("/api/zoo/stats", stats),
+        *[Route(xet.CAS_PREFIX + path, cas(handler, method == "POST"), methods=[method])
+          for method, path, handler in xet.endpoints()],
+        # the rest of the CAS API (xorb grants, v2, telemetry): 404 before any check, so hf_xet falls back
+        Route(xet.CAS_PREFIX + "/{rest:path}", cas(xet.not_implemented, False),
+              methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
         # the pages, after every API route: /api/models is two segments, like /ORG/NAME
         Route("/", page(pages.index)),
         Mount(pages.STATIC_PATH, StaticFiles(directory=pages.STATIC), name="static"),

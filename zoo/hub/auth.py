@@ -153,6 +153,10 @@ class Auth:
     def valid(self, request: Request) -> bool:
         return self.identity(request) is not None
 
+    def mac(self, text: str) -> str:
+        """HMAC-SHA256 of ``text`` with the hub's secret (Xet tokens: zoo/hub/xet/routes.py)."""
+        return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()
+
     def sign(self, repo_id: str, oid: str, size: int, expires: int | None = None) -> str:
         """``EXPIRES.HMAC`` over the repo, object, size and expiry: an upload link that only works
         for that object, until then."""

@@ -105,6 +105,17 @@ def repo_at_revision(served: ServedRepos, request: Request) -> Repo | JSONRespon
     return repo
 
 
+def xet_headers(served: ServedRepos, request: Request, kind: str, repo_id: str, commit: str, sha256: str) -> dict:
+    """``X-Xet-Hash`` and its token route, for a file whose reconstruction the Xet store holds and
+    verified (huggingface_hub shares local copies across repos by this hash: a wrong one would hand
+    a user someone else's bytes); nothing for any other file, which downloads over plain HTTP."""
+    xet = served.xet.xet_hash_of(sha256)
+    if xet is None:
+        return {}
+    route = f"{str(request.base_url).rstrip('/')}/api/{kind}s/{repo_id}/xet-read-token/{commit}"
+    return {"X-Xet-Hash": xet, "X-Xet-Refresh-Route": route, "Link": f'<{route}>; rel="xet-auth"'}
+
+
 def resolve(served: ServedRepos, request: Request) -> Response:
     path = path_of(request)
     if bad_path(path):
@@ -122,6 +133,7 @@ def resolve(served: ServedRepos, request: Request) -> Response:
     headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{entry.etag}"', "X-Content-Type-Options": "nosniff"}
     if entry.lfs:
         headers.update({"X-Linked-Size": str(entry.size), "X-Linked-Etag": f'"{entry.sha256}"'})
+        headers.update(xet_headers(served, request, repo.kind, repo.repo_id, repo.commit, entry.sha256))
     served.count(f"{request.method} {'datasets/' if repo.kind == 'dataset' else ''}{repo.repo_id}/{entry.path}")
     if remote:
         if entry.lfs and blobs.redirect:  # the store serves the bytes: a cross-origin redirect, as the Hub's CDN does

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from zoo.cards.card import REPO_ID_RE
 from zoo.hub.blobs import Blobs
+from zoo.hub.xet.cas import XetStore
 from zoo.store.objects import LocalStorage, json_update
 from zoo.store.discussions import Discussions
 from zoo.store.repos import KINDS, RepoStore, derived_commit_id, git_blob_oid
@@ -89,9 +90,11 @@ class ServedRepos:
         self.store = self.stores["model"]
         # redirect=False (zoo serve --proxy-downloads): stream from the store, for clients that cannot reach it
         self.blobs = Blobs(cache, self.storage, redirect)
+        self.xet = XetStore(self.storage, self.blobs, cache)  # Xet uploads and downloads (zoo/hub/xet)
         self.counts: Counter = Counter()
         self.bytes_out = 0  # file bytes this process sent itself (not what it redirected)
         self.bytes_in = 0  # LFS bytes uploaded through this process (not what went to the store directly)
+        self.xet_bytes_in = 0  # of which xorb bytes (what Xet's dedupe did not spare)
         self._stamp: object = None
         self.lineage: tuple[float, dict] | None = None  # zoo.hub.catalog.heads_of: heads per base, kept briefly
         self.lineage_refreshing = False

@@ -1,0 +1,324 @@
+"""The hub's Xet store (its content-addressed storage, "CAS"), over the same storage as its repos:
+the cache directory, or an S3 store that every server behind it shares.
+
+Keys, all under ``xet/``:
+
+- ``xorbs/<hash>``: a xorb's chunks as uploaded, once the server decompressed and hashed every chunk
+  and the xorb hash matched; ``xorbs/<hash>.json``, written after it, is the server's own index of
+  its chunks (hash, byte range, size). A xorb without its index does not exist.
+- ``owners/<hash>``: the repos (``model:org/name``) whose writers sent the xorb, or whose files use it.
+  The dedupe query answers only from xorbs a repo the caller may read owns: it never tells one user
+  what another uploaded.
+- ``dedupe/<chunk hash>``: the xorbs holding a chunk clients may ask about (hash 0 modulo 1024, or a
+  file's first chunk).
+- ``files/<xet hash>``: a file's verified reconstruction (segments, size, sha256); ``sha256/<sha256>``
+  names its Xet hash, so a download can offer Xet for exactly the files whose reconstruction is held.
+
+A shard becomes files the way an LFS upload does: every segment's chunks are read back from stored
+xorbs, the Xet file hash is recomputed from the server's chunk hashes, the bytes are hashed with
+sha256 into ``blobs/<sha256>``, and only then may a commit of that repo name the sha256 as an LFS oid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable
+
+from zoo.errors import CorruptBlobError, XetObjectError
+from zoo.hub.xet import formats as fm
+from zoo.hub.xet.formats import hash_hex
+from zoo.store.objects import json_update
+
+log = logging.getLogger(__name__)
+
+#: how long a dedupe answer's shard (its keyed chunk hashes) may stay in a client's cache
+DEDUPE_SHARD_LIFETIME = 7 * 24 * 3600
+#: xorbs remembered per dedupe chunk, and answered per query
+DEDUPE_XORBS_KEPT, DEDUPE_XORBS_ANSWERED = 16, 4
+#: a shard (one commit's file list and new xorbs) over this is refused
+MAX_SHARD_BYTES = 64 * 1024 * 1024
+INDEX_CACHE = 512
+
+
+class XorbIndex:
+    """The server's index of one stored xorb: each chunk's hash, byte range and size."""
+
+    __slots__ = ("hash", "hashes", "starts", "ends", "sizes")
+
+    def __init__(self, xorb: str, doc: dict):
+        self.hash = xorb
+        self.hashes = [fm.hash_from_hex(h) for h in doc["hashes"]]
+        self.starts, self.ends, self.sizes = doc["starts"], doc["ends"], doc["sizes"]
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def info(self) -> fm.XorbInfo:
+        out, offset = fm.XorbInfo(fm.hash_from_hex(self.hash), stored_bytes=self.ends[-1]), 0
+        for h, size in zip(self.hashes, self.sizes):
+            out.chunks.append(fm.ChunkEntry(h, offset, size))
+            offset += size
+        return out
+
+
+class XetStore:
+    def __init__(self, storage, blobs, cache):
+        self.storage, self.blobs, self.cache = storage, blobs, cache
+        self._indexes: OrderedDict[str, XorbIndex] = OrderedDict()  # immutable once written: safe to keep
+        self._lock = threading.Lock()
+        self._xet_of: dict[str, str] = {}
+
+    # --- xorbs --------------------------------------------------------------------------------
+
+    @staticmethod
+    def xorb_key(xorb: str) -> str:
+        return f"xet/xorbs/{xorb}"
+
+    def index(self, xorb: str) -> XorbIndex | None:
+        with self._lock:
+            found = self._indexes.get(xorb)
+            if found is not None:
+                self._indexes.move_to_end(xorb)
+                return found
+        obj = self.storage.get(self.xorb_key(xorb) + ".json")
+        if obj is None:
+            return None
+        found = XorbIndex(xorb, json.loads(obj.data))
+        with self._lock:
+            self._indexes[xorb] = found
+            while len(self._indexes) > INDEX_CACHE:
+                self._indexes.popitem(last=False)
+        return found
+
+    def put_xorb(self, xorb: str, data: bytes, scope: str) -> bool:
+        """Verify and store an uploaded xorb; True if it was new. The uploader's repo becomes one of
+        its owners even when the store held it already: sending the bytes proves having them."""
+        if not fm.is_hash_hex(xorb):
+            raise XetObjectError(f"{xorb!r} is not a xorb hash")
+        chunks, used = fm.parse_xorb(data, f"xorb {xorb}")
+        got = hash_hex(fm.merkle_root([(c.hash, c.size) for c in chunks]))
+        if got != xorb:
+            raise XetObjectError(f"the xorb's chunks hash to {got}, not to the {xorb} it was sent as")
+        new = self.index(xorb) is None
+        if new:
+            self.storage.put(self.xorb_key(xorb), data[:used])
+            self.storage.put(self.xorb_key(xorb) + ".json", json.dumps({
+                "hashes": [hash_hex(c.hash) for c in chunks], "starts": [c.start for c in chunks],
+                "ends": [c.end for c in chunks], "sizes": [c.size for c in chunks]}).encode())
+        self._own(xorb, scope)
+        for c in chunks:
+            if fm.dedupe_eligible(c.hash):
+                self._remember_chunk(hash_hex(c.hash), xorb)
+        return new
+
+    def _own(self, xorb: str, scope: str) -> None:
+        key = f"xet/owners/{xorb}"
+        current = self.storage.get(key)
+        if current is not None and scope in json.loads(current.data).get("repos", []):
+            return
+        json_update(self.storage, key, lambda doc: {"repos": sorted({*(doc or {}).get("repos", []), scope})})
+
+    def owners(self, xorb: str) -> list[str]:
+        obj = self.storage.get(f"xet/owners/{xorb}")
+        return json.loads(obj.data).get("repos", []) if obj else []
+
+    def _remember_chunk(self, chunk: str, xorb: str) -> None:
+        key = f"xet/dedupe/{chunk}"
+        current = self.storage.get(key)
+        if current is not None and xorb in json.loads(current.data).get("xorbs", []):
+            return
+
+        def add(doc):
+            kept = [x for x in (doc or {}).get("xorbs", []) if x != xorb]
+            return {"xorbs": (kept + [xorb])[-DEDUPE_XORBS_KEPT:]}
+        json_update(self.storage, key, add)
+
+    def read_chunks(self, index: XorbIndex, start: int, end: int):
+        """The uncompressed bytes of chunks ``start..end`` (exclusive) of a stored xorb, one chunk at a time."""
+        first, last = index.starts[start], index.ends[end - 1] - 1
+        data = b"".join(self.storage.stream(self.xorb_key(index.hash), start=first, end=last))
+        if len(data) != last - first + 1:
+            raise XetObjectError(f"xorb {index.hash}: the store returned {len(data)} of {last - first + 1} bytes")
+        yield from fm.decode_chunks(data, end - start, f"xorb {index.hash}")
+
+    # --- dedupe -------------------------------------------------------------------------------
+
+    def dedupe_shard(self, chunk: str, may_read: Callable[[str], bool]) -> bytes | None:
+        """The dedupe answer for a chunk: a shard describing up to a few xorbs that hold it and that
+        a repo the caller may read owns, their chunk hashes keyed with a fresh key (a client can
+        match only chunks it has); None when there is no such xorb."""
+        obj = self.storage.get(f"xet/dedupe/{chunk}") if fm.is_hash_hex(chunk) else None
+        if obj is None:
+            return None
+        infos = []
+        for xorb in reversed(json.loads(obj.data).get("xorbs", [])):  # the newest first
+            index = self.index(xorb)
+            if index is not None and any(may_read(scope) for scope in self.owners(xorb)):
+                infos.append(index.info())
+            if len(infos) == DEDUPE_XORBS_ANSWERED:
+                break
+        if not infos:
+            return None
+        return fm.serialize_shard([], infos, hmac_key=os.urandom(32), expiry=int(time.time()) + DEDUPE_SHARD_LIFETIME)
+
+    # --- shards and files ---------------------------------------------------------------------
+
+    def file_record(self, file_hash: str) -> dict | None:
+        obj = self.storage.get(f"xet/files/{file_hash}") if fm.is_hash_hex(file_hash) else None
+        return json.loads(obj.data) if obj else None
+
+    def xet_hash_of(self, sha256: str) -> str | None:
+        """The Xet hash of the blob ``sha256`` if the store holds its verified reconstruction."""
+        found = self._xet_of.get(sha256)  # a verified mapping never changes: kept once found
+        if found is None:
+            obj = self.storage.get(f"xet/sha256/{sha256}")
+            found = json.loads(obj.data)["xet"] if obj else None
+            if found is not None:
+                with self._lock:
+                    self._xet_of[sha256] = found
+                    while len(self._xet_of) > 65536:
+                        self._xet_of.pop(next(iter(self._xet_of)))
+        return found
+
+    def accept_shard(self, data: bytes, scope: str, may_read: Callable[[str], bool],
+                     mark_blob: Callable[[str], None]) -> list[str]:
+        """Turn an uploaded shard into blobs: the sha256 of each file it records, after checking every
+        claim in it. Nothing is stored unless every file checks out."""
+        shard = fm.parse_shard(data)
+        for x in shard.xorbs:  # the xorbs this upload made: stored, and as the server indexed them
+            xorb = hash_hex(x.hash)
+            index = self.index(xorb)
+            if index is None:
+                raise XetObjectError(f"the shard lists xorb {xorb}, which was not uploaded")
+            if [(c.hash, c.size) for c in x.chunks] != list(zip(index.hashes, index.sizes)):
+                raise XetObjectError(f"the shard's chunk list of xorb {xorb} is not the xorb's")
+        checked = [self._check_file(f, scope, may_read) for f in shard.files]
+        staged = []
+        try:
+            for f, used in zip(shard.files, checked):  # every file read back and hashed before any is stored
+                staged.append(self._read_back(f, used))
+            out = []
+            for f, used, (writer, sha256) in zip(shard.files, checked, staged):
+                self._store_file(f, writer, sha256)
+                mark_blob(sha256)
+                for xorb in {hash_hex(s.xorb) for s in f.segments}:
+                    self._own(xorb, scope)
+                first = used[f.segments[0].xorb]
+                self._remember_chunk(hash_hex(first.hashes[f.segments[0].start]), first.hash)
+                out.append(sha256)
+            return out
+        finally:
+            for writer, _ in staged:
+                if writer.path.exists():
+                    writer.discard()
+
+    def _check_file(self, f: fm.FileInfo, scope: str, may_read: Callable[[str], bool]) -> dict[bytes, XorbIndex]:
+        name = hash_hex(f.hash)
+        used: dict[bytes, XorbIndex] = {}
+        entries = []
+        for n, seg in enumerate(f.segments):
+            xorb = hash_hex(seg.xorb)
+            index = used.get(seg.xorb) or self.index(xorb)
+            if index is None:
+                raise XetObjectError(f"file {name}: segment {n} names xorb {xorb}, which the store does not hold")
+            owners = self.owners(xorb)
+            if scope not in owners and not any(may_read(o) for o in owners):
+                # a xorb of repos the caller cannot read: as if absent (its existence is not for them)
+                raise XetObjectError(f"file {name}: segment {n} names xorb {xorb}, which the store does not hold")
+            if seg.end > len(index):
+                raise XetObjectError(f"file {name}: segment {n} asks for chunks {seg.start}..{seg.end} of xorb "
+                                     f"{xorb}, which has {len(index)}")
+            if sum(index.sizes[seg.start:seg.end]) != seg.size:
+                raise XetObjectError(f"file {name}: segment {n} says {seg.size} bytes, its chunks hold "
+                                     f"{sum(index.sizes[seg.start:seg.end])}")
+            if seg.verification is not None and seg.verification != fm.range_hash(index.hashes[seg.start:seg.end]):
+                raise XetObjectError(f"file {name}: segment {n}'s verification hash does not match xorb {xorb}'s chunks")
+            if seg.verification is None and scope not in owners:
+                raise XetObjectError(f"file {name}: segment {n} reuses xorb {xorb} without a verification entry")
+            used[seg.xorb] = index
+            entries += zip(index.hashes[seg.start:seg.end], index.sizes[seg.start:seg.end])
+        got = hash_hex(fm.file_hash(entries))
+        if got != name:
+            raise XetObjectError(f"file {name}: its segments' chunks hash to {got}")
+        if f.sha256 is not None and not fm.is_hash_hex(f.sha256):
+            raise XetObjectError(f"file {name}: bad sha256")
+        return used
+
+    def _read_back(self, f: fm.FileInfo, used: dict[bytes, XorbIndex]):
+        """Read the file back from its xorbs into a temp file of the cache, hashing it; (the writer, sha256)."""
+        name = hash_hex(f.hash)
+        writer = self.cache.writer(f"xet-{name[:16]}")
+        digest = hashlib.sha256()
+        try:
+            for seg in f.segments:
+                for raw in self.read_chunks(used[seg.xorb], seg.start, seg.end):
+                    writer.write(raw)
+                    digest.update(raw)
+        except BaseException:
+            writer.discard()
+            raise
+        sha256 = digest.hexdigest()
+        if f.sha256 is not None and sha256 != f.sha256:
+            writer.discard()
+            raise XetObjectError(f"file {name}: the shard says sha256 {f.sha256}, its reconstruction hashes to {sha256}")
+        return writer, sha256
+
+    def _store_file(self, f: fm.FileInfo, writer, sha256: str) -> None:
+        """Rename the read-back file into ``blobs/<sha256>`` (the store's too, on S3) and record its reconstruction."""
+        name = hash_hex(f.hash)
+        try:
+            writer.commit(sha256, f.size)
+        except CorruptBlobError as exc:  # the bytes changed on disk between the two hashes
+            raise XetObjectError(f"file {name}: its reconstruction did not survive the cache ({exc})") from None
+        self.blobs.stored(sha256)
+        record = {"sha256": sha256, "size": f.size,
+                  "segments": [[hash_hex(s.xorb), s.start, s.end, s.size] for s in f.segments]}
+        self.storage.put(f"xet/files/{name}", json.dumps(record).encode())
+        self.storage.put(f"xet/sha256/{sha256}", json.dumps({"xet": name}).encode())
+        log.info("xet: file %s reconstructed: %d bytes, sha256 %s", name, f.size, sha256)
+
+    def reconstruction(self, record: dict, wanted: tuple[int, int] | None, url: Callable[[str], str]) -> dict | None:
+        """The v1 reconstruction answer for bytes ``wanted`` (inclusive; all by default) of a file:
+        the chunk ranges of xorbs that cover them, and where to fetch each; None if the range
+        starts past the end."""
+        size = record["size"]
+        a, b = wanted if wanted is not None else (0, size - 1)
+        b = min(b, size - 1)
+        if a >= size or a > b:
+            return None
+        terms, fetch, offset_first = [], {}, 0
+        pos = 0
+        for xorb, start, end, seg_size in record["segments"]:
+            if pos + seg_size <= a:
+                pos += seg_size
+                continue
+            if pos > b:
+                break
+            index = self.index(xorb)
+            if index is None:
+                raise XetObjectError(f"xorb {xorb} of this file is missing from the store")
+            first = last = None
+            cpos = pos
+            for k in range(start, end):
+                cend = cpos + index.sizes[k]
+                if cend > a and cpos <= b:
+                    if first is None:
+                        first, first_pos = k, cpos
+                    last = k
+                cpos = cend
+            if not terms:
+                offset_first = a - first_pos
+            rng = {"start": first, "end": last + 1}
+            terms.append({"hash": xorb, "unpacked_length": sum(index.sizes[first:last + 1]), "range": rng})
+            entry = {"range": rng, "url": url(xorb),
+                     "url_range": {"start": index.starts[first], "end": index.ends[last] - 1}}
+            if entry not in fetch.setdefault(xorb, []):
+                fetch[xorb].append(entry)
+            pos += seg_size
+        return {"offset_into_first_range": offset_first, "terms": terms, "fetch_info": fetch}
