@@ -88,7 +88,7 @@ def test_merged_export_loads_in_stock_timm_from_the_hub(small_run, digits_folder
     run, _ = small_run
     merged = tmp_path / "merged"
     assert run_zoo("export", str(run), "--merged", str(merged)).returncode == 0
-    # 18 MB: over the 10 MB of an inline upload, so this also takes the LFS path (not Xet) to a zoo hub
+    # 18 MB: over the 10 MB of an inline upload, so this goes through Xet to the zoo hub, with stock defaults
     r = run_zoo("publish", str(merged), "--repo", "zootest/digits-merged", "--endpoint", hub_rw.url, "--token", TOKEN)
     assert r.returncode == 0, r.stderr
     out = tmp_path / "timm.pt"

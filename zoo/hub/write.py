@@ -2,13 +2,11 @@
 commit (to any branch, to an open pull request's ``refs/pr/N``, or as a new pull request with
 ``create_pr=1``), for model and dataset repos alike.
 
-The Xet trap (docs/internals.md, "The hub protocol as zoo serves it"): a client with ``hf_xet`` installed
-sends every file the server marks ``lfs`` to Xet storage, which zoo does not speak. So files up to
-``REGULAR_MAX`` are answered ``regular`` (their content then arrives base64 inside the ndjson
-commit, read line by line, never the whole body at once) and larger ones ``lfs``; stock clients
-uploading those need ``HF_HUB_DISABLE_XET=1``, and a Xet token request says so. Every byte that
-arrives is hashed on the way into the cache: an LFS body whose sha256 is not its declared oid is
-refused, and a commit may only name LFS objects the cache holds. On S3 an LFS body goes to the
+Files up to ``REGULAR_MAX`` are answered ``regular`` (their content then arrives base64 inside the
+ndjson commit, read line by line, never the whole body at once) and larger ones ``lfs``: a client
+with ``hf_xet`` sends those through Xet (zoo/hub/xet), others by the LFS basic transfer below.
+Every byte that arrives is hashed on the way into the cache: an LFS body whose sha256 is not its
+declared oid is refused, and a commit may only name LFS objects this repo received (by either way). On S3 an LFS body goes to the
 store by a presigned PUT instead, and the verify call reads it back and hashes it (zoo/hub/blobs.py).
 """
 
@@ -32,8 +30,6 @@ from zoo.weights.cache import SHA256_RE
 
 REGULAR_MAX = 10 * 1024 * 1024
 JSON_MAX = 10 * 1024 * 1024
-XET_MESSAGE = ("this hub does not speak Xet: set HF_HUB_DISABLE_XET=1 to upload files over "
-               f"{REGULAR_MAX // (1024 * 1024)} MB with the LFS basic transfer")
 
 
 def _base(request: Request) -> str:
@@ -438,7 +434,3 @@ def _land(hub, kind: str, repo_id: str, ref: Ref, create_pr: bool, title: str, d
     if ref.kind == "pr":
         return threads.commit_to(repo_id, int(ref.name), title, description, parent, adds, deletes, author), None
     return store.apply(repo_id, title, description, parent, adds, deletes, ref, author), None
-
-
-async def xet_token(hub, request: Request) -> Response:
-    return hub_error(501, None, XET_MESSAGE)

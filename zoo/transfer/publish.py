@@ -67,16 +67,6 @@ def _hub_error(exc: Exception, endpoint: str, repo_id: str) -> PublishError:
     return PublishError(f"{endpoint} is unreachable: {type(exc).__name__}: {exc}")
 
 
-def _is_zoo_hub(endpoint: str) -> bool:
-    """Whether ``endpoint`` is a ``zoo serve`` hub (it answers /api/zoo/stats; the HF Hub does not)."""
-    import requests
-
-    try:
-        return requests.get(f"{endpoint}/api/zoo/stats", timeout=10).status_code in (200, 401, 403)
-    except requests.RequestException:
-        return False
-
-
 def _files_to_upload(folder: Path, repo_id: str, endpoint: str) -> tuple[dict[str, Path | bytes], str]:
     """What to publish from a run directory (verified) or a merged export: path in the repo ->
     the local file, or the README's rendered bytes; and a description for the commit."""
@@ -131,7 +121,7 @@ def publish(run: str | os.PathLike, repo_id: str, *, endpoint: str | None = None
     touching main. ``create_pr``: open a pull request onto the branch instead, for review (its
     ref, ``refs/pr/N``, loads like a branch). ``tag``: tag the commit published (a release); a tag
     that names another commit already is refused."""
-    from huggingface_hub import CommitOperationAdd, HfApi, constants  # lazy: huggingface_hub only when publishing
+    from huggingface_hub import CommitOperationAdd, HfApi  # lazy: huggingface_hub only when publishing
 
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise UsageError(f"--repo must be ORG/NAME, not {repo_id!r}")
@@ -142,10 +132,8 @@ def publish(run: str | os.PathLike, repo_id: str, *, endpoint: str | None = None
     if config.offline():
         raise PublishError("offline (ZOO_OFFLINE/HF_HUB_OFFLINE): publishing needs the network")
     api = HfApi(endpoint=endpoint, token=token)
-    # a zoo hub speaks the LFS basic transfer, not Xet, for files over 10 MB (docs/internals.md,
-    # "The Xet trap"); huggingface_hub reads this switch at upload time
-    xet_was = constants.HF_HUB_DISABLE_XET
-    constants.HF_HUB_DISABLE_XET = xet_was or _is_zoo_hub(endpoint)
+    # files over 10 MB go through Xet when hf_xet is installed, to the Hub and to a zoo hub alike
+    # (zoo/hub/xet): a fine-tune then sends only the chunks its base does not already hold
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         if branch != "main":
@@ -168,8 +156,6 @@ def publish(run: str | os.PathLike, repo_id: str, *, endpoint: str | None = None
         raise
     except Exception as exc:  # deliberate: httpx, OSError and huggingface_hub's errors all mean the hub said no
         raise _hub_error(exc, endpoint, repo_id) from exc
-    finally:
-        constants.HF_HUB_DISABLE_XET = xet_was
     return done
 
 

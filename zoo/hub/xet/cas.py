@@ -10,7 +10,7 @@ Keys, all under ``xet/``:
   The dedupe query answers only from xorbs a repo the caller may read owns: it never tells one user
   what another uploaded.
 - ``dedupe/<chunk hash>``: the xorbs holding a chunk clients may ask about (hash 0 modulo 1024, or a
-  file's first chunk).
+  file's first chunk), and the files that have it.
 - ``files/<xet hash>``: a file's verified reconstruction (segments, size, sha256); ``sha256/<sha256>``
   names its Xet hash, so a download can offer Xet for exactly the files whose reconstruction is held.
 
@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 
 #: how long a dedupe answer's shard (its keyed chunk hashes) may stay in a client's cache
 DEDUPE_SHARD_LIFETIME = 7 * 24 * 3600
-#: xorbs remembered per dedupe chunk, and answered per query
-DEDUPE_XORBS_KEPT, DEDUPE_XORBS_ANSWERED = 16, 4
+#: xorbs (and files) remembered per dedupe chunk; xorbs answered per query (64 MiB each at most)
+DEDUPE_KEPT, DEDUPE_XORBS_ANSWERED = 16, 64
 #: a shard (one commit's file list and new xorbs) over this is refused
 MAX_SHARD_BYTES = 64 * 1024 * 1024
 INDEX_CACHE = 512
@@ -114,7 +114,7 @@ class XetStore:
         self._own(xorb, scope)
         for c in chunks:
             if fm.dedupe_eligible(c.hash):
-                self._remember_chunk(hash_hex(c.hash), xorb)
+                self._remember_chunk(hash_hex(c.hash), xorb=xorb)
         return new
 
     def _own(self, xorb: str, scope: str) -> None:
@@ -128,15 +128,20 @@ class XetStore:
         obj = self.storage.get(f"xet/owners/{xorb}")
         return json.loads(obj.data).get("repos", []) if obj else []
 
-    def _remember_chunk(self, chunk: str, xorb: str) -> None:
+    def _remember_chunk(self, chunk: str, xorb: str | None = None, file: str | None = None) -> None:
+        """Let a dedupe query about ``chunk`` find the xorb that holds it, or a file that has it
+        (the answer then describes all the file's xorbs: a client asks about one chunk in a
+        thousand, so one hit must let it skip everything it shares with that file)."""
+        field_, value = ("xorbs", xorb) if xorb else ("files", file)
         key = f"xet/dedupe/{chunk}"
         current = self.storage.get(key)
-        if current is not None and xorb in json.loads(current.data).get("xorbs", []):
+        if current is not None and value in json.loads(current.data).get(field_, []):
             return
 
         def add(doc):
-            kept = [x for x in (doc or {}).get("xorbs", []) if x != xorb]
-            return {"xorbs": (kept + [xorb])[-DEDUPE_XORBS_KEPT:]}
+            doc = dict(doc or {})
+            doc[field_] = ([v for v in doc.get(field_, []) if v != value] + [value])[-DEDUPE_KEPT:]
+            return doc
         json_update(self.storage, key, add)
 
     def read_chunks(self, index: XorbIndex, start: int, end: int):
@@ -150,14 +155,23 @@ class XetStore:
     # --- dedupe -------------------------------------------------------------------------------
 
     def dedupe_shard(self, chunk: str, may_read: Callable[[str], bool]) -> bytes | None:
-        """The dedupe answer for a chunk: a shard describing up to a few xorbs that hold it and that
-        a repo the caller may read owns, their chunk hashes keyed with a fresh key (a client can
-        match only chunks it has); None when there is no such xorb."""
+        """The dedupe answer for a chunk: a shard describing the xorbs that hold it and those of the
+        files that have it, each owned by a repo the caller may read (up to
+        :data:`DEDUPE_XORBS_ANSWERED`), their chunk hashes keyed with a fresh key: a client can
+        match only chunks it has. None when there is no such xorb."""
         obj = self.storage.get(f"xet/dedupe/{chunk}") if fm.is_hash_hex(chunk) else None
         if obj is None:
             return None
-        infos = []
-        for xorb in reversed(json.loads(obj.data).get("xorbs", [])):  # the newest first
+        doc = json.loads(obj.data)
+        candidates = list(reversed(doc.get("xorbs", [])))  # the newest first
+        for file in reversed(doc.get("files", [])):
+            record = self.file_record(file)
+            candidates += [seg[0] for seg in record["segments"]] if record else []
+        infos, seen = [], set()
+        for xorb in candidates:
+            if xorb in seen:
+                continue
+            seen.add(xorb)
             index = self.index(xorb)
             if index is not None and any(may_read(scope) for scope in self.owners(xorb)):
                 infos.append(index.info())
@@ -201,16 +215,17 @@ class XetStore:
         checked = [self._check_file(f, scope, may_read) for f in shard.files]
         staged = []
         try:
-            for f, used in zip(shard.files, checked):  # every file read back and hashed before any is stored
+            for f, (used, _) in zip(shard.files, checked):  # every file read back and hashed before any is stored
                 staged.append(self._read_back(f, used))
             out = []
-            for f, used, (writer, sha256) in zip(shard.files, checked, staged):
+            for f, (used, eligible), (writer, sha256) in zip(shard.files, checked, staged):
                 self._store_file(f, writer, sha256)
                 mark_blob(sha256)
                 for xorb in {hash_hex(s.xorb) for s in f.segments}:
                     self._own(xorb, scope)
-                first = used[f.segments[0].xorb]
-                self._remember_chunk(hash_hex(first.hashes[f.segments[0].start]), first.hash)
+                name = hash_hex(f.hash)
+                for chunk in eligible:
+                    self._remember_chunk(chunk, file=name)
                 out.append(sha256)
             return out
         finally:
@@ -218,7 +233,9 @@ class XetStore:
                 if writer.path.exists():
                     writer.discard()
 
-    def _check_file(self, f: fm.FileInfo, scope: str, may_read: Callable[[str], bool]) -> dict[bytes, XorbIndex]:
+    def _check_file(self, f: fm.FileInfo, scope: str, may_read: Callable[[str], bool]
+                    ) -> tuple[dict[bytes, XorbIndex], list[str]]:
+        """Check every claim a file record makes; (the xorbs it uses, its chunks a dedupe query may name)."""
         name = hash_hex(f.hash)
         used: dict[bytes, XorbIndex] = {}
         entries = []
@@ -248,7 +265,8 @@ class XetStore:
             raise XetObjectError(f"file {name}: its segments' chunks hash to {got}")
         if f.sha256 is not None and not fm.is_hash_hex(f.sha256):
             raise XetObjectError(f"file {name}: bad sha256")
-        return used
+        eligible = [hash_hex(h) for i, (h, _) in enumerate(entries) if i == 0 or fm.dedupe_eligible(h)]
+        return used, eligible
 
     def _read_back(self, f: fm.FileInfo, used: dict[bytes, XorbIndex]):
         """Read the file back from its xorbs into a temp file of the cache, hashing it; (the writer, sha256)."""
