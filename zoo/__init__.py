@@ -84,6 +84,8 @@ _LAZY = {
     "NotOpen": "errors",
     "CommitConflict": "errors",
     "RequestTooLarge": "errors",
+    "XetObjectError": "errors",
+    "XetTokenError": "errors",
 }
 
 __all__ = ["__version__", *_LAZY]

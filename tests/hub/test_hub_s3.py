@@ -308,3 +308,43 @@ def test_a_file_pulled_through_before_the_store_is_shared_on_its_first_miss(seaw
         assert server.stats_full()["upstream"] == {}
     finally:
         server.stop()
+
+
+def test_xet_uploads_land_in_the_store_and_any_server_serves_them(two_servers, seaweed, tmp_path):
+    """Stock defaults (Xet) through server a; through server b: a download by Xet (its xorb fetches
+    are presigned GETs of the store) and one over plain HTTP; then a near copy uploaded through b
+    sends only its new chunks, found by b in the store a wrote."""
+    import numpy as np
+
+    a, b = two_servers
+    base = np.random.default_rng(0).standard_normal(3_000_000).astype(np.float32).tobytes()  # 12 MB: over 10 MB
+    near = bytearray(base)
+    near[6_000_000:6_600_000] = os.urandom(600_000)
+    (tmp_path / "base.bin").write_bytes(base)
+    (tmp_path / "near.bin").write_bytes(bytes(near))
+    upload = """
+import json
+from huggingface_hub import HfApi
+api = HfApi(token={token!r})
+api.create_repo({repo!r}, exist_ok=True)
+api.upload_file(path_or_fileobj={path!r}, path_in_repo="m.bin", repo_id={repo!r})
+print(json.dumps(1))
+"""
+    hub_client(a, upload.format(token=TOKEN, repo="acme/xet", path=str(tmp_path / "base.bin")), tmp_path / "up",
+               HF_XET_CACHE=str(tmp_path / "xet-up"))
+    assert a.stats_full()["xet_bytes_in"] > 10_000_000
+    listed = seaweed.client().list_objects_v2(Bucket=seaweed.bucket(), Prefix=f"{a.storage_prefix}/xet/xorbs/")
+    assert any(o["Key"].endswith(".json") for o in listed.get("Contents", []))  # a verified xorb and its index
+    code = """
+import hashlib, json
+from huggingface_hub import hf_hub_download
+print(json.dumps(hashlib.sha256(open(hf_hub_download("acme/xet", "m.bin"), "rb").read()).hexdigest()))
+"""
+    want = hashlib.sha256(base).hexdigest()
+    assert hub_client(b, code, tmp_path / "down-xet", HF_XET_CACHE=str(tmp_path / "xet-down")) == want
+    assert "GET /api/zoo/cas/fetch/" not in b.log_text()  # the xorbs came from the store, by presigned URLs
+    assert "/v1/reconstructions/" in b.log_text()
+    assert hub_client(b, code, tmp_path / "down-http", HF_HUB_DISABLE_XET="1") == want
+    hub_client(b, upload.format(token=TOKEN, repo="acme/xet-near", path=str(tmp_path / "near.bin")), tmp_path / "up2",
+               HF_XET_CACHE=str(tmp_path / "xet-up2"))
+    assert b.stats_full()["xet_bytes_in"] < 0.15 * len(base)  # 5% new, the rest deduplicated against a's upload

@@ -115,6 +115,7 @@ def test_xorb_and_shard_formats_round_trip_and_byte_grouping_inverts():
 # --- stock clients ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # ~12 s: four uploads, timm's model, three downloads
 def test_stock_uploads_go_through_xet_and_download_back_through_xet_and_plain_http(xhub, tmp_path):
     """upload_file, upload_folder, `hf upload` and timm's push_to_hf_hub, no environment variable set;
     then the same bytes back through hf_xet and, without it, over plain HTTP."""

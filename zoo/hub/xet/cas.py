@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
-from zoo.errors import CorruptBlobError, XetObjectError
+from zoo.errors import CorruptBlobError, RequestTooLarge, XetObjectError
 from zoo.hub.xet import formats as fm
 from zoo.hub.xet.formats import hash_hex
 from zoo.store.objects import json_update
@@ -201,10 +201,15 @@ class XetStore:
         return found
 
     def accept_shard(self, data: bytes, scope: str, may_read: Callable[[str], bool],
-                     mark_blob: Callable[[str], None]) -> list[str]:
+                     mark_blob: Callable[[str], None], max_file: int) -> list[str]:
         """Turn an uploaded shard into blobs: the sha256 of each file it records, after checking every
-        claim in it. Nothing is stored unless every file checks out."""
+        claim in it. Nothing is stored unless every file checks out. A file over ``max_file`` bytes
+        is refused as an LFS upload over the server's limit is (a shard of a few bytes could
+        otherwise make the server rebuild terabytes from one stored xorb)."""
         shard = fm.parse_shard(data)
+        for f in shard.files:
+            if f.size > max_file:
+                raise RequestTooLarge(f"file {hash_hex(f.hash)} of {f.size} bytes: over the {max_file} byte limit")
         for x in shard.xorbs:  # the xorbs this upload made: stored, and as the server indexed them
             xorb = hash_hex(x.hash)
             index = self.index(xorb)

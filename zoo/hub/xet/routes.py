@@ -177,7 +177,7 @@ async def upload_shard(hub, request: Request) -> Response:
     store = hub.served.stores[grant.kind]
     await run_in_threadpool(store.writable, grant.repo_id)
     await run_in_threadpool(hub.served.xet.accept_shard, data, grant.scope, _may_read(hub, grant),
-                            lambda sha256: store.mark_blob(grant.repo_id, sha256))
+                            lambda sha256: store.mark_blob(grant.repo_id, sha256), hub.max_upload)
     return JSONResponse({"result": 1})
 
 
