@@ -98,7 +98,7 @@ def finetune_case(url: str, tmp: Path) -> tuple[int, int, int]:
     data = make_digits(tmp / "digits", 100)
     run, merged = tmp / "run", tmp / "merged"
     env = {**os.environ, "ZOO_ENGINE": "torch"}
-    for args in (["finetune", "efficientnet_lite0", str(data), "--strategy", "partial", "--epochs", "2", "--out", str(run)],
+    for args in (["finetune", "efficientnet_lite0", "--data", str(data), "--strategy", "partial", "--epochs", "2", "--out", str(run)],
                  ["export", str(run), "--merged", str(merged)]):
         r = subprocess.run([sys.executable, "-m", "zoo", *args], env=env, capture_output=True, text=True)
         if r.returncode != 0:
@@ -135,7 +135,10 @@ def main() -> int:
             (tmp / "first.bin").write_bytes(first)
             size = len(first)
             t_xet, got = upload(url, tmp, "bench/first", tmp / "first.bin")
-            t_lfs, _ = upload(url, tmp, "bench/first-lfs", tmp / "first.bin", xet=False)
+            # the same size of other noise: the blob the Xet upload made must not spare the LFS one anything
+            (tmp / "other.bin").write_bytes(np.random.default_rng(99).standard_normal(args.mb * 250_000)
+                                            .astype(np.float32).tobytes())
+            t_lfs, _ = upload(url, tmp, "bench/first-lfs", tmp / "other.bin", xet=False)
             print(f"{args.mb} MB upload, stock defaults (Xet): {t_xet:.1f} s, {got / size:.3f} of the bytes as xorbs")
             print(f"{args.mb} MB upload, HF_HUB_DISABLE_XET=1 (LFS basic): {t_lfs:.1f} s; Xet/LFS time {t_xet / t_lfs:.2f}")
             fractions = {}
