@@ -215,6 +215,10 @@ def test_tokens_are_scoped_to_one_repo_and_a_caller_who_may(xhub):
     assert r.headers["X-Xet-Access-Token"] == body["accessToken"]
     xorb, name, _ = _crafted(_floats(100_000, 6))
     read = _xet_token(xhub, "alice/scoped", ALICE, write=False)
+    # a gated repo's read token needs a token that may read it, as its files do
+    assert requests.put(f"{xhub.url}/api/models/alice/scoped/settings", headers=_auth(ALICE), json={"gated": "auto"},
+                        timeout=10).status_code == 200
+    assert requests.get(f"{xhub.url}/api/models/alice/scoped/xet-read-token/main", timeout=10).status_code == 401
     for token in (None, "forged." + "0" * 64, body["accessToken"][:-2] + "00", read):
         r = _cas(xhub, "POST", f"/v1/xorbs/default/{name}", token, data=xorb)
         assert r.status_code == 401 and r.json()["error"]
@@ -249,6 +253,8 @@ def test_a_read_token_reconstructs_only_files_of_its_repo_at_its_revision(xhub, 
                      timeout=10)
     assert r.status_code == 206 and b"".join(fm.decode_chunks(r.content, 3))[body["offset_into_first_range"]:] == data[70000:]
     assert requests.get(fetch["url"].replace("sig=", "sig=1"), timeout=10).status_code == 403
+    # the URL fetches the chunks of this file's range, not the rest of the xorb (it may hold other files)
+    assert requests.get(fetch["url"], headers={"range": "bytes=0-"}, timeout=10).status_code == 416
     # a token of another repo (public, readable by all) does not reach this file
     other = _xet_token(xhub, "alice/public", None, write=False)
     assert _cas(xhub, "GET", f"/v1/reconstructions/{file_id}", other).status_code == 404
@@ -267,12 +273,22 @@ def test_lying_or_malformed_xorbs_are_refused_and_nothing_is_stored(xhub):
     other = _crafted(_floats(300_000, 9))[1]
     bad_lz4 = bytearray(xorb)
     bad_lz4[8:12] = b"\0\0\0\0"  # the first chunk's LZ4 frame magic
+    import lz4.frame
+
+    raw = os.urandom(1000) * 8
+    frame = lz4.frame.compress(raw) + b"JUNK"  # a frame hf_xet's decoder would read on past, and fail
+    trailing = bytes([0]) + len(frame).to_bytes(3, "little") + bytes([1]) + len(raw).to_bytes(3, "little") + frame
+    trailing_name = fm.hash_hex(fm.merkle_root([(fm.chunk_hash(raw), len(raw))]))
+    zeros = fm.serialize_xorb([bytes(fm.MAX_CHUNK)] * 600)  # 3 MB sent, 75 MiB to decompress
+    zeros_name = fm.hash_hex(fm.merkle_root([(fm.chunk_hash(bytes(fm.MAX_CHUNK)), fm.MAX_CHUNK)] * 600))
     cases = {
         "hash to": (other, xorb),  # honest bytes under another xorb's name
         "truncated": (name, xorb[:-100]),
         "LZ4": (name, bytes(bad_lz4)),
         "version": (name, b"\x07" + xorb[1:]),
         "no chunks": (name, b""),
+        "after the LZ4 frame": (trailing_name, trailing),
+        "uncompressed": (zeros_name, zeros),
     }
     for why, (url_hash, body) in cases.items():
         r = _cas(xhub, "POST", f"/v1/xorbs/default/{url_hash}", token, data=body)
@@ -317,8 +333,12 @@ def test_shards_that_lie_about_their_files_are_refused_and_nothing_is_committed(
     for why, body in cases.items():
         r = _cas(xhub, "POST", "/v1/shards", token, data=body)
         assert r.status_code == 400 and why in r.json()["error"], (why, r.text)
-    r = _cas(xhub, "POST", "/v1/shards", _xet_token(xhub, "bob/lies", BOB), data=secret_shard)
+    bob = _xet_token(xhub, "bob/lies", BOB)
+    r = _cas(xhub, "POST", "/v1/shards", bob, data=secret_shard)
     assert r.status_code == 400 and "does not hold" in r.json()["error"]  # bob may not read alice/secret
+    # acme/lies is public: bob may use its xorb, but only ranges whose chunks he proves he knows
+    r = _cas(xhub, "POST", "/v1/shards", bob, data=variant(verification=None))
+    assert r.status_code == 400 and "verification entry" in r.json()["error"]
     assert not _stored(xhub, f"blobs/{info.sha256}", f"blobs/{secret_info.sha256}")
     # a commit may not name what no accepted shard (or LFS upload) produced
     commit = requests.post(f"{xhub.url}/api/models/acme/lies/commit/main", headers=_auth(TOKEN), timeout=30, data=(
@@ -329,3 +349,4 @@ def test_shards_that_lie_about_their_files_are_refused_and_nothing_is_committed(
     # the honest shard is accepted, and then the commit is
     assert _cas(xhub, "POST", "/v1/shards", token, data=_shard(info, xorb)).status_code == 200
     assert _stored(xhub, f"blobs/{info.sha256}")
+    assert _cas(xhub, "POST", "/v1/shards", bob, data=_shard(info)).status_code == 200  # verified: he has the bytes

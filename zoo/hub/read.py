@@ -12,8 +12,8 @@ A revision is a branch, a tag, ``refs/pr/N`` or a commit id; clients send it per
 (``refs%2Fpr%2F1``), which the server's path decoding would split, so the app keeps such slashes
 as :data:`SLASH` and :func:`revision_of` restores them. Errors carry ``X-Error-Code``
 (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``, ``GatedRepo``), which huggingface_hub
-turns into its typed exceptions. No ``X-Xet-*`` header is ever sent (the client would switch to
-the Xet protocol). Paths are looked up in the repo's file map, never joined onto the file system,
+turns into its typed exceptions. ``X-Xet-Hash`` is sent only for a file whose reconstruction the
+Xet store holds (zoo/hub/xet): a client with hf_xet then downloads it as xorbs. Paths are looked up in the repo's file map, never joined onto the file system,
 and a path that tries to escape (``..``, absolute) is a 400.
 """
 

@@ -44,7 +44,8 @@ XORB_IDENT = b"XETBLOB"
 
 MAX_CHUNK = 128 * 1024  # bytes of one chunk, uncompressed
 MAX_XORB_CHUNKS = 8 * 1024
-MAX_XORB_BYTES = 64 * 1024 * 1024 + MAX_XORB_CHUNKS * 8  # 64 MiB of chunks and their headers
+MAX_XORB_DATA = 64 * 1024 * 1024  # uncompressed bytes of one xorb
+MAX_XORB_BYTES = MAX_XORB_DATA + MAX_XORB_CHUNKS * 8  # its chunks as sent, headers included
 #: a chunk whose hash is 0 modulo this is one the dedupe query may be asked about
 GLOBAL_DEDUP_MODULUS = 1024
 FLAG_VERIFICATION, FLAG_METADATA_EXT = 1 << 31, 1 << 30
@@ -151,6 +152,8 @@ def _lz4(payload: bytes, size: int, where: str) -> bytes:
     if not d.eof or len(out) != size:
         raise XetObjectError(f"{where}: the LZ4 frame holds {len(out)}{'+' if not d.eof else ''} bytes, "
                              f"its header says {size}")
+    if d.unused_data:  # hf_xet's decoder reads on past the frame and fails: every download would
+        raise XetObjectError(f"{where}: {len(d.unused_data)} bytes after the LZ4 frame")
     return out
 
 
@@ -204,11 +207,14 @@ def parse_xorb(data: bytes, where: str = "xorb") -> tuple[list[Chunk], int]:
     """Every chunk of an uploaded xorb, decompressed and hashed; and how many bytes are chunks (a
     footer, if the client sent one, is not kept: the server's own index replaces it)."""
     chunks: list[Chunk] = []
-    pos = 0
+    pos = total = 0
     while pos < len(data):
         if data[pos:pos + len(XORB_IDENT)] == XORB_IDENT:
             break
         scheme, clen, ulen = chunk_header(data, pos, where)
+        total += ulen
+        if total > MAX_XORB_DATA:  # a megabyte of LZ4 would otherwise cost a gigabyte of work
+            raise XetObjectError(f"{where}: over {MAX_XORB_DATA} bytes uncompressed")
         raw = decode_chunk(scheme, data[pos + 8:pos + 8 + clen], ulen, f"{where}, chunk {len(chunks)}")
         chunks.append(Chunk(pos, pos + 8 + clen, ulen, chunk_hash(raw)))
         pos += 8 + clen

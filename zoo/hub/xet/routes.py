@@ -118,6 +118,8 @@ def token_response(hub, request: Request, write: bool) -> Response:
     elif hub.served.at(repo_id, revision, kind) is None:
         return hub_error(404, "RevisionNotFound", f"revision {revision} not found in {repo_id}")
     identity = getattr(request.state, "identity", None)
+    if not write and (hub.served.record(repo_id, kind) or {}).get("gated") and not (identity and identity.can_read(repo_id)):
+        return hub_error(401, "GatedRepo", f"Access to {repo_id} is restricted: send a token that may read it (HF_TOKEN)")
     caller = hashlib.sha256(identity.token.encode()).hexdigest() if identity else ""
     token, exp = hub.xet_tokens.issue(Grant(scope_of(kind, repo_id), revision, write, caller))
     url = cas_url(request)
@@ -189,46 +191,64 @@ async def reconstruction(hub, request: Request) -> Response:
     def answer():
         record = served.xet.file_record(file_hash)
         repo = served.at(grant.repo_id, grant.revision, grant.kind) if record else None
-        if repo is None or not any(f.sha256 == record["sha256"] for f in repo.files.values()):
+        if repo is None or not any(f.sha256 == record["sha256"] for f in repo.files.values()) \
+                or not _still_readable(hub, grant):
             return hub_error(404, None, f"no file {file_hash} in {grant.repo_id} at {grant.revision}")
         wanted = byte_range(request.headers.get("range"), record["size"])
         if wanted == "unsatisfiable":
             return hub_error(416, None, "range not satisfiable")
-        base = str(request.base_url).rstrip("/")
-        out = served.xet.reconstruction(record, wanted, lambda xorb: fetch_url(hub, base, xorb))
+        base, may_read = str(request.base_url).rstrip("/"), _may_read(hub, grant)
+        out = served.xet.reconstruction(record, wanted, lambda index, a, b: fetch_url(hub, base, index, a, b, may_read))
         if out is None:
             return hub_error(416, None, "range not satisfiable")
         return JSONResponse(out)
     return await run_in_threadpool(answer)
 
 
-def fetch_url(hub, base: str, xorb: str) -> str:
-    """Where a client fetches a xorb's bytes: a presigned GET of the store (S3), else this server."""
-    if hub.served.blobs.redirect:
-        url = hub.served.storage.url(hub.served.xet.xorb_key(xorb), FETCH_LIFETIME)
-        if url:
-            return url
-    return f"{base}{CAS_PREFIX}/fetch/{xorb}?sig={hub.auth.sign('xet-xorb', xorb, 0, int(time.time()) + FETCH_LIFETIME)}"
+def _still_readable(hub, grant: Grant) -> bool:
+    """Whether the token's caller may still read its repo (made private or gated since it was issued?).
+    A repo nobody uploaded (a cached card's) is public."""
+    record = hub.served.record(grant.repo_id, grant.kind)
+    return record is None or _may_read(hub, grant)(grant.scope)
+
+
+def fetch_url(hub, base: str, index, first: int, last: int, may_read) -> str:
+    """Where a client fetches bytes ``first..last`` of a xorb: a URL good for that range only, on
+    this server (any server behind the store honours it), signed with the hub's secret. A
+    presigned GET of the S3 store instead, which reads the whole object, only when every repo that
+    sent or uses the xorb is one the caller may read: a xorb may hold chunks of files in other repos."""
+    xet, storage = hub.served.xet, hub.served.storage
+    if hub.served.blobs.redirect and storage.shared:
+        owners = xet.owners(index.hash)
+        if all(may_read(scope) for scope in owners["sent"] + owners["used"]):
+            return storage.url(index.key, FETCH_LIFETIME)
+    what = f"{index.hash}:{first}-{last}"
+    return (f"{base}{CAS_PREFIX}/fetch/{index.hash}?range={first}-{last}"
+            f"&sig={hub.auth.sign('xet-xorb', what, 0, int(time.time()) + FETCH_LIFETIME)}")
 
 
 async def fetch_xorb(hub, request: Request) -> Response:
-    """A xorb's bytes by the signed URL a reconstruction handed out (no token: the URL is the grant)."""
-    xorb = request.path_params["hash"]
-    if not fm.is_hash_hex(xorb) or not hub.auth.check_signature("xet-xorb", xorb, 0, request.query_params.get("sig", "")):
+    """Bytes of a xorb by the signed URL a reconstruction handed out (no token: the URL is the
+    grant), within the range it was signed for."""
+    xorb, signed = request.path_params["hash"], request.query_params.get("range", "")
+    first, _, last = signed.partition("-")
+    if not fm.is_hash_hex(xorb) or not (first.isdigit() and last.isdigit()) or len(signed) > 24 or \
+            not hub.auth.check_signature("xet-xorb", f"{xorb}:{signed}", 0, request.query_params.get("sig", "")):
         return hub_error(403, None, "invalid or expired xorb fetch URL: ask for the reconstruction again")
     index = await run_in_threadpool(hub.served.xet.index, xorb)
     if index is None:
         return hub_error(404, None, f"xorb {xorb} is not stored")
-    size = index.ends[-1]
-    wanted = byte_range(request.headers.get("range"), size)
-    if wanted == "unsatisfiable":
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
-    start, end = wanted or (0, size - 1)
+    first, last = int(first), min(int(last), index.ends[-1] - 1)
+    size = last - first + 1
+    wanted = byte_range(request.headers.get("range"), index.ends[-1])
+    start, end = wanted if isinstance(wanted, tuple) else (first, last)
+    if start < first or end > last or size <= 0:
+        return hub_error(416, None, f"this URL fetches bytes {first}-{last} of the xorb only")
     headers = {"Content-Length": str(end - start + 1), "Accept-Ranges": "bytes"}
     if wanted:
-        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        headers["Content-Range"] = f"bytes {start}-{end}/{index.ends[-1]}"
     hub.served.bytes_out += end - start + 1
-    return StreamingResponse(hub.served.storage.stream(hub.served.xet.xorb_key(xorb), start=start, end=end),
+    return StreamingResponse(hub.served.storage.stream(index.key, start=start, end=end),
                              status_code=206 if wanted else 200, headers=headers, media_type="application/octet-stream")
 
 
