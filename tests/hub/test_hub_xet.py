@@ -219,7 +219,15 @@ def test_tokens_are_scoped_to_one_repo_and_a_caller_who_may(xhub):
     assert requests.put(f"{xhub.url}/api/models/alice/scoped/settings", headers=_auth(ALICE), json={"gated": "auto"},
                         timeout=10).status_code == 200
     assert requests.get(f"{xhub.url}/api/models/alice/scoped/xet-read-token/main", timeout=10).status_code == 401
-    for token in (None, "forged." + "0" * 64, body["accessToken"][:-2] + "00", read):
+    import base64
+    import hmac
+
+    secret = (xhub.root / "hub-secret").read_bytes().strip()  # what only the server knows: a token it signed, expired
+    payload = base64.urlsafe_b64encode(json.dumps({"s": "model:alice/scoped", "r": "main", "w": True, "c": "",
+                                                   "exp": int(time.time()) - 1}).encode()).rstrip(b"=").decode()
+    expired = f"{payload}.{hmac.new(secret, f'xet-token:{payload}'.encode(), hashlib.sha256).hexdigest()}"
+    assert "expired" in _cas(xhub, "POST", f"/v1/xorbs/default/{name}", expired, data=xorb).json()["error"]
+    for token in (None, "forged." + "0" * 64, body["accessToken"][:-2] + "00", read, expired):
         r = _cas(xhub, "POST", f"/v1/xorbs/default/{name}", token, data=xorb)
         assert r.status_code == 401 and r.json()["error"]
     assert not _stored(xhub, f"xet/xorbs/{name}")
