@@ -60,14 +60,23 @@ def _check_text(value) -> None:
             _check_text(v)
 
 
-async def _json(request: Request, limit: int = JSON_MAX, strict: bool = False):
-    """The body as JSON (None when it is not JSON: each handler says what it expected; with
-    ``strict``, None only for an empty body, and :class:`MalformedRequest` for one that is not JSON)."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, or :class:`RequestTooLarge` as soon as it (or its declared length) is over ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"request body of {declared} bytes: over this route's {limit}")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise RequestTooLarge("request body too large")
+            raise RequestTooLarge(f"request body over this route's {limit} bytes")
+    return bytes(body)
+
+
+async def _json(request: Request, limit: int = JSON_MAX, strict: bool = False):
+    """The body as JSON (None when it is not JSON: each handler says what it expected; with
+    ``strict``, None only for an empty body, and :class:`MalformedRequest` for one that is not JSON)."""
+    body = await read_body(request, limit)
     if strict and not body.strip():
         return None
     try:

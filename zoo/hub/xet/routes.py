@@ -27,8 +27,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from zoo.errors import RequestTooLarge, XetTokenError
+from zoo.errors import XetTokenError
 from zoo.hub.read import byte_range, hub_error, kind_of, repo_id_of, revision_of
+from zoo.hub.write import read_body
 from zoo.hub.xet import formats as fm
 from zoo.hub.xet.cas import MAX_SHARD_BYTES
 
@@ -127,18 +128,6 @@ def token_response(hub, request: Request, write: bool) -> Response:
                         headers={"X-Xet-Cas-Url": url, "X-Xet-Access-Token": token, "X-Xet-Token-Expiration": str(exp)})
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"body of {declared} bytes, over this route's {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise RequestTooLarge(f"body over this route's {limit} bytes")
-    return bytes(body)
-
-
 def _may_read(hub, grant: Grant):
     """Whether the caller of ``grant`` may read the repo of a scope (cached for the request)."""
     identity, seen = hub.xet_tokens.identity(grant), {}
@@ -166,7 +155,7 @@ async def chunk_query(hub, request: Request) -> Response:
 
 async def upload_xorb(hub, request: Request) -> Response:
     grant = hub.xet_tokens.check(request, write=True)
-    data = await _body(request, min(fm.MAX_XORB_BYTES + (1 << 20), hub.max_upload))
+    data = await read_body(request, min(fm.MAX_XORB_BYTES + (1 << 20), hub.max_upload))
     new = await run_in_threadpool(hub.served.xet.put_xorb, request.path_params["hash"], data, grant.scope)
     hub.served.bytes_in += len(data)
     hub.served.xet_bytes_in += len(data)
@@ -175,7 +164,7 @@ async def upload_xorb(hub, request: Request) -> Response:
 
 async def upload_shard(hub, request: Request) -> Response:
     grant = hub.xet_tokens.check(request, write=True)
-    data = await _body(request, MAX_SHARD_BYTES)
+    data = await read_body(request, MAX_SHARD_BYTES)
     store = hub.served.stores[grant.kind]
     await run_in_threadpool(store.writable, grant.repo_id)
     await run_in_threadpool(hub.served.xet.accept_shard, data, grant.scope, _may_read(hub, grant),
